@@ -1,0 +1,330 @@
+"""The model registry in S3: immutable numbered versions, alias objects and status tags.
+
+Layout (one bucket, versioning on)::
+
+    models/<name>/versions/<n>/manifest.json   write-once, claims the number (IfNoneMatch="*")
+    models/<name>/versions/<n>/model.onnx      tags model=<name>, version=<n>, status=active|retired
+    models/<name>/versions/<n>/<artifact>      anything pre/post-processing needs
+    models/<name>/aliases/<alias>.json         {"version": n, "previous": m, "updated_at": ...}
+
+Conditional writes make the two races safe: two publishers never get the same number, and two
+alias moves never lose an update.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+import boto3
+from botocore.exceptions import ClientError
+
+from maas.errors import Conflict, NotFound, RegistryError
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+MODEL_FILE = "model.onnx"
+MANIFEST_NAME = "manifest.json"
+STATUS_ACTIVE = "active"
+STATUS_RETIRED = "retired"
+ROOT = "models"
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_ALIAS = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_MAX_CLAIM_ATTEMPTS = 50
+
+Progress = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    """Default progress sink: say nothing."""
+
+
+def check_model_name(name: str) -> str:
+    """A model name is a Python identifier, so ``functions.<name>.app`` imports."""
+    if not _NAME.match(name):
+        raise NotFound(f"model name {name!r} is not a valid identifier", code="invalid_model_name", field="name")
+    return name
+
+
+def check_alias(alias: str) -> str:
+    if not _ALIAS.match(alias):
+        raise Conflict(f"alias {alias!r} must be 1-64 letters, digits, '_', '.' or '-'", code="invalid_alias",
+                       field="alias")
+    return alias
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _error_code(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code", ""))
+
+
+def _is_missing(error: ClientError) -> bool:
+    return _error_code(error) in {"NoSuchKey", "404", "NotFound"}
+
+
+def _is_precondition(error: ClientError) -> bool:
+    return _error_code(error) in {"PreconditionFailed", "412", "ConditionalRequestConflict"}
+
+
+@dataclass(frozen=True, slots=True)
+class Alias:
+    """Where an alias points, and where it pointed before (for rollback)."""
+
+    name: str
+    alias: str
+    version: int
+    previous: int | None
+    updated_at: str
+    etag: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"version": self.version, "previous": self.previous, "updated_at": self.updated_at}
+
+
+@dataclass(frozen=True, slots=True)
+class PublishedVersion:
+    name: str
+    version: int
+    manifest: dict[str, Any]
+
+
+class ModelRegistry:
+    """Reads and writes the registry bucket. The client is injected so tests pass moto's."""
+
+    def __init__(self, bucket: str, s3_client: S3Client | None = None) -> None:
+        self.bucket = bucket
+        self._s3 = s3_client
+
+    @property
+    def s3(self) -> S3Client:
+        if self._s3 is None:
+            self._s3 = boto3.client("s3")
+        return self._s3
+
+    # --- layout -------------------------------------------------------------------------------
+
+    @staticmethod
+    def model_prefix(name: str) -> str:
+        return f"{ROOT}/{check_model_name(name)}/"
+
+    @classmethod
+    def version_prefix(cls, name: str, version: int) -> str:
+        return f"{cls.model_prefix(name)}versions/{int(version)}/"
+
+    @classmethod
+    def object_key(cls, name: str, version: int, filename: str) -> str:
+        return cls.version_prefix(name, version) + filename
+
+    @classmethod
+    def alias_key(cls, name: str, alias: str) -> str:
+        return f"{cls.model_prefix(name)}aliases/{check_alias(alias)}.json"
+
+    # --- reading ------------------------------------------------------------------------------
+
+    def _common_prefixes(self, prefix: str) -> Iterator[str]:
+        paginator = self.s3.get_paginator("list_objects_v2")
+        try:
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix, Delimiter="/"):
+                for entry in page.get("CommonPrefixes", []):
+                    yield entry["Prefix"][len(prefix) :].rstrip("/")
+        except ClientError as error:
+            raise RegistryError(f"cannot list s3://{self.bucket}/{prefix}: {error}") from error
+
+    def list_models(self) -> list[str]:
+        return sorted(p for p in self._common_prefixes(f"{ROOT}/") if _NAME.match(p))
+
+    def list_versions(self, name: str) -> list[int]:
+        found = self._common_prefixes(f"{self.model_prefix(name)}versions/")
+        return sorted(int(v) for v in found if v.isdigit())
+
+    def list_aliases(self, name: str) -> list[Alias]:
+        prefix = f"{self.model_prefix(name)}aliases/"
+        paginator = self.s3.get_paginator("list_objects_v2")
+        names = [
+            entry["Key"][len(prefix) : -len(".json")]
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix)
+            for entry in page.get("Contents", [])
+            if entry["Key"].endswith(".json")
+        ]
+        aliases = [self.get_alias(name, alias) for alias in sorted(names)]
+        return [a for a in aliases if a is not None]
+
+    def _get_json(self, key: str) -> tuple[dict[str, Any], str] | None:
+        try:
+            response = self.s3.get_object(Bucket=self.bucket, Key=key)
+        except ClientError as error:
+            if _is_missing(error):
+                return None
+            raise RegistryError(f"cannot read s3://{self.bucket}/{key}: {error}") from error
+        document = json.loads(response["Body"].read())
+        return document, str(response["ETag"])
+
+    def read_manifest(self, name: str, version: int) -> dict[str, Any]:
+        found = self._get_json(self.object_key(name, version, MANIFEST_NAME))
+        if found is None:
+            raise NotFound(f"model {name!r} has no version {version}", code="version_not_found", field="version")
+        return found[0]
+
+    def get_alias(self, name: str, alias: str) -> Alias | None:
+        found = self._get_json(self.alias_key(name, alias))
+        if found is None:
+            return None
+        document, etag = found
+        return Alias(
+            name=name,
+            alias=alias,
+            version=int(document["version"]),
+            previous=None if document.get("previous") is None else int(document["previous"]),
+            updated_at=str(document.get("updated_at", "")),
+            etag=etag,
+        )
+
+    def status(self, name: str, version: int) -> str:
+        """The version's status tag; a version whose model object is missing is not servable."""
+        try:
+            tags = self.s3.get_object_tagging(Bucket=self.bucket, Key=self.object_key(name, version, MODEL_FILE))
+        except ClientError as error:
+            if _is_missing(error):
+                raise NotFound(f"model {name!r} version {version} has no model object",
+                               code="version_not_found", field="version") from error
+            raise RegistryError(f"cannot read tags of {name} v{version}: {error}") from error
+        values = {tag["Key"]: tag["Value"] for tag in tags.get("TagSet", [])}
+        return values.get("status", "unknown")
+
+    def download(self, name: str, version: int, filename: str, destination: Path) -> None:
+        key = self.object_key(name, version, filename)
+        try:
+            self.s3.download_file(self.bucket, key, str(destination))
+        except ClientError as error:
+            if _is_missing(error):
+                raise NotFound(f"s3://{self.bucket}/{key} does not exist", code="object_missing") from error
+            raise RegistryError(f"cannot download s3://{self.bucket}/{key}: {error}") from error
+
+    # --- writing ------------------------------------------------------------------------------
+
+    def next_version(self, name: str) -> int:
+        versions = self.list_versions(name)
+        return (versions[-1] + 1) if versions else 1
+
+    def _claim(self, name: str, manifest: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """Claim the next free number by creating its manifest; a taken number is skipped, never overwritten."""
+        candidate = self.next_version(name)
+        for _ in range(_MAX_CLAIM_ATTEMPTS):
+            claimed = {**manifest, "name": name, "version": candidate, "published_at": utc_now()}
+            try:
+                self.s3.put_object(
+                    Bucket=self.bucket,
+                    Key=self.object_key(name, candidate, MANIFEST_NAME),
+                    Body=json.dumps(claimed, indent=2, sort_keys=True).encode(),
+                    ContentType="application/json",
+                    IfNoneMatch="*",
+                )
+            except ClientError as error:
+                if _is_precondition(error):
+                    candidate = max(candidate + 1, self.next_version(name))
+                    continue
+                raise RegistryError(f"cannot write to s3://{self.bucket}: {error}") from error
+            return candidate, claimed
+        raise Conflict(f"could not claim a version number for {name!r} after {_MAX_CLAIM_ATTEMPTS} attempts")
+
+    def _put_file(self, name: str, version: int, path: Path, *, tags: dict[str, str] | None = None) -> None:
+        extra: dict[str, Any] = {}
+        if tags:
+            extra["Tagging"] = "&".join(f"{quote(k)}={quote(v)}" for k, v in tags.items())
+        with path.open("rb") as body:
+            try:
+                self.s3.put_object(
+                    Bucket=self.bucket,
+                    Key=self.object_key(name, version, path.name),
+                    Body=body,
+                    IfNoneMatch="*",
+                    **extra,
+                )
+            except ClientError as error:
+                raise RegistryError(f"cannot upload {path.name} for {name} v{version}: {error}") from error
+
+    def publish(self, model_dir: Path, *, progress: Progress = _quiet) -> PublishedVersion:
+        """Upload a trained model directory as the next version of its model.
+
+        The files are checked against the manifest's sha256 first, so what is published is what
+        passed the parity gate.
+        """
+        manifest_path = model_dir / MANIFEST_NAME
+        if not manifest_path.is_file():
+            raise NotFound(f"{manifest_path} does not exist: train a model into {model_dir} first",
+                           code="manifest_missing")
+        manifest = json.loads(manifest_path.read_text())
+        name = check_model_name(str(manifest.get("name", "")))
+        files = {MODEL_FILE: manifest.get("model", {}), **manifest.get("artifacts", {})}
+        for filename, expected in files.items():
+            path = model_dir / filename
+            if not path.is_file():
+                raise NotFound(f"{path} is named in the manifest but missing", code="artifact_missing")
+            if sha256_file(path) != expected.get("sha256"):
+                raise Conflict(f"{path} does not match the sha256 in its manifest", code="sha256_mismatch")
+        version, claimed = self._claim(name, manifest)
+        progress(f"claimed {name} version {version}")
+        for filename in files:
+            if filename == MODEL_FILE:
+                continue
+            self._put_file(name, version, model_dir / filename)
+        tags = {"model": name, "version": str(version), "status": STATUS_ACTIVE}
+        self._put_file(name, version, model_dir / MODEL_FILE, tags=tags)
+        progress(f"uploaded {len(files)} file(s) to s3://{self.bucket}/{self.version_prefix(name, version)}")
+        return PublishedVersion(name=name, version=version, manifest=claimed)
+
+    def set_alias(self, name: str, alias: str, version: int) -> Alias:
+        """Point ``alias`` at ``version``, remembering the previous target.
+
+        The write is conditional on the alias object's ETag (or on its absence), so a concurrent
+        move makes this one fail with ``Conflict`` instead of being silently overwritten.
+        """
+        self.read_manifest(name, version)
+        status = self.status(name, version)
+        if status != STATUS_ACTIVE:
+            raise Conflict(f"model {name!r} version {version} is {status}: only active versions can be aliased",
+                           code="version_not_active", field="version")
+        current = self.get_alias(name, alias)
+        document = {
+            "version": int(version),
+            "previous": None if current is None else current.version,
+            "updated_at": utc_now(),
+        }
+        condition = {"IfNoneMatch": "*"} if current is None else {"IfMatch": current.etag}
+        try:
+            response = self.s3.put_object(
+                Bucket=self.bucket,
+                Key=self.alias_key(name, alias),
+                Body=json.dumps(document).encode(),
+                ContentType="application/json",
+                **condition,  # type: ignore[arg-type]
+            )
+        except ClientError as error:
+            if _is_precondition(error):
+                raise Conflict(
+                    f"alias {alias!r} of {name!r} was moved by someone else meanwhile; read it again and retry",
+                    code="alias_conflict",
+                    field="alias",
+                ) from error
+            raise RegistryError(f"cannot write alias {alias!r} of {name!r}: {error}") from error
+        return Alias(name, alias, int(version), document["previous"], document["updated_at"],
+                     str(response["ETag"]))

@@ -1,0 +1,41 @@
+"""Per-environment state of one model function, created lazily on the first request.
+
+Importing a handler builds nothing that needs AWS or configuration; a missing setting becomes a
+clear error on the first request instead of an import crash.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from maas.service import ModelService
+from maas.settings import Settings
+
+
+class ModelRuntime:
+    def __init__(self, model_name: str) -> None:
+        self.model_name = model_name
+        self._environ: Mapping[str, str] | None = None
+        self._s3_client: Any | None = None
+        self._settings: Settings | None = None
+        self._service: ModelService | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = Settings.from_env(self.model_name, self._environ)
+        return self._settings
+
+    @property
+    def service(self) -> ModelService:
+        if self._service is None:
+            self._service = ModelService.from_settings(self.settings, self._s3_client)
+        return self._service
+
+    def reset(self, environ: Mapping[str, str] | None = None, s3_client: Any | None = None) -> None:
+        """Forget everything loaded, as a new execution environment would (tests, local tools)."""
+        self._environ = environ
+        self._s3_client = s3_client
+        self._settings = None
+        self._service = None

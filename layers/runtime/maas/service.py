@@ -1,0 +1,125 @@
+"""Which version answers, and its loaded session: alias resolution with a TTL, over the store.
+
+One ``ModelService`` lives per execution environment. Nothing here touches AWS until the first
+request asks for a model, so importing a handler is cheap and safe in tests.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from maas.errors import ModelUnavailable, NotFound
+from maas.predictor import Predictor
+from maas.registry import STATUS_ACTIVE, ModelRegistry
+from maas.settings import Settings
+from maas.store import LocalVersion, ModelStore
+from maas.tasks import Task, task_for
+
+
+@dataclass(frozen=True, slots=True)
+class ServedModel:
+    """A loaded version: what answers a request, and what the response names."""
+
+    name: str
+    version: int
+    manifest: dict[str, Any]
+    task: Task
+    load_ms: float
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "model_name": self.name,
+            "model_version": str(self.version),
+            "task": self.manifest.get("task"),
+            "created_at": self.manifest.get("created_at"),
+            "published_at": self.manifest.get("published_at"),
+            "signature": {
+                "inputs": [spec.to_dict() for spec in self.task.predictor.inputs],
+                "outputs": [spec.to_dict() for spec in self.task.predictor.outputs],
+            },
+            "labels": self.manifest.get("labels", []),
+            "metrics": self.manifest.get("metrics", {}),
+            "framework": self.manifest.get("framework", {}),
+        }
+
+
+@dataclass
+class _Resolved:
+    version: int
+    at: float
+
+
+@dataclass
+class ModelService:
+    settings: Settings
+    registry: ModelRegistry
+    store: ModelStore
+    clock: Callable[[], float] = time.monotonic
+    _loaded: dict[int, ServedModel] = field(default_factory=dict)
+    _alias: _Resolved | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, s3_client: Any | None = None) -> ModelService:
+        registry = ModelRegistry(settings.model_bucket, s3_client)
+        return cls(settings=settings, registry=registry, store=ModelStore(registry, settings.model_cache_dir))
+
+    @property
+    def name(self) -> str:
+        return self.settings.model_name
+
+    def current(self) -> ServedModel:
+        """The version that answers now: the pinned one, else the alias's (re-read after its TTL)."""
+        version = self.settings.model_version or self._resolve_alias()
+        return self.load(version)
+
+    def _resolve_alias(self) -> int:
+        now = self.clock()
+        cached = self._alias
+        if cached is not None and now - cached.at < self.settings.alias_ttl_seconds:
+            return cached.version
+        alias = self.registry.get_alias(self.name, self.settings.model_alias)
+        if alias is None:
+            raise ModelUnavailable(
+                f"no usable version of model {self.name!r}: alias {self.settings.model_alias!r} is not set "
+                f"in s3://{self.settings.model_bucket}",
+                code="no_usable_version",
+            )
+        self._alias = _Resolved(alias.version, now)
+        return alias.version
+
+    def load(self, version: int) -> ServedModel:
+        """Download, verify and open a version once; later calls reuse the open session."""
+        with self._lock:
+            served = self._loaded.get(version)
+            if served is not None:
+                return served
+            started = time.perf_counter()
+            try:
+                status = self.registry.status(self.name, version)
+            except NotFound as error:
+                raise ModelUnavailable(
+                    f"no usable version of model {self.name!r}: version {version} "
+                    f"(alias {self.settings.model_alias!r}) is not in the registry",
+                    code="no_usable_version",
+                ) from error
+            if status != STATUS_ACTIVE:
+                raise ModelUnavailable(
+                    f"model {self.name!r} version {version} is {status} and is not served",
+                    code="version_not_active",
+                )
+            local: LocalVersion = self.store.fetch(self.name, version)
+            predictor = Predictor(local.model_path, threads=self.settings.session_threads)
+            served = ServedModel(
+                name=self.name,
+                version=version,
+                manifest=local.manifest,
+                task=task_for(predictor, local.manifest),
+                load_ms=(time.perf_counter() - started) * 1000.0,
+            )
+            self._loaded[version] = served
+            return served

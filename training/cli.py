@@ -1,0 +1,177 @@
+"""``maas``: train, publish and inspect models, invoke functions locally, run the demo."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from maas.errors import MaasError
+from maas.registry import ModelRegistry
+
+# Trainers are imported only when asked for: scikit-learn and TensorFlow are slow to import.
+TRAINERS = {"spam_nb": "training.models.spam_nb"}
+
+
+def _registry(args: argparse.Namespace) -> ModelRegistry:
+    bucket = args.bucket or os.environ.get("MODEL_BUCKET")
+    if not bucket:
+        raise MaasError("no registry bucket: pass --bucket or set MODEL_BUCKET", code="configuration_error")
+    return ModelRegistry(bucket)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from training.options import TrainOptions
+
+    trainer = importlib.import_module(TRAINERS[args.model])
+    options = TrainOptions(out=Path(args.out), seed=args.seed, epochs=args.epochs,
+                           data=Path(args.data) if args.data else None, dataset=args.dataset, limit=args.limit,
+                           quiet=args.quiet)
+    manifest = trainer.train(options)
+    metrics = manifest["metrics"]
+    print(f"{args.model}: accuracy {metrics.get('accuracy')}, F1 {metrics.get('f1')}, parity "
+          f"max |Δp| {manifest['parity']['max_abs_probability_diff']:.2e} -> {args.out}")
+    return 0
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    from training.progress import Progress
+
+    registry = _registry(args)
+    published = registry.publish(Path(args.dir), progress=Progress("publish"))
+    if args.alias:
+        registry.set_alias(published.name, args.alias, published.version)
+        print(f"alias {args.alias} -> {published.name} v{published.version}", file=sys.stderr)
+    print(published.version)
+    return 0
+
+
+def cmd_models_list(args: argparse.Namespace) -> int:
+    registry = _registry(args)
+    models = registry.list_models()
+    if not models:
+        print(f"s3://{registry.bucket} holds no models")
+        return 0
+    print(f"{'MODEL':<20} {'VERSIONS':<20} ALIASES")
+    for name in models:
+        versions = registry.list_versions(name)
+        aliases = ", ".join(f"{a.alias}->v{a.version}" for a in registry.list_aliases(name)) or "-"
+        print(f"{name:<20} {','.join(map(str, versions)) or '-':<20} {aliases}")
+    return 0
+
+
+def describe_version(registry: ModelRegistry, name: str, version: int | None) -> dict[str, Any]:
+    aliases = registry.list_aliases(name)
+    if version is None:
+        versions = registry.list_versions(name)
+        if not versions:
+            raise MaasError(f"model {name!r} has no versions in s3://{registry.bucket}", code="not_found")
+        production = next((a for a in aliases if a.alias == "production"), None)
+        version = production.version if production else versions[-1]
+    manifest = registry.read_manifest(name, version)
+    return {
+        "name": name,
+        "version": version,
+        "status": registry.status(name, version),
+        "aliases": sorted(a.alias for a in aliases if a.version == version),
+        "task": manifest.get("task"),
+        "created_at": manifest.get("created_at"),
+        "published_at": manifest.get("published_at"),
+        "sha256": manifest.get("model", {}).get("sha256"),
+        "size": manifest.get("model", {}).get("size"),
+        "labels": manifest.get("labels"),
+        "signature": manifest.get("signature"),
+        "metrics": manifest.get("metrics"),
+        "parity": manifest.get("parity"),
+        "framework": manifest.get("framework"),
+        "onnx": manifest.get("onnx"),
+        "provenance": manifest.get("provenance"),
+    }
+
+
+def cmd_models_describe(args: argparse.Namespace) -> int:
+    print(json.dumps(describe_version(_registry(args), args.name, args.version), indent=2))
+    return 0
+
+
+def cmd_invoke(args: argparse.Namespace) -> int:
+    from training.local import invoke, read_event
+
+    overrides = dict(item.split("=", 1) for item in args.env)
+    if args.bucket:
+        overrides["MODEL_BUCKET"] = args.bucket
+    response = invoke(args.model, read_event(Path(args.event)), overrides)
+    print(json.dumps(response, indent=2))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from training.demo import run_demo
+
+    return run_demo(Path(args.workdir))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="maas", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train a model, export ONNX, check parity, write a version folder")
+    train.add_argument("model", choices=sorted(TRAINERS))
+    train.add_argument("--out", required=True, help="folder to write model.onnx, manifest.json and artifacts to")
+    train.add_argument("--seed", type=int, default=13)
+    train.add_argument("--epochs", type=int, default=None, help="for neural models; ignored by naive Bayes")
+    train.add_argument("--data", default=None, help="data file (or data home for downloaded data sets)")
+    train.add_argument("--dataset", default=None, help="spamassassin (default) or 20newsgroups")
+    train.add_argument("--limit", type=int, default=None, help="train on a stratified sample of this many rows")
+    train.add_argument("--quiet", action="store_true", help="no progress lines")
+    train.set_defaults(func=cmd_train)
+
+    publish = commands.add_parser("publish", help="upload a version folder as the next version")
+    publish.add_argument("dir")
+    publish.add_argument("--bucket", default=None, help="registry bucket (default: $MODEL_BUCKET)")
+    publish.add_argument("--alias", default=None, help="point this alias at the new version")
+    publish.set_defaults(func=cmd_publish)
+
+    models = commands.add_parser("models", help="what the registry holds")
+    model_commands = models.add_subparsers(dest="models_command", required=True)
+    listing = model_commands.add_parser("list", help="models, their versions and aliases")
+    listing.add_argument("--bucket", default=None)
+    listing.set_defaults(func=cmd_models_list)
+    describe = model_commands.add_parser("describe", help="one version's status, metrics, parity, provenance")
+    describe.add_argument("name")
+    describe.add_argument("--version", type=int, default=None, help="default: the production alias, else latest")
+    describe.add_argument("--bucket", default=None)
+    describe.set_defaults(func=cmd_models_describe)
+
+    invoke = commands.add_parser("invoke", help="run a function's handler in-process on an event (no Docker)")
+    invoke.add_argument("model")
+    invoke.add_argument("--event", required=True, help="event JSON file, e.g. events/spam_nb/predict.json")
+    invoke.add_argument("--bucket", default=None, help="registry bucket (default: $MODEL_BUCKET)")
+    invoke.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra environment for the function")
+    invoke.set_defaults(func=cmd_invoke)
+
+    demo = commands.add_parser("demo", help="moto server, train, publish, promote, invoke, stop")
+    demo.add_argument("--workdir", default="build/demo")
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except MaasError as error:
+        print(f"error: {error.message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,145 @@
+"""The docker-free stand-ins for AWS during development: a moto server and in-process invokes.
+
+``sam local invoke`` needs a container runtime; ``invoke`` below runs a function's real handler
+in this process instead, with the layer's folder first on ``sys.path`` (as ``/opt/python`` is in
+Lambda), the environment declared in ``template.yaml`` and a Lambda-like context.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import boto3
+
+from training.data import PROJECT_ROOT
+from training.template import FunctionSpec, function_for_model
+
+LAYER_DIR = PROJECT_ROOT / "layers" / "runtime"
+REGION = "us-east-1"
+LOCAL_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": REGION,
+    "AWS_REGION": REGION,
+}
+
+
+@contextmanager
+def moto_server() -> Iterator[str]:
+    """A moto server on 127.0.0.1 at a free port; yields its endpoint URL and stops it afterwards."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+@contextmanager
+def environment(values: Mapping[str, str]) -> Iterator[None]:
+    """Set environment variables for the duration of a block, then restore the old ones."""
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, old in saved.items():
+            if old is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = old
+
+
+def local_aws_environment(endpoint_url: str) -> dict[str, str]:
+    """What points boto3 (ours and the handler's) at a local endpoint with throwaway credentials."""
+    return {"AWS_ENDPOINT_URL": endpoint_url, "AWS_MAX_ATTEMPTS": "2", **LOCAL_CREDENTIALS}
+
+
+def create_bucket(bucket: str, *, versioned: bool = True) -> None:
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket=bucket)
+    if versioned:
+        s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+
+
+@dataclass
+class LambdaContext:
+    """The attributes and method of Lambda's context object that handlers and Powertools use."""
+
+    function_name: str
+    memory_limit_in_mb: int = 1024
+    timeout_s: int = 30
+    function_version: str = "$LATEST"
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    log_group_name: str = ""
+    log_stream_name: str = "local"
+    _deadline: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.invoked_function_arn = f"arn:aws:lambda:{REGION}:123456789012:function:{self.function_name}"
+        self.log_group_name = self.log_group_name or f"/aws/lambda/{self.function_name}"
+        self._deadline = time.monotonic() + self.timeout_s
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+_MODULES: dict[Path, ModuleType] = {}
+
+
+def load_function_module(spec: FunctionSpec) -> ModuleType:
+    """Import a function's handler module from its code folder, once per process."""
+    source = spec.code_dir / f"{spec.module}.py"
+    module = _MODULES.get(source)
+    if module is not None:
+        return module
+    if str(LAYER_DIR) not in sys.path:
+        sys.path.insert(0, str(LAYER_DIR))
+    module_spec = importlib.util.spec_from_file_location(f"lambda_function_{spec.code_dir.name}", source)
+    if module_spec is None or module_spec.loader is None:
+        raise ImportError(f"cannot import {source}")
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    _MODULES[source] = module
+    return module
+
+
+def function_environment(spec: FunctionSpec, overrides: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Template literals, then the caller's environment for the same names, then explicit overrides."""
+    values = spec.literal_environment()
+    for key in spec.environment:
+        if key in os.environ:
+            values[key] = os.environ[key]
+    values.update(overrides or {})
+    return values
+
+
+def invoke(model: str, event: dict[str, Any], overrides: Mapping[str, str] | None = None) -> Any:
+    """Run ``model``'s real handler on ``event`` in this process, as Lambda would."""
+    spec = function_for_model(model)
+    with environment(function_environment(spec, overrides)):
+        module = load_function_module(spec)
+        handler: Callable[[dict[str, Any], Any], Any] = getattr(module, spec.handler)
+        context = LambdaContext(function_name=spec.logical_id, memory_limit_in_mb=spec.memory_mb,
+                                timeout_s=spec.timeout_s)
+        return handler(event, context)
+
+
+def read_event(path: Path) -> dict[str, Any]:
+    event: dict[str, Any] = json.loads(path.read_text())
+    return event

@@ -1,0 +1,44 @@
+"""What text classifiers share: metrics on the held-out split and the request schema."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sklearn.metrics import accuracy_score, precision_recall_fscore_support
+
+
+def classification_metrics(truth: Sequence[str], predicted: Sequence[str], labels: list[str],
+                           positive: str | None) -> dict[str, Any]:
+    """Accuracy, precision, recall and F1 (of ``positive`` for two labels, macro-averaged otherwise)."""
+    average = "binary" if positive is not None and len(labels) == 2 else "macro"
+    precision, recall, f1, _ = precision_recall_fscore_support(
+        truth, predicted, labels=labels, pos_label=positive if average == "binary" else 1, average=average,
+        zero_division=0,
+    )
+    return {
+        "accuracy": round(float(accuracy_score(truth, predicted)), 6),
+        "precision": round(float(precision), 6),
+        "recall": round(float(recall), 6),
+        "f1": round(float(f1), 6),
+        "average": average,
+        "positive_label": positive if average == "binary" else None,
+        "rows": len(truth),
+    }
+
+
+def text_request_schema(max_batch: int = 256) -> dict[str, Any]:
+    """JSON Schema of ``POST /models/{m}/predict`` for a raw-text model."""
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "type": "object",
+        "required": ["instances"],
+        "properties": {
+            "instances": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": max_batch,
+                "items": {"type": "string", "minLength": 1},
+            }
+        },
+    }

@@ -29,13 +29,21 @@ def cmd_train(args: argparse.Namespace) -> int:
     from training.options import TrainOptions
 
     trainer = importlib.import_module(TRAINERS[args.model])
-    options = TrainOptions(out=Path(args.out), seed=args.seed, epochs=args.epochs,
-                           data=Path(args.data) if args.data else None, dataset=args.dataset, limit=args.limit,
-                           quiet=args.quiet)
+    options = TrainOptions(
+        out=Path(args.out),
+        seed=args.seed,
+        epochs=args.epochs,
+        data=Path(args.data) if args.data else None,
+        dataset=args.dataset,
+        limit=args.limit,
+        quiet=args.quiet,
+    )
     manifest = trainer.train(options)
     metrics = manifest["metrics"]
-    print(f"{args.model}: accuracy {metrics.get('accuracy')}, F1 {metrics.get('f1')}, parity "
-          f"max |Δp| {manifest['parity']['max_abs_probability_diff']:.2e} -> {args.out}")
+    print(
+        f"{args.model}: accuracy {metrics.get('accuracy')}, F1 {metrics.get('f1')}, parity "
+        f"max |Δp| {manifest['parity']['max_abs_probability_diff']:.2e} -> {args.out}"
+    )
     return 0
 
 
@@ -120,14 +128,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="maas", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    train = commands.add_parser("train", help="train a model, export ONNX, check parity, write a version folder")
+    train = commands.add_parser(
+        "train", help="train a model, export ONNX, check parity, write a version folder"
+    )
     train.add_argument("model", choices=sorted(TRAINERS))
-    train.add_argument("--out", required=True, help="folder to write model.onnx, manifest.json and artifacts to")
+    train.add_argument(
+        "--out", required=True, help="folder to write model.onnx, manifest.json and artifacts to"
+    )
     train.add_argument("--seed", type=int, default=13)
     train.add_argument("--epochs", type=int, default=None, help="for neural models; ignored by naive Bayes")
     train.add_argument("--data", default=None, help="data file (or data home for downloaded data sets)")
     train.add_argument("--dataset", default=None, help="spamassassin (default) or 20newsgroups")
-    train.add_argument("--limit", type=int, default=None, help="train on a stratified sample of this many rows")
+    train.add_argument(
+        "--limit", type=int, default=None, help="train on a stratified sample of this many rows"
+    )
     train.add_argument("--quiet", action="store_true", help="no progress lines")
     train.set_defaults(func=cmd_train)
 
@@ -144,7 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
     listing.set_defaults(func=cmd_models_list)
     describe = model_commands.add_parser("describe", help="one version's status, metrics, parity, provenance")
     describe.add_argument("name")
-    describe.add_argument("--version", type=int, default=None, help="default: the production alias, else latest")
+    describe.add_argument(
+        "--version", type=int, default=None, help="default: the production alias, else latest"
+    )
     describe.add_argument("--bucket", default=None)
     describe.set_defaults(func=cmd_models_describe)
 
@@ -152,8 +168,9 @@ def build_parser() -> argparse.ArgumentParser:
     invoke.add_argument("model")
     invoke.add_argument("--event", required=True, help="event JSON file, e.g. events/spam_nb/predict.json")
     invoke.add_argument("--bucket", default=None, help="registry bucket (default: $MODEL_BUCKET)")
-    invoke.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
-                        help="extra environment for the function")
+    invoke.add_argument(
+        "--env", action="append", default=[], metavar="KEY=VALUE", help="extra environment for the function"
+    )
     invoke.set_defaults(func=cmd_invoke)
 
     demo = commands.add_parser("demo", help="moto server, train, publish, promote, invoke, stop")

@@ -8,11 +8,14 @@ the sample events in ``events/``.
 from __future__ import annotations
 
 import json
+import logging
 import sys
+from contextlib import redirect_stdout
 from pathlib import Path
 from typing import Any
 
 from maas.registry import ModelRegistry
+
 from training.data import PROJECT_ROOT
 from training.local import create_bucket, environment, invoke, local_aws_environment, moto_server, read_event
 from training.options import TrainOptions
@@ -38,8 +41,10 @@ def _show_response(event: dict[str, Any], response: dict[str, Any]) -> None:
             _say(f"    {prediction['label']:<5} p={confidence:.3f}  {snippet!r}")
     elif "model_version" in body:
         metrics = body.get("metrics", {})
-        _say(f"{route} -> {status}: {body['model_name']} version {body['model_version']}, labels {body['labels']}, "
-             f"accuracy {metrics.get('accuracy')}, F1 {metrics.get('f1')}")
+        _say(
+            f"{route} -> {status}: {body['model_name']} version {body['model_version']}, labels {body['labels']}, "
+            f"accuracy {metrics.get('accuracy')}, F1 {metrics.get('f1')}"
+        )
     else:
         _say(f"{route} -> {status}: {body}")
 
@@ -53,7 +58,14 @@ def _request_body(event: dict[str, Any]) -> str:
 
 def run_demo(workdir: Path) -> int:
     workdir = workdir if workdir.is_absolute() else PROJECT_ROOT / workdir
-    with moto_server() as endpoint, environment(local_aws_environment(endpoint)):
+    workdir.mkdir(parents=True, exist_ok=True)
+    log_path = workdir / "demo.log"
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # the moto server's access log
+    with (
+        moto_server() as endpoint,
+        environment(local_aws_environment(endpoint)),
+        log_path.open("w") as log,
+    ):
         _say(f"1. moto server (local S3) on {endpoint}")
         create_bucket(BUCKET)
         _say(f"   created bucket s3://{BUCKET} (versioning on)")
@@ -63,24 +75,30 @@ def run_demo(workdir: Path) -> int:
 
         manifest = spam_nb.train(TrainOptions(out=workdir / "spam_nb"))
         metrics, parity = manifest["metrics"], manifest["parity"]
-        _say(f"   held-out accuracy {metrics['accuracy']:.4f}, F1 {metrics['f1']:.4f}; parity on {parity['rows']} "
-             f"rows: {parity['label_disagreements']} label disagreements, max |Δp| "
-             f"{parity['max_abs_probability_diff']:.2e}")
+        _say(
+            f"   held-out accuracy {metrics['accuracy']:.4f}, F1 {metrics['f1']:.4f}; parity on {parity['rows']} "
+            f"rows: {parity['label_disagreements']} label disagreements, max |Δp| "
+            f"{parity['max_abs_probability_diff']:.2e}"
+        )
 
         registry = ModelRegistry(BUCKET)
         published = registry.publish(workdir / "spam_nb")
-        _say(f"3. published spam_nb version {published.version} to s3://{BUCKET}/"
-             f"{registry.version_prefix('spam_nb', published.version)}")
+        _say(
+            f"3. published spam_nb version {published.version} to s3://{BUCKET}/"
+            f"{registry.version_prefix('spam_nb', published.version)}"
+        )
         alias = registry.set_alias("spam_nb", ALIAS, published.version)
         _say(f"   alias {ALIAS} -> version {alias.version}")
 
         _say("4. invoke the spam_nb function's real handler with the sample events")
         for path in sorted((PROJECT_ROOT / "events" / "spam_nb").glob("*.json")):
             event = read_event(path)
-            response = invoke("spam_nb", event, {"MODEL_BUCKET": BUCKET, "POWERTOOLS_METRICS_NAMESPACE": "MaasDemo"})
+            with redirect_stdout(log):  # the handler's EMF metric records and logs go to the demo log
+                response = invoke("spam_nb", event, {"MODEL_BUCKET": BUCKET})
             _say(f"   [{path.relative_to(PROJECT_ROOT)}]")
             _show_response(event, response)
-        _say("5. stopping the moto server")
+        _say(f"5. the handler's logs and EMF metric records are in {log_path}")
+        _say("6. stopping the moto server")
     return 0
 
 

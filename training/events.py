@@ -26,12 +26,27 @@ SPAM_TEXTS = [
 ]
 
 
-def generate_http_event(method: str, path: str, body: dict[str, Any] | None, *, base64_body: bool) -> dict[str, Any]:
+def generate_http_event(
+    method: str, path: str, body: dict[str, Any] | None, *, base64_body: bool
+) -> dict[str, Any]:
     """SAM's http-api-proxy event for ``method path``, with a JSON body (base64 if asked)."""
     raw = json.dumps(body) if body is not None else ""
-    command = ["sam", "local", "generate-event", "apigateway", "http-api-proxy", "--method", method,
-               "--path", path.lstrip("/"), "--body", raw]
-    event: dict[str, Any] = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
+    command = [
+        "sam",
+        "local",
+        "generate-event",
+        "apigateway",
+        "http-api-proxy",
+        "--method",
+        method,
+        "--path",
+        path.lstrip("/"),
+        "--body",
+        raw,
+    ]
+    event: dict[str, Any] = json.loads(
+        subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    )
     route = f"{method} {path}"
     event["routeKey"] = route
     event["requestContext"]["routeKey"] = route
@@ -66,9 +81,14 @@ def write(path: Path, event: dict[str, Any]) -> None:
 def main() -> None:
     model_dir = EVENTS_DIR / "spam_nb"
     predict = "/models/spam_nb/predict"
-    write(model_dir / "predict.json", generate_http_event("POST", predict, {"instances": SPAM_TEXTS}, base64_body=False))
-    write(model_dir / "predict_base64.json",
-          generate_http_event("POST", predict, {"instances": SPAM_TEXTS[:1]}, base64_body=True))
+    write(
+        model_dir / "predict.json",
+        generate_http_event("POST", predict, {"instances": SPAM_TEXTS}, base64_body=False),
+    )
+    write(
+        model_dir / "predict_base64.json",
+        generate_http_event("POST", predict, {"instances": SPAM_TEXTS[:1]}, base64_body=True),
+    )
     write(model_dir / "describe.json", generate_http_event("GET", "/models/spam_nb", None, base64_body=False))
 
 

@@ -19,10 +19,10 @@ from typing import Any
 
 import numpy as np
 import onnxruntime
-
 from maas.errors import ParityError
 from maas.predictor import Predictor
 from maas.registry import MANIFEST_NAME, MODEL_FILE, sha256_file
+
 from training.data import PROJECT_ROOT
 from training.progress import Progress
 
@@ -55,7 +55,9 @@ def compare_classifier(
 ) -> ParityReport:
     return ParityReport(
         rows=len(labels),
-        label_disagreements=int(np.sum(np.asarray(onnx_labels).astype(str) != np.asarray(labels).astype(str))),
+        label_disagreements=int(
+            np.sum(np.asarray(onnx_labels).astype(str) != np.asarray(labels).astype(str))
+        ),
         max_abs_diff=float(np.max(np.abs(np.asarray(onnx_probabilities, dtype=np.float64) - probabilities))),
     )
 
@@ -80,10 +82,16 @@ class Candidate:
 def code_revision() -> str:
     """The git commit the model was trained from, marked ``-dirty`` when the tree had changes."""
     try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True,
-                              check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=PROJECT_ROOT,
-                               capture_output=True, text=True, check=True).stdout.strip()
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return f"{head}-dirty" if dirty else head

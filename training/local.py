@@ -135,8 +135,9 @@ def invoke(model: str, event: dict[str, Any], overrides: Mapping[str, str] | Non
     with environment(function_environment(spec, overrides)):
         module = load_function_module(spec)
         handler: Callable[[dict[str, Any], Any], Any] = getattr(module, spec.handler)
-        context = LambdaContext(function_name=spec.logical_id, memory_limit_in_mb=spec.memory_mb,
-                                timeout_s=spec.timeout_s)
+        context = LambdaContext(
+            function_name=spec.logical_id, memory_limit_in_mb=spec.memory_mb, timeout_s=spec.timeout_s
+        )
         return handler(event, context)
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
 from maas.errors import ConfigurationError
+
 from training.data import PROJECT_ROOT
 
 TEMPLATE = PROJECT_ROOT / "template.yaml"
@@ -71,7 +71,7 @@ class FunctionSpec:
 
 def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
     with path.open() as handle:
-        document: dict[str, Any] = yaml.load(handle, Loader=_Loader)  # noqa: S506 - SafeLoader subclass
+        document: dict[str, Any] = yaml.load(handle, Loader=_Loader)
     return document
 
 
@@ -115,4 +115,6 @@ def function_for_model(model: str, path: Path = TEMPLATE) -> FunctionSpec:
         if spec.model_name == model:
             return spec
     known = sorted(s.model_name for s in functions(path) if s.model_name)
-    raise ConfigurationError(f"template.yaml has no function for model {model!r}; it has {known}", field="model")
+    raise ConfigurationError(
+        f"template.yaml has no function for model {model!r}; it has {known}", field="model"
+    )

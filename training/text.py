@@ -8,12 +8,17 @@ from typing import Any
 from sklearn.metrics import accuracy_score, precision_recall_fscore_support
 
 
-def classification_metrics(truth: Sequence[str], predicted: Sequence[str], labels: list[str],
-                           positive: str | None) -> dict[str, Any]:
+def classification_metrics(
+    truth: Sequence[str], predicted: Sequence[str], labels: list[str], positive: str | None
+) -> dict[str, Any]:
     """Accuracy, precision, recall and F1 (of ``positive`` for two labels, macro-averaged otherwise)."""
     average = "binary" if positive is not None and len(labels) == 2 else "macro"
     precision, recall, f1, _ = precision_recall_fscore_support(
-        truth, predicted, labels=labels, pos_label=positive if average == "binary" else 1, average=average,
+        truth,
+        predicted,
+        labels=labels,
+        pos_label=positive if average == "binary" else 1,
+        average=average,
         zero_division=0,
     )
     return {

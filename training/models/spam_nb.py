@@ -5,21 +5,23 @@ Tokenisation and TF-IDF run inside the graph, so the handler never re-implements
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnx
 import skl2onnx
 import sklearn
+from maas.errors import TrainingError
+from maas.predictor import Predictor
 from skl2onnx import convert_sklearn
 from skl2onnx.common.data_types import StringTensorType
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.naive_bayes import MultinomialNB
 from sklearn.pipeline import Pipeline
 
-from maas.errors import TrainingError
-from maas.predictor import Predictor
 from training.data import SPAMASSASSIN, TextExample, file_sha256, load_spamassassin, split_by_id
 from training.export import Candidate, ParityReport, compare_classifier, write_version
 from training.options import TrainOptions
@@ -32,8 +34,14 @@ NAME = "spam_nb"
 TOKEN_PATTERN = r"(?u)\b\w\w+\b"
 ONNX_TOKENS = r"[\p{L}\p{N}_]{2,}"
 PARAMETERS: dict[str, Any] = {
-    "tfidf": {"token_pattern": TOKEN_PATTERN, "lowercase": True, "min_df": 2, "max_df": 0.95,
-              "max_features": 50000, "sublinear_tf": False},
+    "tfidf": {
+        "token_pattern": TOKEN_PATTERN,
+        "lowercase": True,
+        "min_df": 2,
+        "max_df": 0.95,
+        "max_features": 50000,
+        "sublinear_tf": False,
+    },
     "nb": {"alpha": 0.05},
 }
 
@@ -50,7 +58,9 @@ class TextData:
 
 def build_pipeline() -> Pipeline:
     # sublinear_tf stays off: skl2onnx 1.20 converts it wrongly (|Δtf-idf| up to 0.03).
-    return Pipeline([("tfidf", TfidfVectorizer(**PARAMETERS["tfidf"])), ("nb", MultinomialNB(**PARAMETERS["nb"]))])
+    return Pipeline(
+        [("tfidf", TfidfVectorizer(**PARAMETERS["tfidf"])), ("nb", MultinomialNB(**PARAMETERS["nb"]))]
+    )
 
 
 def load_data(options: TrainOptions, progress: Progress) -> TextData:
@@ -59,8 +69,12 @@ def load_data(options: TrainOptions, progress: Progress) -> TextData:
         path = options.data or SPAMASSASSIN
         progress(f"loading {path}")
         split = split_by_id(load_spamassassin(path), seed=options.seed, limit=options.limit)
-        provenance = {"dataset": "spamassassin", "data_file": path.name, "data_sha256": file_sha256(path),
-                      "split": split.description}
+        provenance = {
+            "dataset": "spamassassin",
+            "data_file": path.name,
+            "data_sha256": file_sha256(path),
+            "split": split.description,
+        }
         return TextData(dataset, split.train, split.test, ["ham", "spam"], "spam", provenance)
     if dataset == "20newsgroups":
         return _load_newsgroups(options, progress)
@@ -73,10 +87,18 @@ def _load_newsgroups(options: TrainOptions, progress: Progress) -> TextData:
 
     progress("fetching 20 newsgroups (downloads once into scikit-learn's data home)")
     try:
-        bunch = fetch_20newsgroups(subset="all", remove=("headers", "footers", "quotes"),
-                                   data_home=str(options.data) if options.data else None)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # its retry warnings; the failure is reported below
+            bunch = fetch_20newsgroups(
+                subset="all",
+                remove=("headers", "footers", "quotes"),
+                data_home=str(options.data) if options.data else None,
+                n_retries=1,
+            )
     except Exception as error:  # URLError, timeouts, HTTP errors: all mean "not reachable"
-        raise TrainingError(f"20 newsgroups could not be downloaded ({type(error).__name__}: {error})") from None
+        raise TrainingError(
+            f"20 newsgroups could not be downloaded ({type(error).__name__}: {error})"
+        ) from None
     names = [str(n) for n in bunch.target_names]
     examples = [
         TextExample(id=f"{names[target]}/{index:05d}", text=text, label=names[target])
@@ -84,17 +106,42 @@ def _load_newsgroups(options: TrainOptions, progress: Progress) -> TextData:
         if text.strip()
     ]
     split = split_by_id(examples, seed=options.seed, limit=options.limit)
-    return TextData("20newsgroups", split.train, split.test, names, None,
-                    {"dataset": "20newsgroups", "split": split.description})
+    return TextData(
+        "20newsgroups",
+        split.train,
+        split.test,
+        names,
+        None,
+        {"dataset": "20newsgroups", "split": split.description},
+    )
 
 
 def export_onnx(pipeline: Pipeline) -> onnx.ModelProto:
-    options = {TfidfVectorizer: {"locale": "C.UTF-8", "tokenexp": ONNX_TOKENS}, MultinomialNB: {"zipmap": False}}
-    return convert_sklearn(pipeline, name=NAME, initial_types=[("text", StringTensorType([None, 1]))],
-                           options=options)
+    options = {
+        TfidfVectorizer: {"locale": "C.UTF-8", "tokenexp": ONNX_TOKENS},
+        MultinomialNB: {"zipmap": False},
+    }
+    return convert_sklearn(
+        pipeline, name=NAME, initial_types=[("text", StringTensorType([None, 1]))], options=options
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Trained:
+    """What a training run produced: the source pipeline, its data and the written manifest."""
+
+    pipeline: Pipeline
+    data: TextData
+    manifest: dict[str, Any]
+    directory: Path
 
 
 def train(options: TrainOptions, name: str = NAME) -> dict[str, Any]:
+    """``maas train spam_nb``: fit, evaluate, export, check parity, write ``options.out``."""
+    return train_model(options, name).manifest
+
+
+def train_model(options: TrainOptions, name: str = NAME) -> Trained:
     progress = Progress(f"train {name}", quiet=options.quiet)
     data = load_data(options, progress)
     progress(f"{len(data.train)} training rows, {len(data.test)} held-out rows")
@@ -107,7 +154,9 @@ def train(options: TrainOptions, name: str = NAME) -> dict[str, Any]:
     reference_probabilities = pipeline.predict_proba(test_texts)
     reference_labels = pipeline.classes_[np.argmax(reference_probabilities, axis=1)]
     labels = [str(c) for c in pipeline.classes_]
-    metrics = classification_metrics([e.label for e in data.test], list(reference_labels), labels, data.positive)
+    metrics = classification_metrics(
+        [e.label for e in data.test], list(reference_labels), labels, data.positive
+    )
     progress(f"held-out accuracy {metrics['accuracy']:.4f}, F1 {metrics['f1']:.4f}")
     progress("exporting to ONNX with skl2onnx")
     model = export_onnx(pipeline)
@@ -115,8 +164,9 @@ def train(options: TrainOptions, name: str = NAME) -> dict[str, Any]:
     def parity(predictor: Predictor) -> ParityReport:
         feeds = {predictor.input_names[0]: np.asarray(test_texts, dtype=object).reshape(-1, 1)}
         outputs = predictor.run(feeds, ["label", "probabilities"])
-        return compare_classifier(outputs["label"], outputs["probabilities"], reference_labels,
-                                  reference_probabilities)
+        return compare_classifier(
+            outputs["label"], outputs["probabilities"], reference_labels, reference_probabilities
+        )
 
     candidate = Candidate(
         name=name,
@@ -125,11 +175,22 @@ def train(options: TrainOptions, name: str = NAME) -> dict[str, Any]:
         labels=labels,
         io={"input": "text", "label_output": "label", "probability_output": "probabilities"},
         metrics=metrics,
-        framework={"name": "scikit-learn", "version": sklearn.__version__,
-                   "converter": f"skl2onnx {skl2onnx.__version__}", "estimator": "TfidfVectorizer+MultinomialNB"},
-        provenance={**data.provenance, "rows_train": len(data.train), "rows_test": len(data.test),
-                    "parameters": PARAMETERS, "seed": options.seed, "vocabulary_size": vocabulary},
+        framework={
+            "name": "scikit-learn",
+            "version": sklearn.__version__,
+            "converter": f"skl2onnx {skl2onnx.__version__}",
+            "estimator": "TfidfVectorizer+MultinomialNB",
+        },
+        provenance={
+            **data.provenance,
+            "rows_train": len(data.train),
+            "rows_test": len(data.test),
+            "parameters": PARAMETERS,
+            "seed": options.seed,
+            "vocabulary_size": vocabulary,
+        },
         request_schema=text_request_schema(),
         opsets={entry.domain or "ai.onnx": entry.version for entry in model.opset_import},
     )
-    return write_version(candidate, options.out, parity, progress)
+    manifest = write_version(candidate, options.out, parity, progress)
+    return Trained(pipeline=pipeline, data=data, manifest=manifest, directory=options.out.resolve())

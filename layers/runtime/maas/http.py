@@ -22,7 +22,7 @@ from maas.errors import (
     PayloadTooLarge,
     RequestError,
 )
-from maas.observability import logger, record_invalid_request, record_prediction
+from maas.observability import logger, record_error, record_metadata_request, record_prediction
 from maas.runtime import ModelRuntime
 from maas.tasks import check_instances
 
@@ -64,17 +64,25 @@ def read_json_object(event: Any, max_bytes: int) -> dict[str, Any]:
         try:
             encoded = base64.b64decode(encoded, validate=True)
         except (binascii.Error, ValueError):
-            raise RequestError("the body is marked base64 but is not valid base64", code="invalid_body",
-                               field="body") from None
+            raise RequestError(
+                "the body is marked base64 but is not valid base64", code="invalid_body", field="body"
+            ) from None
     if len(encoded) > max_bytes:
-        raise PayloadTooLarge(f"the body is {len(encoded)} bytes, at most {max_bytes} are accepted", field="body")
+        raise PayloadTooLarge(
+            f"the body is {len(encoded)} bytes, at most {max_bytes} are accepted", field="body"
+        )
     try:
         document = json.loads(encoded.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as error:
-        raise RequestError(f"the body is not valid JSON: {error}", code="invalid_json", field="body") from None
+        raise RequestError(
+            f"the body is not valid JSON: {error}", code="invalid_json", field="body"
+        ) from None
     if not isinstance(document, dict):
-        raise RequestError(f"the body must be a JSON object, got {type(document).__name__}",
-                           code="invalid_type", field="body")
+        raise RequestError(
+            f"the body must be a JSON object, got {type(document).__name__}",
+            code="invalid_type",
+            field="body",
+        )
     return document
 
 
@@ -84,8 +92,11 @@ def build_http_app(runtime: ModelRuntime) -> APIGatewayHttpResolver:
 
     def own_model(model: str) -> None:
         if model != runtime.model_name:
-            raise NotFound(f"this function serves model {runtime.model_name!r}, not {model!r}",
-                           code="model_not_found", field="model")
+            raise NotFound(
+                f"this function serves model {runtime.model_name!r}, not {model!r}",
+                code="model_not_found",
+                field="model",
+            )
 
     @app.post("/models/<model>/predict")
     def predict(model: str) -> dict[str, Any]:
@@ -97,32 +108,45 @@ def build_http_app(runtime: ModelRuntime) -> APIGatewayHttpResolver:
         feeds = served.task.prepare(instances)
         started = time.perf_counter()
         predictions = served.task.predict(feeds)
-        record_prediction(served.name, served.version, len(instances), (time.perf_counter() - started) * 1000.0)
+        record_prediction(
+            served.name, served.version, len(instances), (time.perf_counter() - started) * 1000.0
+        )
         return {"model_name": served.name, "model_version": str(served.version), "predictions": predictions}
 
     @app.get("/models/<model>")
     def describe(model: str) -> dict[str, Any]:
         own_model(model)
-        return runtime.service.current().describe()
+        served = runtime.service.current()
+        record_metadata_request(served.name, served.version)
+        return served.describe()
+
+    def respond(error: MaasError) -> Response[Any]:
+        status = status_for(error)
+        record_error(runtime.model_name, status, error.code)
+        if status >= 500:
+            logger.error("request failed", extra={"error": error.to_dict()})
+        else:
+            logger.info("request refused", extra={"error": error.to_dict()})
+        return error_response(error)
 
     @app.exception_handler(MaasError)
     def handle_maas_error(error: MaasError) -> Response[Any]:
-        if isinstance(error, RequestError):
-            record_invalid_request(runtime.model_name, error.code)
-            logger.info("invalid request", extra={"error": error.to_dict()})
-        elif status_for(error) >= 500:
-            logger.error("model unavailable", extra={"error": error.to_dict()})
-        return error_response(error)
+        return respond(error)
 
     @app.not_found
     def handle_not_found(_: NotFoundError) -> Response[Any]:
         event = app.current_event
-        return error_response(NotFound(f"no route {event.request_context.http.method} {event.raw_path}",
-                                       code="route_not_found", field="path"))
+        return respond(
+            NotFound(
+                f"no route {event.request_context.http.method} {event.raw_path}",
+                code="route_not_found",
+                field="path",
+            )
+        )
 
     @app.exception_handler(Exception)
     def handle_unexpected(error: Exception) -> Response[Any]:
         logger.exception("unexpected error")
-        return error_response(MaasError(f"internal error: {type(error).__name__}"))
+        return respond(MaasError(f"internal error: {type(error).__name__}"))
 
     return app

@@ -43,15 +43,31 @@ def traced(handler: Handler) -> Handler:
     return wrapped
 
 
-def record_prediction(model: str, version: int, instances: int, latency_ms: float) -> None:
+def _dimensions(model: str, version: int | None = None) -> None:
+    """``model`` (and ``model_version`` once known) plus ``service``, which defaults to the model's name."""
     metrics.add_dimension(name="model", value=model)
-    metrics.add_dimension(name="model_version", value=str(version))
+    if version is not None:
+        metrics.add_dimension(name="model_version", value=str(version))
+    if "service" not in metrics.dimension_set:
+        metrics.add_dimension(name="service", value=os.getenv("POWERTOOLS_SERVICE_NAME") or model)
+
+
+def record_prediction(model: str, version: int, instances: int, latency_ms: float) -> None:
+    _dimensions(model, version)
     metrics.add_metric(name="Requests", unit=MetricUnit.Count, value=1)
     metrics.add_metric(name="InstancesScored", unit=MetricUnit.Count, value=instances)
     metrics.add_metric(name="InferenceLatency", unit=MetricUnit.Milliseconds, value=latency_ms)
 
 
-def record_invalid_request(model: str, code: str) -> None:
-    metrics.add_dimension(name="model", value=model)
-    metrics.add_metric(name="InvalidRequests", unit=MetricUnit.Count, value=1)
+def record_metadata_request(model: str, version: int) -> None:
+    _dimensions(model, version)
+    metrics.add_metric(name="MetadataRequests", unit=MetricUnit.Count, value=1)
+
+
+def record_error(model: str, status: int, code: str) -> None:
+    """Client errors count as ``InvalidRequests``, the rest as ``ServerErrors``; the code goes in metadata."""
+    _dimensions(model)
+    metrics.add_metric(
+        name="InvalidRequests" if status < 500 else "ServerErrors", unit=MetricUnit.Count, value=1
+    )
     metrics.add_metadata(key="error_code", value=code)

@@ -36,7 +36,9 @@ class Predictor:
     def input_names(self) -> list[str]:
         return [spec.name for spec in self.inputs]
 
-    def run(self, feeds: Mapping[str, np.ndarray], outputs: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+    def run(
+        self, feeds: Mapping[str, np.ndarray], outputs: Sequence[str] | None = None
+    ) -> dict[str, np.ndarray]:
         names = list(outputs) if outputs else [spec.name for spec in self.outputs]
         results = self.session.run(names, dict(feeds))
         return dict(zip(names, results, strict=True))

@@ -50,14 +50,19 @@ def _quiet(_: str) -> None:
 def check_model_name(name: str) -> str:
     """A model name is a Python identifier, so ``functions.<name>.app`` imports."""
     if not _NAME.match(name):
-        raise NotFound(f"model name {name!r} is not a valid identifier", code="invalid_model_name", field="name")
+        raise NotFound(
+            f"model name {name!r} is not a valid identifier", code="invalid_model_name", field="name"
+        )
     return name
 
 
 def check_alias(alias: str) -> str:
     if not _ALIAS.match(alias):
-        raise Conflict(f"alias {alias!r} must be 1-64 letters, digits, '_', '.' or '-'", code="invalid_alias",
-                       field="alias")
+        raise Conflict(
+            f"alias {alias!r} must be 1-64 letters, digits, '_', '.' or '-'",
+            code="invalid_alias",
+            field="alias",
+        )
     return alias
 
 
@@ -181,7 +186,9 @@ class ModelRegistry:
     def read_manifest(self, name: str, version: int) -> dict[str, Any]:
         found = self._get_json(self.object_key(name, version, MANIFEST_NAME))
         if found is None:
-            raise NotFound(f"model {name!r} has no version {version}", code="version_not_found", field="version")
+            raise NotFound(
+                f"model {name!r} has no version {version}", code="version_not_found", field="version"
+            )
         return found[0]
 
     def get_alias(self, name: str, alias: str) -> Alias | None:
@@ -201,11 +208,16 @@ class ModelRegistry:
     def status(self, name: str, version: int) -> str:
         """The version's status tag; a version whose model object is missing is not servable."""
         try:
-            tags = self.s3.get_object_tagging(Bucket=self.bucket, Key=self.object_key(name, version, MODEL_FILE))
+            tags = self.s3.get_object_tagging(
+                Bucket=self.bucket, Key=self.object_key(name, version, MODEL_FILE)
+            )
         except ClientError as error:
             if _is_missing(error):
-                raise NotFound(f"model {name!r} version {version} has no model object",
-                               code="version_not_found", field="version") from error
+                raise NotFound(
+                    f"model {name!r} version {version} has no model object",
+                    code="version_not_found",
+                    field="version",
+                ) from error
             raise RegistryError(f"cannot read tags of {name} v{version}: {error}") from error
         values = {tag["Key"]: tag["Value"] for tag in tags.get("TagSet", [])}
         return values.get("status", "unknown")
@@ -270,8 +282,10 @@ class ModelRegistry:
         """
         manifest_path = model_dir / MANIFEST_NAME
         if not manifest_path.is_file():
-            raise NotFound(f"{manifest_path} does not exist: train a model into {model_dir} first",
-                           code="manifest_missing")
+            raise NotFound(
+                f"{manifest_path} does not exist: train a model into {model_dir} first",
+                code="manifest_missing",
+            )
         manifest = json.loads(manifest_path.read_text())
         name = check_model_name(str(manifest.get("name", "")))
         files = {MODEL_FILE: manifest.get("model", {}), **manifest.get("artifacts", {})}
@@ -301,8 +315,11 @@ class ModelRegistry:
         self.read_manifest(name, version)
         status = self.status(name, version)
         if status != STATUS_ACTIVE:
-            raise Conflict(f"model {name!r} version {version} is {status}: only active versions can be aliased",
-                           code="version_not_active", field="version")
+            raise Conflict(
+                f"model {name!r} version {version} is {status}: only active versions can be aliased",
+                code="version_not_active",
+                field="version",
+            )
         current = self.get_alias(name, alias)
         document = {
             "version": int(version),
@@ -326,5 +343,6 @@ class ModelRegistry:
                     field="alias",
                 ) from error
             raise RegistryError(f"cannot write alias {alias!r} of {name!r}: {error}") from error
-        return Alias(name, alias, int(version), document["previous"], document["updated_at"],
-                     str(response["ETag"]))
+        return Alias(
+            name, alias, int(version), document["previous"], document["updated_at"], str(response["ETag"])
+        )

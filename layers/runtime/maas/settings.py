@@ -60,11 +60,14 @@ class Settings:
         env = os.environ if environ is None else environ
         name = model_name or env.get("MODEL_NAME", "")
         if not name:
-            raise ConfigurationError("MODEL_NAME is not set and the handler names no model", field="MODEL_NAME")
+            raise ConfigurationError(
+                "MODEL_NAME is not set and the handler names no model", field="MODEL_NAME"
+            )
         bucket = env.get("MODEL_BUCKET", "")
         if not bucket:
-            raise ConfigurationError("MODEL_BUCKET is not set: the function cannot find its registry",
-                                     field="MODEL_BUCKET")
+            raise ConfigurationError(
+                "MODEL_BUCKET is not set: the function cannot find its registry", field="MODEL_BUCKET"
+            )
         pinned = env.get("MODEL_VERSION", "")
         return cls(
             model_name=name,

@@ -39,8 +39,11 @@ class TensorSpec:
         return cls(name=name, dtype=ONNX_TO_NUMPY.get(onnx_type, onnx_type), shape=dims)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "dtype": "string" if self.dtype == "object" else self.dtype,
-                "shape": list(self.shape)}
+        return {
+            "name": self.name,
+            "dtype": "string" if self.dtype == "object" else self.dtype,
+            "shape": list(self.shape),
+        }
 
 
 def cast_batch(values: Any, spec: TensorSpec, field: str) -> np.ndarray:
@@ -58,7 +61,8 @@ def cast_batch(values: Any, spec: TensorSpec, field: str) -> np.ndarray:
             array = np.asarray(values, dtype=np.dtype(spec.dtype))
         except (TypeError, ValueError):
             raise RequestError(
-                f"{field} must be numbers of shape {list(spec.shape)} ({spec.dtype})", code="invalid_type",
+                f"{field} must be numbers of shape {list(spec.shape)} ({spec.dtype})",
+                code="invalid_type",
                 field=field,
             ) from None
         if array.dtype.kind == "f" and not np.all(np.isfinite(array)):

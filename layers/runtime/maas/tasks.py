@@ -23,14 +23,16 @@ def check_instances(instances: Any, max_batch: int, field: str = "instances") ->
     if instances is None:
         raise RequestError(f"{field} is required", code="missing_field", field=field)
     if not isinstance(instances, list):
-        raise RequestError(f"{field} must be a list, got {type(instances).__name__}", code="invalid_type",
-                           field=field)
+        raise RequestError(
+            f"{field} must be a list, got {type(instances).__name__}", code="invalid_type", field=field
+        )
     if not instances:
         raise RequestError(f"{field} must not be empty", code="empty_batch", field=field)
     if len(instances) > max_batch:
         raise RequestError(
             f"{field} holds {len(instances)} items, at most {max_batch} are allowed per request",
-            code="batch_too_large", field=field,
+            code="batch_too_large",
+            field=field,
         )
     return instances
 
@@ -68,11 +70,13 @@ class TextClassifier(Task):
         for index, text in enumerate(instances):
             where = f"{field}[{index}]"
             if not isinstance(text, str):
-                raise RequestError(f"{where} must be a string, got {type(text).__name__}", code="invalid_type",
-                                   field=where)
+                raise RequestError(
+                    f"{where} must be a string, got {type(text).__name__}", code="invalid_type", field=where
+                )
             if not text.strip():
-                raise RequestError(f"{where} is empty: there is no text to classify", code="empty_text",
-                                   field=where)
+                raise RequestError(
+                    f"{where} is empty: there is no text to classify", code="empty_text", field=where
+                )
         return {self.input_spec.name: cast_batch(instances, self.input_spec, field)}
 
     def predict(self, feeds: Feeds) -> list[dict[str, Any]]:

@@ -1,0 +1,112 @@
+"""Shared fixtures: one small spam_nb model per session, moto in-process and as a server."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from maas.registry import ModelRegistry
+from moto import mock_aws
+
+from training.data import PROJECT_ROOT
+from training.local import (
+    LambdaContext,
+    environment,
+    load_function_module,
+    local_aws_environment,
+    moto_server,
+)
+from training.models import spam_nb
+from training.options import TrainOptions
+from training.template import function_for_model
+
+EVENTS = PROJECT_ROOT / "events"
+BUCKET = "maas-test-models"
+
+# Nothing in the tests may reach a real AWS account.
+os.environ.update(
+    {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "POWERTOOLS_METRICS_NAMESPACE": "MaasTest",
+        "SAM_CLI_TELEMETRY": "0",
+    }
+)
+
+
+def load_event(model: str, name: str) -> dict[str, Any]:
+    event: dict[str, Any] = json.loads((EVENTS / model / name).read_text())
+    return event
+
+
+def with_json_body(event: dict[str, Any], body: Any) -> dict[str, Any]:
+    """A copy of a stored event carrying another JSON body (plain text, not base64)."""
+    edited = copy.deepcopy(event)
+    edited["body"] = body if isinstance(body, str) else json.dumps(body)
+    edited["isBase64Encoded"] = False
+    return edited
+
+
+@pytest.fixture(scope="session")
+def trained_spam_nb(tmp_path_factory: pytest.TempPathFactory) -> spam_nb.Trained:
+    """A small but real spam_nb version (1,500-row stratified sample), trained once per session."""
+    out = tmp_path_factory.mktemp("models") / "spam_nb"
+    return spam_nb.train_model(TrainOptions(out=out, limit=1500, quiet=True))
+
+
+@pytest.fixture(scope="session")
+def spam_nb_dir(trained_spam_nb: spam_nb.Trained) -> Path:
+    return trained_spam_nb.directory
+
+
+@pytest.fixture
+def s3() -> Iterator[Any]:
+    """An in-process moto S3 with an empty, versioned registry bucket."""
+    with mock_aws():
+        client = boto3.client("s3", region_name="us-east-1")
+        client.create_bucket(Bucket=BUCKET)
+        client.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+        yield client
+
+
+@pytest.fixture
+def registry(s3: Any) -> ModelRegistry:
+    return ModelRegistry(BUCKET, s3)
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    """A real moto server on 127.0.0.1, with the process environment pointed at it."""
+    with moto_server() as endpoint, environment(local_aws_environment(endpoint)):
+        yield endpoint
+
+
+class FunctionUnderTest:
+    """A model function's real handler module, reset to a fresh execution environment."""
+
+    def __init__(self, model: str, environ: dict[str, str], s3_client: Any | None) -> None:
+        self.spec = function_for_model(model)
+        self.module = load_function_module(self.spec)
+        self.module.runtime.reset(environ=environ, s3_client=s3_client)
+
+    def __call__(self, event: dict[str, Any]) -> dict[str, Any]:
+        context = LambdaContext(function_name=self.spec.logical_id, memory_limit_in_mb=self.spec.memory_mb)
+        response: dict[str, Any] = self.module.lambda_handler(event, context)
+        return response
+
+
+def make_function(model: str, s3_client: Any | None, tmp_path: Path, **extra: str) -> FunctionUnderTest:
+    environ = {"MODEL_BUCKET": BUCKET, "MODEL_CACHE_DIR": str(tmp_path / "cache"), **extra}
+    return FunctionUnderTest(model, environ, s3_client)
+
+
+def body_of(response: dict[str, Any]) -> Any:
+    return json.loads(response["body"])

@@ -1,0 +1,104 @@
+"""The whole path against a moto server over HTTP: train, publish, promote, invoke, compare.
+
+The CLI runs as a subprocess, as a user would run it; the handler is the function's real one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tests.conftest import load_event, with_json_body
+from training.data import PROJECT_ROOT
+from training.local import create_bucket, invoke
+from training.models import spam_nb
+
+MAAS = str(Path(sys.executable).parent / "maas")
+BUCKET = "maas-e2e-models"
+
+
+def maas(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [MAAS, *args], capture_output=True, text=True, cwd=PROJECT_ROOT, env=dict(os.environ), timeout=600
+    )
+
+
+@pytest.fixture(scope="module")
+def production(moto_endpoint: str, spam_nb_dir: Path) -> int:
+    create_bucket(BUCKET)
+    result = maas("publish", str(spam_nb_dir), "--bucket", BUCKET, "--alias", "production")
+    assert result.returncode == 0, result.stderr
+    return int(result.stdout.strip())
+
+
+def test_publish_prints_the_new_version_and_the_registry_lists_it(production: int, spam_nb_dir: Path) -> None:
+    assert production == 1
+    listing = maas("models", "list", "--bucket", BUCKET)
+    assert listing.returncode == 0, listing.stderr
+    assert "spam_nb" in listing.stdout and "production->v1" in listing.stdout
+    described = maas("models", "describe", "spam_nb", "--version", "1", "--bucket", BUCKET)
+    assert described.returncode == 0, described.stderr
+    facts = json.loads(described.stdout)
+    manifest = json.loads((spam_nb_dir / "manifest.json").read_text())
+    assert facts["status"] == "active" and facts["aliases"] == ["production"]
+    assert facts["sha256"] == manifest["model"]["sha256"]
+    assert facts["metrics"] == manifest["metrics"]
+    assert facts["parity"]["passed"] is True
+
+
+def test_describe_of_an_unknown_version_fails_clearly(production: int) -> None:
+    result = maas("models", "describe", "spam_nb", "--version", "42", "--bucket", BUCKET)
+    assert result.returncode == 1
+    assert "no version 42" in result.stderr
+
+
+def test_maas_invoke_runs_the_real_handler_on_each_sample_event(production: int) -> None:
+    for name in ("predict.json", "predict_base64.json", "describe.json"):
+        result = maas("invoke", "spam_nb", "--event", f"events/spam_nb/{name}", "--bucket", BUCKET)
+        assert result.returncode == 0, result.stderr
+        response = json.loads(result.stdout[result.stdout.index('{\n  "statusCode"') :])
+        assert response["statusCode"] == 200
+        assert json.loads(response["body"])["model_version"] == "1"
+
+
+def test_served_predictions_equal_scikit_learns_on_held_out_texts(
+    production: int, trained_spam_nb: spam_nb.Trained
+) -> None:
+    held_out = trained_spam_nb.data.test
+    texts = [e.text for e in held_out[:: max(1, len(held_out) // 60)]][:60]
+    event = with_json_body(load_event("spam_nb", "predict.json"), {"instances": texts})
+    response: dict[str, Any] = invoke("spam_nb", event, {"MODEL_BUCKET": BUCKET})
+    assert response["statusCode"] == 200
+    predictions = json.loads(response["body"])["predictions"]
+    expected = trained_spam_nb.pipeline.predict_proba(texts)
+    classes = list(trained_spam_nb.pipeline.classes_)
+    assert [p["label"] for p in predictions] == [classes[i] for i in np.argmax(expected, axis=1)]
+    served = np.array([[p["probabilities"][c] for c in classes] for p in predictions])
+    assert np.max(np.abs(served - expected)) < 1e-4
+    assert {"ham", "spam"} == {p["label"] for p in predictions}
+
+
+def test_make_demo_trains_publishes_promotes_and_prints_predictions(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_ENDPOINT")}
+    result = subprocess.run(
+        [MAAS, "demo", "--workdir", str(tmp_path / "demo")],
+        capture_output=True,
+        text=True,
+        cwd=PROJECT_ROOT,
+        env=env,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "moto server (local S3) on http://127.0.0.1:" in out
+    assert "published spam_nb version 1" in out and "alias production -> version 1" in out
+    assert "POST /models/spam_nb/predict -> 200, answered by spam_nb version 1" in out
+    assert "spam  p=" in out and "ham   p=" in out
+    assert "stopping the moto server" in out

@@ -1,0 +1,157 @@
+"""template.yaml: SAM and cfn-lint clean, least-privilege policies, and a real `sam build` (no Docker)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from training.data import PROJECT_ROOT
+from training.template import Intrinsic, functions, load_template
+
+LAYER_LIMIT_BYTES = 150 * 1024 * 1024
+TRAINING_ONLY = ("sklearn", "scikit_learn", "tensorflow", "keras", "tf2onnx", "skl2onnx", "torch")
+
+
+VENV_BIN = Path(sys.executable).parent
+
+
+def run(*command: str, cwd: Path = PROJECT_ROOT) -> subprocess.CompletedProcess[str]:
+    """A tool from this virtual environment; its bin first on PATH, so `sam build` finds python3.12."""
+    env = {
+        **os.environ,
+        "SAM_CLI_TELEMETRY": "0",
+        "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+    return subprocess.run(
+        [str(VENV_BIN / command[0]), *command[1:]],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+    )
+
+
+def test_sam_validate_lint_is_clean() -> None:
+    result = run("sam", "validate", "--lint", "--template", "template.yaml")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "is a valid SAM Template" in result.stdout + result.stderr
+
+
+def test_cfn_lint_is_clean() -> None:
+    result = run("cfn-lint", "template.yaml")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip() == ""
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    build_dir = tmp_path_factory.mktemp("sam") / "build"
+    result = run("sam", "build", "--template", "template.yaml", "--build-dir", str(build_dir))
+    assert result.returncode == 0, result.stdout + result.stderr
+    yield build_dir
+
+
+def tree_size(root: Path) -> int:
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def test_sam_build_makes_the_layer_and_function_for_python312(built: Path) -> None:
+    layer = built / "RuntimeLayer" / "python"
+    assert (layer / "maas" / "http.py").is_file()
+    assert (layer / "onnxruntime").is_dir() and (layer / "numpy").is_dir()
+    assert (layer / "aws_lambda_powertools").is_dir()
+    assert list(layer.glob("onnxruntime/capi/onnxruntime_pybind11_state.cpython-312-*.so"))
+    assert (built / "SpamNbFunction" / "app.py").is_file()
+
+
+def test_the_built_layer_is_free_of_training_frameworks_and_under_150_mb(built: Path) -> None:
+    layer = built / "RuntimeLayer"
+    names = {p.name.lower() for p in (layer / "python").iterdir()}
+    assert not [n for n in names if n.startswith(TRAINING_ONLY)]
+    size = tree_size(layer)
+    print(f"built layer, unzipped: {size / 1e6:.1f} MB")
+    assert size < LAYER_LIMIT_BYTES
+
+
+def test_nothing_served_imports_a_training_framework() -> None:
+    pattern = re.compile(r"^\s*(import|from)\s+(" + "|".join(TRAINING_ONLY) + r")\b", re.M)
+    served = [*(PROJECT_ROOT / "layers").rglob("*.py"), *(PROJECT_ROOT / "functions").rglob("*.py")]
+    assert served
+    assert [str(p) for p in served if pattern.search(p.read_text())] == []
+
+
+def test_layer_requirements_pin_what_pyproject_pins() -> None:
+    pyproject = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())
+    runtime = {d for d in pyproject["project"]["dependencies"] if not d.startswith("boto3")}
+    lines = (PROJECT_ROOT / "layers" / "runtime" / "requirements.txt").read_text().splitlines()
+    layer = {line.strip() for line in lines if line.strip() and not line.startswith("#")}
+    assert layer == runtime
+    assert all("==" in requirement for requirement in layer)
+
+
+def resources() -> dict[str, Any]:
+    return dict(load_template()["Resources"])
+
+
+def test_models_bucket_is_versioned_encrypted_private_and_tls_only() -> None:
+    bucket = resources()["ModelsBucket"]["Properties"]
+    assert bucket["VersioningConfiguration"]["Status"] == "Enabled"
+    assert bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert all(bucket["PublicAccessBlockConfiguration"].values())
+    statements = resources()["ModelsBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert any(
+        s["Effect"] == "Deny" and s["Condition"]["Bool"]["aws:SecureTransport"] == "false" for s in statements
+    )
+
+
+def test_the_http_api_uses_iam_authorisation_by_default() -> None:
+    auth = resources()["HttpApi"]["Properties"]["Auth"]
+    assert auth["DefaultAuthorizer"] == "AWS_IAM"
+
+
+def test_each_function_reads_only_its_own_model_prefix() -> None:
+    for spec in functions():
+        props = resources()[spec.logical_id]["Properties"]
+        statements = [s for policy in props["Policies"] for s in policy["Statement"]]
+        for statement in statements:
+            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+            assert all(
+                a.startswith("s3:") and "*" not in a and not a.startswith(("s3:Put", "s3:Delete"))
+                for a in actions
+            ), actions
+            resource = statement["Resource"]
+            assert isinstance(resource, Intrinsic)
+            if actions == ["s3:ListBucket"]:
+                assert statement["Condition"]["StringLike"]["s3:prefix"] == [f"models/{spec.model_name}/*"]
+            else:
+                assert resource.value == f"${{ModelsBucket.Arn}}/models/{spec.model_name}/*"
+
+
+def test_functions_use_python312_the_layer_and_powertools_settings() -> None:
+    template = load_template()
+    defaults = template["Globals"]["Function"]
+    assert defaults["Runtime"] == "python3.12"
+    variables = defaults["Environment"]["Variables"]
+    assert {"POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_LOG_LEVEL", "POWERTOOLS_TRACE_DISABLED"} <= set(
+        variables
+    )
+    layer = template["Resources"]["RuntimeLayer"]
+    assert layer["Metadata"]["BuildMethod"] == "python3.12"
+    for spec in functions():
+        assert spec.environment["POWERTOOLS_SERVICE_NAME"] == spec.model_name
+        log_groups = [
+            r
+            for r in template["Resources"].values()
+            if r["Type"] == "AWS::Logs::LogGroup"
+            and spec.logical_id in str(r["Properties"]["LogGroupName"].value)
+        ]
+        assert log_groups and log_groups[0]["Properties"]["RetentionInDays"]

@@ -118,6 +118,21 @@ def cmd_invoke(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_metrics(args: argparse.Namespace) -> int:
+    from training.metrics_report import format_table, plot, summarise
+
+    path = Path(args.logfile)
+    if not path.is_file():
+        raise MaasError(f"{path} does not exist", code="not_found")
+    with path.open(encoding="utf-8", errors="replace") as lines:
+        summaries = summarise(lines)
+    print(format_table(summaries))
+    if args.plot:
+        plot(summaries, Path(args.plot))
+        print(f"plot written to {args.plot}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from training.demo import run_demo
 
@@ -172,6 +187,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--env", action="append", default=[], metavar="KEY=VALUE", help="extra environment for the function"
     )
     invoke.set_defaults(func=cmd_invoke)
+
+    metrics = commands.add_parser("metrics", help="summarise the EMF metric lines of a handler log")
+    metrics.add_argument("logfile", help="a log with the handlers' EMF lines (maas invoke/serve, the demo)")
+    metrics.add_argument("--plot", default=None, metavar="FILE.png", help="also draw latency and label mix")
+    metrics.set_defaults(func=cmd_metrics)
 
     demo = commands.add_parser("demo", help="moto server, train, publish, promote, invoke, stop")
     demo.add_argument("--workdir", default="build/demo")

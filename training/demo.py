@@ -18,6 +18,7 @@ from maas.registry import ModelRegistry
 
 from training.data import PROJECT_ROOT
 from training.local import create_bucket, environment, invoke, local_aws_environment, moto_server, read_event
+from training.metrics_report import format_table, summarise
 from training.options import TrainOptions
 
 BUCKET = "maas-models-demo"
@@ -99,6 +100,9 @@ def run_demo(workdir: Path) -> int:
             _show_response(event, response)
         _say(f"5. the handler's logs and EMF metric records are in {log_path}")
         _say("6. stopping the moto server")
+    _say(f"7. metrics summary (maas metrics {log_path}):")
+    with log_path.open() as lines:
+        _say(format_table(summarise(lines)))
     return 0
 
 

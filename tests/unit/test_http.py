@@ -162,17 +162,3 @@ def test_a_missing_bucket_setting_is_a_clear_server_error(s3: Any, tmp_path: Pat
     response = function(PREDICT)
     assert response["statusCode"] == 500
     assert "MODEL_BUCKET" in body_of(response)["error"]["message"]
-
-
-def test_every_invocation_emits_metrics_with_model_dimensions(
-    function: Any, capsys: pytest.CaptureFixture[str]
-) -> None:
-    function(PREDICT)
-    records = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
-    assert records, "no EMF record was printed"
-    record = records[-1]
-    directive = record["_aws"]["CloudWatchMetrics"][0]
-    assert directive["Namespace"] == "MaasTest"
-    assert [sorted(d) for d in directive["Dimensions"]] == [["model", "model_version", "service"]]
-    assert (record["model"], record["model_version"]) == ("spam_nb", "1")
-    assert record["InstancesScored"] == [3.0]

@@ -109,7 +109,13 @@ def build_http_app(runtime: ModelRuntime) -> APIGatewayHttpResolver:
         started = time.perf_counter()
         predictions = served.task.predict(feeds)
         record_prediction(
-            served.name, served.version, len(instances), (time.perf_counter() - started) * 1000.0
+            served.name,
+            served.version,
+            len(instances),
+            (time.perf_counter() - started) * 1000.0,
+            labels=[str(p["label"]) for p in predictions if "label" in p],
+            cold_start=runtime.take_cold_start(),
+            load_ms=runtime.take_load_ms(),
         )
         return {"model_name": served.name, "model_version": str(served.version), "predictions": predictions}
 
@@ -117,12 +123,14 @@ def build_http_app(runtime: ModelRuntime) -> APIGatewayHttpResolver:
     def describe(model: str) -> dict[str, Any]:
         own_model(model)
         served = runtime.service.current()
-        record_metadata_request(served.name, served.version)
+        record_metadata_request(
+            served.name, served.version, cold_start=runtime.take_cold_start(), load_ms=runtime.take_load_ms()
+        )
         return served.describe()
 
     def respond(error: MaasError) -> Response[Any]:
         status = status_for(error)
-        record_error(runtime.model_name, status, error.code)
+        record_error(runtime.model_name, status, error.code, cold_start=runtime.take_cold_start())
         if status >= 500:
             logger.error("request failed", extra={"error": error.to_dict()})
         else:

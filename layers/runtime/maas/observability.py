@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 Handler = TypeVar("Handler", bound=Callable[..., Any])
 
@@ -43,31 +44,76 @@ def traced(handler: Handler) -> Handler:
     return wrapped
 
 
+def _service(model: str) -> str:
+    return os.getenv("POWERTOOLS_SERVICE_NAME") or model
+
+
 def _dimensions(model: str, version: int | None = None) -> None:
-    """``model`` (and ``model_version`` once known) plus ``service``, which defaults to the model's name."""
+    """Two dimension sets: per version (``model``, ``model_version``, ``service``) and per model
+    (``model``, ``service``), so dashboards can split by version and alarms need not know it."""
     metrics.add_dimension(name="model", value=model)
     if version is not None:
         metrics.add_dimension(name="model_version", value=str(version))
     if "service" not in metrics.dimension_set:
-        metrics.add_dimension(name="service", value=os.getenv("POWERTOOLS_SERVICE_NAME") or model)
+        metrics.add_dimension(name="service", value=_service(model))
+    if version is not None:
+        metrics.add_dimensions(model=model, service=_service(model))
 
 
-def record_prediction(model: str, version: int, instances: int, latency_ms: float) -> None:
+def _cold_and_load(cold_start: bool, load_ms: float | None) -> None:
+    if cold_start:
+        metrics.add_metric(name="ColdStart", unit=MetricUnit.Count, value=1)
+    if load_ms is not None:
+        metrics.add_metric(name="ModelLoadTime", unit=MetricUnit.Milliseconds, value=load_ms)
+
+
+def record_prediction(
+    model: str,
+    version: int,
+    instances: int,
+    latency_ms: float,
+    *,
+    labels: Sequence[str] = (),
+    cold_start: bool = False,
+    load_ms: float | None = None,
+) -> None:
+    """One scored request: counts, ``session.run`` latency, and the predicted-label mix.
+
+    Powertools' own cold-start metric carries only ``function_name`` and ``service``; ours
+    carries the model dimensions, so a cold start can be charted per model version.
+    """
     _dimensions(model, version)
     metrics.add_metric(name="Requests", unit=MetricUnit.Count, value=1)
     metrics.add_metric(name="InstancesScored", unit=MetricUnit.Count, value=instances)
     metrics.add_metric(name="InferenceLatency", unit=MetricUnit.Milliseconds, value=latency_ms)
+    _cold_and_load(cold_start, load_ms)
+    for label, count in sorted(Counter(labels).items()):
+        with single_metric(
+            name="PredictedLabel", unit=MetricUnit.Count, value=count, namespace=metrics.namespace
+        ) as label_metric:
+            label_metric.add_dimension(name="model", value=model)
+            label_metric.add_dimension(name="service", value=_service(model))
+            label_metric.add_dimension(name="label", value=str(label))
 
 
-def record_metadata_request(model: str, version: int) -> None:
+def record_metadata_request(
+    model: str, version: int, *, cold_start: bool = False, load_ms: float | None = None
+) -> None:
     _dimensions(model, version)
     metrics.add_metric(name="MetadataRequests", unit=MetricUnit.Count, value=1)
+    _cold_and_load(cold_start, load_ms)
 
 
-def record_error(model: str, status: int, code: str) -> None:
-    """Client errors count as ``InvalidRequests``, the rest as ``ServerErrors``; the code goes in metadata."""
+def record_error(model: str, status: int, code: str, *, cold_start: bool = False) -> None:
+    """Client errors count as ``InvalidRequests``, the rest as ``ServerErrors``; also per error code."""
     _dimensions(model)
-    metrics.add_metric(
-        name="InvalidRequests" if status < 500 else "ServerErrors", unit=MetricUnit.Count, value=1
-    )
+    name = "InvalidRequests" if status < 500 else "ServerErrors"
+    metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
     metrics.add_metadata(key="error_code", value=code)
+    _cold_and_load(cold_start, None)
+    with single_metric(
+        name=f"{name}ByCode", unit=MetricUnit.Count, value=1, namespace=metrics.namespace
+    ) as by_code:
+        by_code.add_dimension(name="model", value=model)
+        by_code.add_dimension(name="service", value=_service(model))
+        by_code.add_dimension(name="error_code", value=code)

@@ -20,6 +20,7 @@ class ModelRuntime:
         self._s3_client: Any | None = None
         self._settings: Settings | None = None
         self._service: ModelService | None = None
+        self._cold = True
 
     @property
     def settings(self) -> Settings:
@@ -33,9 +34,19 @@ class ModelRuntime:
             self._service = ModelService.from_settings(self.settings, self._s3_client)
         return self._service
 
+    def take_cold_start(self) -> bool:
+        """True for the first invocation this execution environment handles, then False."""
+        cold, self._cold = self._cold, False
+        return cold
+
+    def take_load_ms(self) -> float | None:
+        """How long the model load this invocation caused took, if it caused one."""
+        return None if self._service is None else self._service.take_load_ms()
+
     def reset(self, environ: Mapping[str, str] | None = None, s3_client: Any | None = None) -> None:
         """Forget everything loaded, as a new execution environment would (tests, local tools)."""
         self._environ = environ
         self._s3_client = s3_client
         self._settings = None
         self._service = None
+        self._cold = True

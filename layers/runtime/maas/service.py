@@ -61,6 +61,7 @@ class ModelService:
     clock: Callable[[], float] = time.monotonic
     _loaded: dict[int, ServedModel] = field(default_factory=dict)
     _alias: _Resolved | None = None
+    _unreported_load_ms: float | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
@@ -122,4 +123,10 @@ class ModelService:
                 load_ms=(time.perf_counter() - started) * 1000.0,
             )
             self._loaded[version] = served
+            self._unreported_load_ms = served.load_ms
             return served
+
+    def take_load_ms(self) -> float | None:
+        """The duration of the last load, once: the metric is reported by the request that caused it."""
+        load_ms, self._unreported_load_ms = self._unreported_load_ms, None
+        return load_ms

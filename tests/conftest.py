@@ -11,9 +11,9 @@ from typing import Any
 
 import boto3
 import pytest
-from maas.registry import ModelRegistry
 from moto import mock_aws
 
+from maas.registry import ModelRegistry
 from training.data import PROJECT_ROOT
 from training.local import (
     LambdaContext,

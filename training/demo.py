@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from maas.registry import ModelRegistry
-
 from training.data import PROJECT_ROOT
 from training.local import create_bucket, environment, invoke, local_aws_environment, moto_server, read_event
 from training.metrics_report import format_table, summarise

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from maas.errors import ConfigurationError
 
+from maas.errors import ConfigurationError
 from training.data import PROJECT_ROOT
 
 TEMPLATE = PROJECT_ROOT / "template.yaml"

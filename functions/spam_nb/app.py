@@ -9,6 +9,7 @@ from typing import Any
 
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from maas.http import build_http_app
 from maas.observability import logger, metrics, traced
 from maas.runtime import ModelRuntime

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from maas.registry import ModelRegistry
 
+from maas.registry import ModelRegistry
 from tests.conftest import BUCKET, body_of, load_event, make_function, with_json_body
 
 PREDICT = load_event("spam_nb", "predict.json")

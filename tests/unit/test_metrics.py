@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from maas.registry import ModelRegistry
 
+from maas.registry import ModelRegistry
 from tests.conftest import load_event, make_function, with_json_body
 
 

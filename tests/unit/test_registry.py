@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
+
 from maas.errors import Conflict, NotFound
 from maas.registry import ModelRegistry
-
 from tests.conftest import BUCKET
 
 

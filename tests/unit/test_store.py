@@ -6,10 +6,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from maas.errors import IntegrityError
 from maas.registry import ModelRegistry
 from maas.store import ModelStore
-
 from tests.conftest import BUCKET
 
 

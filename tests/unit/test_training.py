@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from maas.errors import ParityError
 from sklearn.pipeline import Pipeline
 
+from maas.errors import ParityError
 from training import cli
 from training.data import load_spamassassin, split_by_id
 from training.models import spam_nb

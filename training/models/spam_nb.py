@@ -14,14 +14,14 @@ import numpy as np
 import onnx
 import skl2onnx
 import sklearn
-from maas.errors import TrainingError
-from maas.predictor import Predictor
 from skl2onnx import convert_sklearn
 from skl2onnx.common.data_types import StringTensorType
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.naive_bayes import MultinomialNB
 from sklearn.pipeline import Pipeline
 
+from maas.errors import TrainingError
+from maas.predictor import Predictor
 from training.data import SPAMASSASSIN, TextExample, file_sha256, load_spamassassin, split_by_id
 from training.export import Candidate, ParityReport, compare_classifier, write_version
 from training.options import TrainOptions

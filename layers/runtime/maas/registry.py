@@ -118,12 +118,18 @@ class ModelRegistry:
     def __init__(self, bucket: str, s3_client: S3Client | None = None) -> None:
         self.bucket = bucket
         self._s3 = s3_client
+        self._owns_client = s3_client is None
 
     @property
     def s3(self) -> S3Client:
         if self._s3 is None:
             self._s3 = boto3.client("s3")
         return self._s3
+
+    def reset_connections(self) -> None:
+        """Drop a client this registry created, so the next call opens new connections."""
+        if self._owns_client:
+            self._s3 = None
 
     # --- layout -------------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from maas import snapstart
 from maas.service import ModelService
 from maas.settings import Settings
 
@@ -21,6 +22,7 @@ class ModelRuntime:
         self._settings: Settings | None = None
         self._service: ModelService | None = None
         self._cold = True
+        snapstart.register_hooks(self)
 
     @property
     def settings(self) -> Settings:
@@ -42,6 +44,12 @@ class ModelRuntime:
     def take_load_ms(self) -> float | None:
         """How long the model load this invocation caused took, if it caused one."""
         return None if self._service is None else self._service.take_load_ms()
+
+    def after_restore(self) -> None:
+        """A SnapStart restore: a cold start for the caller, with stale state refreshed."""
+        self._cold = True
+        if self._service is not None:
+            self._service.refresh_after_restore()
 
     def reset(self, environ: Mapping[str, str] | None = None, s3_client: Any | None = None) -> None:
         """Forget everything loaded, as a new execution environment would (tests, local tools)."""

@@ -51,6 +51,7 @@ class ServedModel:
 class _Resolved:
     version: int
     at: float
+    wall: float = field(default_factory=time.time)
 
 
 @dataclass
@@ -125,6 +126,14 @@ class ModelService:
             self._loaded[version] = served
             self._unreported_load_ms = served.load_ms
             return served
+
+    def refresh_after_restore(self) -> None:
+        """After a SnapStart restore: forget an alias resolution older than its TTL (by wall
+        clock: the monotonic clock of a restored environment says nothing about the snapshot's age)
+        and open new connections."""
+        if self._alias is not None and time.time() - self._alias.wall >= self.settings.alias_ttl_seconds:
+            self._alias = None
+        self.registry.reset_connections()
 
     def take_load_ms(self) -> float | None:
         """The duration of the last load, once: the metric is reported by the request that caused it."""

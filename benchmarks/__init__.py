@@ -1,0 +1,1 @@
+"""Reproducible measurements: ``make bench`` (``python -m benchmarks.run``)."""

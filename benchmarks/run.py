@@ -1,0 +1,371 @@
+"""``make bench``: cold start, warm overhead, batch throughput and sizes, measured side by side.
+
+Everything runs on this machine in one go against a local S3 (a moto server), through the real
+handlers. Each figure is a median of repeated runs with min and max; each comparison is a ratio
+measured A/B alternating, with one thread on both sides (what a Lambda function under 1,769 MB
+has). Results: ``benchmarks/results/<date>.json``, PNG plots, and a Markdown table that the
+README embeds between its ``bench`` markers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import logging
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import redirect_stdout
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+
+from benchmarks.stats import alternate, percentile, ratio, summary
+from maas.predictor import Predictor
+from maas.registry import ModelRegistry
+from training.data import PROJECT_ROOT
+from training.local import (
+    LAYER_DIR,
+    LambdaContext,
+    create_bucket,
+    environment,
+    function_environment,
+    load_function_module,
+    local_aws_environment,
+    moto_server,
+)
+from training.models import spam_nb
+from training.options import TrainOptions
+from training.template import function_for_model
+
+RESULTS = PROJECT_ROOT / "benchmarks" / "results"
+BUCKET = "maas-bench-models"
+BASELINE_KEY = "baselines/spam_nb/model.joblib"
+ONE_THREAD = {
+    "OMP_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "SESSION_THREADS": "1",
+}
+TARGETS = {
+    "cold_start_spam_nb": ("<=", 0.35),
+    "warm_p50_overhead": ("<=", 1.5),
+    "batch_vs_sklearn_spam_nb": (">=", 1.0),
+    "layer_mb": ("<=", 150.0),
+}
+
+
+def log(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+def one_cold_start(kind: str, handler_dir: Path, event: Path, env: dict[str, str]) -> dict[str, float]:
+    """Spawn a fresh interpreter, time spawn -> first response, and read its peak RSS."""
+    with tempfile.TemporaryDirectory() as cache:
+        started = time.time()
+        result = subprocess.run(
+            [
+                sys.executable,
+                str(PROJECT_ROOT / "benchmarks" / "cold_start_child.py"),
+                kind,
+                str(handler_dir),
+                str(event),
+                str(LAYER_DIR),
+                str(PROJECT_ROOT / "benchmarks" / "baselines"),
+            ],
+            env={**env, "MODEL_CACHE_DIR": cache},
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+    report = next(
+        (json.loads(line) for line in reversed(result.stdout.splitlines()) if '"done_at"' in line), None
+    )
+    if result.returncode != 0 or report is None or report["status"] != 200:
+        raise RuntimeError(f"{kind} cold start failed: {result.stderr[-2000:]}")
+    return {"seconds": report["done_at"] - started, "peak_rss_mb": report["peak_rss_mb"]}
+
+
+def bench_cold_start(env: dict[str, str], repeats: int) -> dict[str, Any]:
+    event = PROJECT_ROOT / "events" / "spam_nb" / "predict.json"
+    handler_dir = PROJECT_ROOT / "functions" / "spam_nb"
+    runs: dict[str, list[dict[str, float]]] = {"onnx": [], "sklearn": []}
+
+    def timed(kind: str) -> float:
+        run = one_cold_start(kind, handler_dir, event, env)
+        runs[kind].append(run)
+        return run["seconds"]
+
+    onnx, sklearn = alternate(lambda: timed("onnx"), lambda: timed("sklearn"), repeats)
+    return {
+        "model": "spam_nb",
+        "onnx_handler_s": summary(onnx),
+        "sklearn_joblib_handler_s": summary(sklearn),
+        "ratio": ratio(onnx, sklearn),
+        "onnx_peak_rss_mb": summary([r["peak_rss_mb"] for r in runs["onnx"]]),
+        "sklearn_peak_rss_mb": summary([r["peak_rss_mb"] for r in runs["sklearn"]]),
+    }
+
+
+def bench_warm_overhead(model_dir: Path, env: dict[str, str], requests: int) -> dict[str, Any]:
+    """One-instance requests through the full handler against ``session.run`` on the same input.
+
+    The handler is called directly (event parsing, validation, inference, metrics, logging), as
+    Lambda calls it in a warm environment; its EMF output goes to an in-memory sink.
+    """
+    event = json.loads((PROJECT_ROOT / "events" / "spam_nb" / "predict_base64.json").read_text())
+    text = json.loads(json.loads((PROJECT_ROOT / "events" / "spam_nb" / "predict.json").read_text())["body"])
+    feeds = {"text": np.asarray(text["instances"][:1], dtype=object).reshape(-1, 1)}
+    predictor = Predictor(model_dir / "model.onnx", threads=1)
+    spec = function_for_model("spam_nb")
+    with environment(function_environment(spec, env)):
+        module = load_function_module(spec)
+        module.runtime.reset()
+    context = LambdaContext(function_name=spec.logical_id, memory_limit_in_mb=spec.memory_mb)
+    sink = io.StringIO()
+
+    def handler() -> float:
+        with redirect_stdout(sink):
+            started = time.perf_counter()
+            response = module.lambda_handler(event, context)
+            elapsed = (time.perf_counter() - started) * 1000
+        if response["statusCode"] != 200:
+            raise RuntimeError(f"handler answered {response}")
+        sink.seek(0)
+        sink.truncate()
+        return elapsed
+
+    def session_run() -> float:
+        started = time.perf_counter()
+        predictor.run(feeds)
+        return (time.perf_counter() - started) * 1000
+
+    with environment(function_environment(spec, env)):
+        for _ in range(20):  # warm both: load, allocate, fill caches
+            handler()
+            session_run()
+        through_handler, alone = alternate(handler, session_run, requests)
+    return {
+        "requests": requests,
+        "handler_ms": {"p50": percentile(through_handler, 50), "p99": percentile(through_handler, 99)},
+        "session_run_ms": {"p50": percentile(alone, 50), "p99": percentile(alone, 99)},
+        "p50_ratio": percentile(through_handler, 50) / percentile(alone, 50),
+        "p99_ratio": percentile(through_handler, 99) / percentile(alone, 99),
+        "ratio_per_pair": ratio(through_handler, alone),
+    }
+
+
+def bench_batch(
+    trained: spam_nb.Trained, model_dir: Path, repeats: int, rows: int = 2000, chunk: int = 256
+) -> dict[str, Any]:
+    """Instances per second: ``session.run`` in chunks against scikit-learn's ``predict_proba``."""
+    texts = [e.text for e in trained.data.test] * (rows // max(1, len(trained.data.test)) + 1)
+    texts = texts[:rows]
+    predictor = Predictor(model_dir / "model.onnx", threads=1)
+    array = np.asarray(texts, dtype=object).reshape(-1, 1)
+
+    def onnx_rate() -> float:
+        started = time.perf_counter()
+        for start in range(0, rows, chunk):
+            predictor.run({"text": array[start : start + chunk]})
+        return rows / (time.perf_counter() - started)
+
+    def sklearn_rate() -> float:
+        started = time.perf_counter()
+        for start in range(0, rows, chunk):
+            trained.pipeline.predict_proba(texts[start : start + chunk])
+        return rows / (time.perf_counter() - started)
+
+    onnx, sklearn = alternate(onnx_rate, sklearn_rate, repeats)
+    return {
+        "rows": rows,
+        "chunk": chunk,
+        "session_run_rows_per_s": summary(onnx),
+        "sklearn_predict_proba_rows_per_s": summary(sklearn),
+        "ratio": ratio(onnx, sklearn),
+    }
+
+
+def tree_mb(root: Path) -> float:
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file() and not p.is_symlink()) / 1e6
+
+
+def bench_sizes(model_dir: Path) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as build:
+        env = {
+            **os.environ,
+            "SAM_CLI_TELEMETRY": "0",
+            "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        }
+        subprocess.run(
+            [str(Path(sys.executable).parent / "sam"), "build", "--build-dir", build],
+            cwd=PROJECT_ROOT,
+            env=env,
+            check=True,
+            capture_output=True,
+            timeout=900,
+        )
+        functions = {
+            p.name: tree_mb(p) for p in Path(build).iterdir() if p.is_dir() and p.name != "RuntimeLayer"
+        }
+        return {
+            "layer_mb": tree_mb(Path(build) / "RuntimeLayer"),
+            "functions_mb": functions,
+            "onnx_mb": {"spam_nb": (model_dir / "model.onnx").stat().st_size / 1e6},
+        }
+
+
+def verdict(name: str, value: float) -> str:
+    op, target = TARGETS[name]
+    met = value <= target if op == "<=" else value >= target
+    return f"{'met' if met else 'MISSED'} (target {op} {target:g})"
+
+
+def markdown(results: dict[str, Any]) -> str:
+    cold, warm, batch, sizes = (
+        results["cold_start"],
+        results["warm_overhead"],
+        results["batch"],
+        results["sizes"],
+    )
+
+    def spread(s: dict[str, Any], fmt: str = "{:.3f}") -> str:
+        return f"{fmt.format(s['median'])} ({fmt.format(s['min'])}–{fmt.format(s['max'])})"
+
+    rows = [
+        "| measurement | ours (ONNX) | baseline | ratio, median (min–max) | target |",
+        "| --- | --- | --- | --- | --- |",
+        f"| cold start spam_nb, s (n={cold['onnx_handler_s']['n']}) | {spread(cold['onnx_handler_s'])} | "
+        f"{spread(cold['sklearn_joblib_handler_s'])} joblib+scikit-learn | {spread(cold['ratio'], '{:.2f}')} | "
+        f"{verdict('cold_start_spam_nb', cold['ratio']['median'])} |",
+        f"| peak RSS at first response, MB | {cold['onnx_peak_rss_mb']['median']:.0f} | "
+        f"{cold['sklearn_peak_rss_mb']['median']:.0f} | {cold['onnx_peak_rss_mb']['median'] / cold['sklearn_peak_rss_mb']['median']:.2f} | |",
+        f"| warm one-instance p50 / p99, ms (n={warm['requests']}) | {warm['handler_ms']['p50']:.3f} / "
+        f"{warm['handler_ms']['p99']:.3f} handler | {warm['session_run_ms']['p50']:.3f} / {warm['session_run_ms']['p99']:.3f} "
+        f"session.run | p50 {warm['p50_ratio']:.2f}, p99 {warm['p99_ratio']:.2f} (pairs {spread(warm['ratio_per_pair'], '{:.2f}')}) | "
+        f"{verdict('warm_p50_overhead', warm['p50_ratio'])} |",
+        f"| batch spam_nb, rows/s ({batch['rows']} rows, chunks of {batch['chunk']}) | "
+        f"{spread(batch['session_run_rows_per_s'], '{:.0f}')} session.run | "
+        f"{spread(batch['sklearn_predict_proba_rows_per_s'], '{:.0f}')} predict_proba | {spread(batch['ratio'], '{:.2f}')} | "
+        f"{verdict('batch_vs_sklearn_spam_nb', batch['ratio']['median'])} |",
+        f"| built layer, unzipped MB | {sizes['layer_mb']:.1f} | | | {verdict('layer_mb', sizes['layer_mb'])} |",
+        f"| spam_nb model.onnx, MB | {sizes['onnx_mb']['spam_nb']:.2f} | | | |",
+    ]
+    machine = results["machine"]
+    header = (
+        f"Measured {results['date']} on {machine['cpus']} CPUs ({machine['platform']}, Python {machine['python']}), "
+        "one thread on both sides, local S3 (moto server)."
+    )
+    return header + "\n\n" + "\n".join(rows) + "\n"
+
+
+def plot(results: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cold = results["cold_start"]
+    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    names = ["ONNX handler", "joblib + scikit-learn"]
+    stats = [cold["onnx_handler_s"], cold["sklearn_joblib_handler_s"]]
+    medians = [s["median"] for s in stats]
+    errors = [[s["median"] - s["min"] for s in stats], [s["max"] - s["median"] for s in stats]]
+    left.bar(names, medians, yerr=errors, capsize=6, color=["tab:blue", "tab:gray"])
+    left.set(title="spam_nb cold start (spawn to first response)", ylabel="seconds")
+    warm = results["warm_overhead"]
+    labels = ["p50", "p99"]
+    x = np.arange(len(labels))
+    right.bar(x - 0.2, [warm["handler_ms"][k] for k in labels], 0.4, label="full handler")
+    right.bar(x + 0.2, [warm["session_run_ms"][k] for k in labels], 0.4, label="session.run alone")
+    right.set_xticks(x, labels)
+    right.set(title="warm one-instance request", ylabel="ms")
+    right.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def embed_in_readme(table: str, plot_name: str) -> None:
+    readme = PROJECT_ROOT / "README.md"
+    text = readme.read_text()
+    start, end = "<!-- bench:start -->", "<!-- bench:end -->"
+    if start not in text or end not in text:
+        return
+    block = f"{start}\n{table}\n![benchmarks](benchmarks/results/{plot_name})\n{end}"
+    head, rest = text.split(start, 1)
+    readme.write_text(head + block + rest.split(end, 1)[1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeats", type=int, default=7, help="cold starts per side")
+    parser.add_argument("--requests", type=int, default=400, help="warm requests per side")
+    args = parser.parse_args(argv)
+    os.environ.update(ONE_THREAD)
+    started = time.perf_counter()
+    work = Path(tempfile.mkdtemp(prefix="maas-bench-"))
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # the moto server's access log
+    with moto_server() as endpoint, environment(local_aws_environment(endpoint)):
+        create_bucket(BUCKET)
+        log("training spam_nb (full corpus)")
+        trained = spam_nb.train_model(TrainOptions(out=work / "spam_nb", quiet=True))
+        registry = ModelRegistry(BUCKET)
+        published = registry.publish(work / "spam_nb")
+        registry.set_alias("spam_nb", "production", published.version)
+        joblib.dump(trained.pipeline, work / "model.joblib")
+        registry.s3.upload_file(str(work / "model.joblib"), BUCKET, BASELINE_KEY)
+        env = {
+            **os.environ,
+            "MODEL_BUCKET": BUCKET,
+            "BASELINE_KEY": BASELINE_KEY,
+            "MODEL_NAME": "spam_nb",
+            "POWERTOOLS_SERVICE_NAME": "spam_nb",
+            "POWERTOOLS_METRICS_NAMESPACE": "MaasBench",
+        }
+        log(f"cold start: {args.repeats} fresh interpreters per side, alternating")
+        cold = bench_cold_start(env, args.repeats)
+        log(f"warm overhead: {args.requests} one-instance requests per side, alternating")
+        warm = bench_warm_overhead(
+            work / "spam_nb", {"MODEL_BUCKET": BUCKET, "MODEL_CACHE_DIR": str(work / "cache")}, args.requests
+        )
+        log("batch throughput: session.run against predict_proba")
+        batch = bench_batch(trained, work / "spam_nb", repeats=max(5, args.repeats))
+    log("sizes: sam build")
+    sizes = bench_sizes(work / "spam_nb")
+    date = datetime.now(UTC).strftime("%Y-%m-%d")
+    results = {
+        "date": date,
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+        },
+        "cold_start": cold,
+        "warm_overhead": warm,
+        "batch": batch,
+        "sizes": sizes,
+        "elapsed_s": time.perf_counter() - started,
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{date}.json").write_text(json.dumps(results, indent=2) + "\n")
+    table = markdown(results)
+    (RESULTS / "latest.md").write_text(table)
+    plot_name = f"{date}.png"
+    plot(results, RESULTS / plot_name)
+    embed_in_readme(table, plot_name)
+    print(table)
+    log(f"done in {results['elapsed_s']:.0f} s: {RESULTS / (date + '.json')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

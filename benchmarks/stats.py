@@ -1,0 +1,38 @@
+"""Figures as medians of repeated runs with min and max; comparisons measured A/B alternating."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable, Sequence
+from typing import Any
+
+
+def summary(values: Sequence[float]) -> dict[str, Any]:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def alternate(
+    a: Callable[[], float], b: Callable[[], float], repeats: int
+) -> tuple[list[float], list[float]]:
+    """Run A and B in turn (ABAB…, starting with each half the time), so drift hits both alike."""
+    first: list[float] = []
+    second: list[float] = []
+    for index in range(repeats):
+        if index % 2 == 0:
+            first.append(a())
+            second.append(b())
+        else:
+            second.append(b())
+            first.append(a())
+    return first, second
+
+
+def ratio(a: Sequence[float], b: Sequence[float]) -> dict[str, Any]:
+    """Per-pair ratios a_i / b_i of an alternating run: the median and its spread."""
+    return summary([x / y for x, y in zip(a, b, strict=True)])

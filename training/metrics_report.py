@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+LABEL_PREFIX = "PredictedLabel_"
+
 
 @dataclass
 class ModelSummary:
@@ -68,8 +70,9 @@ def summarise(lines: Iterable[str]) -> dict[str, ModelSummary]:
         summary.errors += int(sum(_values(record, "InvalidRequests")) + sum(_values(record, "ServerErrors")))
         summary.latencies_ms.extend(_values(record, "InferenceLatency"))
         summary.load_ms.extend(_values(record, "ModelLoadTime"))
-        if "label" in record:
-            summary.labels[str(record["label"])] += int(sum(_values(record, "PredictedLabel")))
+        for name in record:
+            if name.startswith(LABEL_PREFIX):
+                summary.labels[name[len(LABEL_PREFIX) :]] += int(sum(_values(record, name)))
         if "error_code" in record and "InvalidRequestsByCode" in record:
             summary.error_codes[str(record["error_code"])] += 1
     return dict(sorted(summaries.items()))

@@ -46,12 +46,13 @@ def test_a_cold_prediction_reports_requests_latency_load_time_cold_start_and_lab
         "InferenceLatency": "Milliseconds",
         "ColdStart": "Count",
         "ModelLoadTime": "Milliseconds",
+        "PredictedLabel_ham": "Count",
+        "PredictedLabel_spam": "Count",
     }
     assert main["Requests"] == [1.0] and main["InstancesScored"] == [3.0] and main["ColdStart"] == [1.0]
     assert main["InferenceLatency"][0] > 0 and main["ModelLoadTime"][0] > main["InferenceLatency"][0]
-    labels = {r["label"]: r["PredictedLabel"] for r in records if "PredictedLabel" in r}
-    assert labels == {"ham": [2.0], "spam": [1.0]}
-    assert all(dimension_sets(r) == [["label", "model", "service"]] for r in records if "PredictedLabel" in r)
+    assert (main["PredictedLabel_ham"], main["PredictedLabel_spam"]) == ([2.0], [1.0])
+    assert len(records) == 1, "one EMF record per invocation"
 
 
 def test_a_warm_prediction_has_no_cold_start_and_no_load(

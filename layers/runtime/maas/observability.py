@@ -60,6 +60,13 @@ def _dimensions(model: str, version: int | None = None) -> None:
         metrics.add_dimensions(model=model, service=_service(model))
 
 
+def label_metric_name(label: str) -> str:
+    """``PredictedLabel_<label>``: one metric per label in the request's own EMF record, so the
+    label mix costs no extra log line (a ``label`` dimension would need one record per label)."""
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in str(label))[:200]
+    return f"PredictedLabel_{safe}"
+
+
 def _cold_and_load(cold_start: bool, load_ms: float | None) -> None:
     if cold_start:
         metrics.add_metric(name="ColdStart", unit=MetricUnit.Count, value=1)
@@ -88,12 +95,7 @@ def record_prediction(
     metrics.add_metric(name="InferenceLatency", unit=MetricUnit.Milliseconds, value=latency_ms)
     _cold_and_load(cold_start, load_ms)
     for label, count in sorted(Counter(labels).items()):
-        with single_metric(
-            name="PredictedLabel", unit=MetricUnit.Count, value=count, namespace=metrics.namespace
-        ) as label_metric:
-            label_metric.add_dimension(name="model", value=model)
-            label_metric.add_dimension(name="service", value=_service(model))
-            label_metric.add_dimension(name="label", value=str(label))
+        metrics.add_metric(name=label_metric_name(label), unit=MetricUnit.Count, value=count)
 
 
 def record_metadata_request(

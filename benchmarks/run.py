@@ -32,7 +32,6 @@ from maas.predictor import Predictor
 from maas.registry import ModelRegistry
 from training.data import PROJECT_ROOT
 from training.local import (
-    LAYER_DIR,
     LambdaContext,
     create_bucket,
     environment,
@@ -54,6 +53,9 @@ ONE_THREAD = {
     "MKL_NUM_THREADS": "1",
     "SESSION_THREADS": "1",
 }
+BOTO3 = "1.44.5"  # Lambda's runtime ships its own boto3; this pin matches pyproject.toml
+SKLEARN = "1.9.1"
+JOBLIB = "1.6.0"
 TARGETS = {
     "cold_start_spam_nb": ("<=", 0.35),
     "warm_p50_overhead": ("<=", 1.5),
@@ -66,19 +68,50 @@ def log(message: str) -> None:
     print(f"[bench] {message}", file=sys.stderr, flush=True)
 
 
-def one_cold_start(kind: str, handler_dir: Path, event: Path, env: dict[str, str]) -> dict[str, float]:
+def pip_target(target: Path, *requirements: str) -> Path:
+    """A folder holding exactly these packages, as a Lambda layer or runtime would."""
+    if not (target / ".complete").exists():
+        subprocess.run(
+            [sys.executable, "-m", "pip", "install", "--quiet", "--target", str(target), *requirements],
+            check=True,
+            capture_output=True,
+            timeout=900,
+        )
+        (target / ".complete").touch()
+    return target
+
+
+def lambda_like_paths(built: Path, cache: Path) -> dict[str, list[Path]]:
+    """What each side finds on ``sys.path`` in Lambda, and nothing else (the child runs ``-I -S``).
+
+    Both get boto3 alone, as Lambda's python3.12 runtime ships it (no awscrt). Ours gets the layer
+    ``sam build`` made; the baseline a scikit-learn layer, as the AWS samples deploy it.
+    """
+    boto = pip_target(cache / "lambda-runtime", f"boto3=={BOTO3}")
+    sklearn_layer = pip_target(cache / "sklearn-layer", f"scikit-learn=={SKLEARN}", f"joblib=={JOBLIB}")
+    return {
+        "onnx": [built / "RuntimeLayer" / "python", boto],
+        "sklearn": [PROJECT_ROOT / "benchmarks" / "baselines", sklearn_layer, boto],
+    }
+
+
+def one_cold_start(
+    kind: str, handler_dir: Path, event: Path, env: dict[str, str], paths: list[Path]
+) -> dict[str, float]:
     """Spawn a fresh interpreter, time spawn -> first response, and read its peak RSS."""
     with tempfile.TemporaryDirectory() as cache:
         started = time.time()
         result = subprocess.run(
             [
                 sys.executable,
+                "-I",  # no PYTHON* variables, no user site
+                "-S",  # no site-packages: only the folders Lambda would have
+                "-B",  # /opt is read-only in Lambda: no .pyc is written, so none is reused
                 str(PROJECT_ROOT / "benchmarks" / "cold_start_child.py"),
                 kind,
                 str(handler_dir),
                 str(event),
-                str(LAYER_DIR),
-                str(PROJECT_ROOT / "benchmarks" / "baselines"),
+                *map(str, paths),
             ],
             env={**env, "MODEL_CACHE_DIR": cache},
             capture_output=True,
@@ -94,13 +127,13 @@ def one_cold_start(kind: str, handler_dir: Path, event: Path, env: dict[str, str
     return {"seconds": report["done_at"] - started, "peak_rss_mb": report["peak_rss_mb"]}
 
 
-def bench_cold_start(env: dict[str, str], repeats: int) -> dict[str, Any]:
+def bench_cold_start(env: dict[str, str], repeats: int, paths: dict[str, list[Path]]) -> dict[str, Any]:
     event = PROJECT_ROOT / "events" / "spam_nb" / "predict.json"
     handler_dir = PROJECT_ROOT / "functions" / "spam_nb"
     runs: dict[str, list[dict[str, float]]] = {"onnx": [], "sklearn": []}
 
     def timed(kind: str) -> float:
-        run = one_cold_start(kind, handler_dir, event, env)
+        run = one_cold_start(kind, handler_dir, event, env, paths[kind])
         runs[kind].append(run)
         return run["seconds"]
 
@@ -198,29 +231,30 @@ def tree_mb(root: Path) -> float:
     return sum(p.stat().st_size for p in root.rglob("*") if p.is_file() and not p.is_symlink()) / 1e6
 
 
-def bench_sizes(model_dir: Path) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory() as build:
-        env = {
-            **os.environ,
-            "SAM_CLI_TELEMETRY": "0",
-            "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-        }
-        subprocess.run(
-            [str(Path(sys.executable).parent / "sam"), "build", "--build-dir", build],
-            cwd=PROJECT_ROOT,
-            env=env,
-            check=True,
-            capture_output=True,
-            timeout=900,
-        )
-        functions = {
-            p.name: tree_mb(p) for p in Path(build).iterdir() if p.is_dir() and p.name != "RuntimeLayer"
-        }
-        return {
-            "layer_mb": tree_mb(Path(build) / "RuntimeLayer"),
-            "functions_mb": functions,
-            "onnx_mb": {"spam_nb": (model_dir / "model.onnx").stat().st_size / 1e6},
-        }
+def sam_build(build: Path) -> Path:
+    env = {
+        **os.environ,
+        "SAM_CLI_TELEMETRY": "0",
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+    }
+    subprocess.run(
+        [str(Path(sys.executable).parent / "sam"), "build", "--build-dir", str(build)],
+        cwd=PROJECT_ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=900,
+    )
+    return build
+
+
+def bench_sizes(built: Path, model_dir: Path) -> dict[str, Any]:
+    functions = {p.name: tree_mb(p) for p in built.iterdir() if p.is_dir() and p.name != "RuntimeLayer"}
+    return {
+        "layer_mb": tree_mb(built / "RuntimeLayer"),
+        "functions_mb": functions,
+        "onnx_mb": {"spam_nb": (model_dir / "model.onnx").stat().st_size / 1e6},
+    }
 
 
 def verdict(name: str, value: float) -> str:
@@ -313,6 +347,11 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.update(ONE_THREAD)
     started = time.perf_counter()
     work = Path(tempfile.mkdtemp(prefix="maas-bench-"))
+    cache = PROJECT_ROOT / "build" / "bench"
+    log("sam build (the layer the cold start imports, and the sizes)")
+    built = sam_build(work / "sam")
+    log("Lambda-like sys.path folders: boto3 alone; a scikit-learn layer for the baseline")
+    paths = lambda_like_paths(built, cache)
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # the moto server's access log
     with moto_server() as endpoint, environment(local_aws_environment(endpoint)):
         create_bucket(BUCKET)
@@ -332,15 +371,14 @@ def main(argv: list[str] | None = None) -> int:
             "POWERTOOLS_METRICS_NAMESPACE": "MaasBench",
         }
         log(f"cold start: {args.repeats} fresh interpreters per side, alternating")
-        cold = bench_cold_start(env, args.repeats)
+        cold = bench_cold_start(env, args.repeats, paths)
         log(f"warm overhead: {args.requests} one-instance requests per side, alternating")
         warm = bench_warm_overhead(
             work / "spam_nb", {"MODEL_BUCKET": BUCKET, "MODEL_CACHE_DIR": str(work / "cache")}, args.requests
         )
         log("batch throughput: session.run against predict_proba")
         batch = bench_batch(trained, work / "spam_nb", repeats=max(5, args.repeats))
-    log("sizes: sam build")
-    sizes = bench_sizes(work / "spam_nb")
+    sizes = bench_sizes(built, work / "spam_nb")
     date = datetime.now(UTC).strftime("%Y-%m-%d")
     results = {
         "date": date,

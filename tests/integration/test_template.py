@@ -70,6 +70,9 @@ def test_sam_build_makes_the_layer_and_function_for_python312(built: Path) -> No
     assert (layer / "onnxruntime").is_dir() and (layer / "numpy").is_dir()
     assert (layer / "aws_lambda_powertools").is_dir()
     assert list(layer.glob("onnxruntime/capi/onnxruntime_pybind11_state.cpython-312-*.so"))
+    # precompiled for 3.12, so a read-only /opt does not mean compiling at every cold start
+    assert list(layer.glob("maas/__pycache__/http.cpython-312.pyc"))
+    assert list(layer.glob("aws_lambda_powertools/__pycache__/__init__.cpython-312.pyc"))
     assert (built / "SpamNbFunction" / "app.py").is_file()
 
 
@@ -145,7 +148,8 @@ def test_functions_use_python312_the_layer_and_powertools_settings() -> None:
         variables
     )
     layer = template["Resources"]["RuntimeLayer"]
-    assert layer["Metadata"]["BuildMethod"] == "python3.12"
+    assert layer["Metadata"]["BuildMethod"] == "makefile"
+    assert layer["Properties"]["CompatibleRuntimes"] == ["python3.12"]
     for spec in functions():
         assert spec.environment["POWERTOOLS_SERVICE_NAME"] == spec.model_name
         log_groups = [

@@ -2,7 +2,9 @@
 
 A moto server on 127.0.0.1 stands in for S3; the model is trained by our own trainer, published
 as a version, promoted to ``production`` and queried through the function's real handler with
-the sample events in ``events/``.
+the sample events in ``events/``. Then the lifecycle (``training/demo_lifecycle.py``): a second
+version is published, compared, promoted, rolled back, retired and deleted while one warm
+function environment keeps answering.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 
 from maas.registry import ModelRegistry
 from training.data import PROJECT_ROOT
+from training.demo_lifecycle import run_lifecycle
 from training.local import create_bucket, environment, invoke, local_aws_environment, moto_server, read_event
 from training.metrics_report import format_table, summarise
 from training.options import TrainOptions
@@ -97,9 +100,10 @@ def run_demo(workdir: Path) -> int:
                 response = invoke("spam_nb", event, {"MODEL_BUCKET": BUCKET})
             _say(f"   [{path.relative_to(PROJECT_ROOT)}]")
             _show_response(event, response)
-        _say(f"5. the handler's logs and EMF metric records are in {log_path}")
-        _say("6. stopping the moto server")
-    _say(f"7. metrics summary (maas metrics {log_path}):")
+        step = run_lifecycle(BUCKET, workdir, ALIAS, log, _say, step=5)
+        _say(f"{step}. the handler's logs and EMF metric records are in {log_path}")
+        _say(f"{step + 1}. stopping the moto server")
+    _say(f"{step + 2}. metrics summary (maas metrics {log_path}):")
     with log_path.open() as lines:
         _say(format_table(summarise(lines)))
     return 0

@@ -124,7 +124,7 @@ def cmd_models_aliases(args: argparse.Namespace) -> int:
             for entry in alias.history:
                 before = "-" if entry.get("previous") is None else f"v{entry['previous']}"
                 print(
-                    f"  r{entry['revision']:<4} {entry['at']}  {entry['action']:<8} {before} -> v{entry['version']}"
+                    f"  r{entry['revision']:<4} {entry['at']}  {entry['action']} {before} -> v{entry['version']}"
                 )
     return 0
 

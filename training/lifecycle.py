@@ -39,7 +39,9 @@ class SignatureChange:
     breaking: bool
 
     def __str__(self) -> str:
-        return f"{self.kind} {self.name!r} {self.change}"
+        return (
+            f"labels {self.change}" if self.kind == "labels" else f"{self.kind} {self.name!r} {self.change}"
+        )
 
 
 def _specs(signature: dict[str, Any], side: str) -> dict[str, dict[str, Any]]:

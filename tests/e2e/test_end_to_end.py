@@ -101,4 +101,19 @@ def test_make_demo_trains_publishes_promotes_and_prints_predictions(tmp_path: Pa
     assert "published spam_nb version 1" in out and "alias production -> version 1" in out
     assert "POST /models/spam_nb/predict -> 200, answered by spam_nb version 1" in out
     assert "spam  p=" in out and "ham   p=" in out
+    # the lifecycle: a second version, promoted and rolled back under one warm environment
+    assert "published spam_nb version 2 (signature checked against production)" in out
+    assert "signature: compatible" in out
+    assert "production -> v2 (was v1, revision 2)" in out
+    assert "within the TTL:          200, answered by spam_nb version 1" in out
+    assert "after the TTL:           200, answered by spam_nb version 2" in out
+    assert "production -> v1 (was v2, revision 3)" in out
+    assert out.count("after the TTL:           200, answered by spam_nb version 1") == 1
+    assert "maas models retire spam_nb 1: refused: cannot retire spam_nb version 1" in out
+    assert "maas models retire spam_nb 2: status retired" in out
+    assert (
+        "MODEL_VERSION=2: 503 version_not_active" in out
+        and "version 2 (pinned by MODEL_VERSION) is retired" in out
+    )
+    assert "maas models delete spam_nb 2: 3 object versions removed; versions now [1]" in out
     assert "stopping the moto server" in out

@@ -238,7 +238,19 @@ class Lifecycle:
             "onnx": manifest.get("onnx"),
             "provenance": manifest.get("provenance"),
             "publication": publication,
+            "integrity": self._integrity(name, version, publication),
         }
+
+    def _integrity(self, name: str, version: int, publication: dict[str, Any] | None) -> str:
+        """``intact``, or what a serving function would refuse: an incomplete or replaced version."""
+        if publication is None:
+            return "incomplete: no publication record"
+        replaced = [
+            filename
+            for filename, recorded in sorted(publication.get("objects", {}).items())
+            if self.registry.object_version_id(name, version, filename) != recorded.get("version_id")
+        ]
+        return f"replaced after publication: {', '.join(replaced)}" if replaced else "intact"
 
     def diff(self, name: str, first: int, second: int) -> dict[str, Any]:
         """Two versions side by side: metrics (with deltas) and signature changes from first to second."""

@@ -97,7 +97,15 @@ def test_describe_shows_status_aliases_metrics_parity_provenance_sha256_and_publ
     assert facts["sha256"] == manifest["model"]["sha256"]
     objects = facts["publication"]["objects"]
     assert set(objects) == {"manifest.json", "model.onnx"} and all(o["version_id"] for o in objects.values())
+    assert facts["integrity"] == "intact"
     assert lifecycle.describe("spam_nb", 2)["aliases"] == []
+
+
+def test_describe_reports_a_replaced_object(lifecycle: Lifecycle, s3: Any, spam_nb_dir: Path) -> None:
+    key = "models/spam_nb/versions/2/model.onnx"
+    s3.put_object(Bucket=BUCKET, Key=key, Body=(spam_nb_dir / "model.onnx").read_bytes())
+    assert lifecycle.describe("spam_nb", 2)["integrity"] == "replaced after publication: model.onnx"
+    assert lifecycle.describe("spam_nb", 1)["integrity"] == "intact"
 
 
 def test_diff_compares_metrics_and_signatures(

@@ -146,7 +146,7 @@ def cmd_metrics(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from training.demo import run_demo
 
-    return run_demo(Path(args.workdir))
+    return run_demo(Path(args.workdir), quick=args.quick)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -209,6 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="moto server, train, publish, promote, invoke, stop")
     demo.add_argument("--workdir", default="build/demo")
+    demo.add_argument("--quick", action="store_true", help="train the Keras models on small slices")
     demo.set_defaults(func=cmd_demo)
     return parser
 

@@ -10,10 +10,15 @@ the parity gate, is decided by ``training.export.write_version`` like for every 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 import onnx
 
+from maas.predictor import Predictor
+from maas.tasks import Task
+from training.export import ParityReport, compare_classifier
 from training.progress import Progress
 
 OPSET = 17
@@ -45,6 +50,62 @@ def epoch_progress(progress: Progress, epochs: int) -> Any:
             progress(f"epoch {epoch + 1}/{epochs}: {figures}")
 
     return EpochProgress()
+
+
+def compiled(layers: Sequence[Any], *, learning_rate: float, loss: Any, metrics: Sequence[str] = ()) -> Any:
+    """A Keras ``Sequential`` of ``layers``, compiled with Adam."""
+    import keras
+
+    model = keras.Sequential(list(layers))
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss, metrics=list(metrics))
+    return model
+
+
+def fit(model: Any, x: Any, y: Any, *, epochs: int, batch_size: int, progress: Progress) -> None:
+    """Shuffled mini-batches (the order follows the seed), one progress line per epoch."""
+    model.fit(
+        x,
+        y,
+        epochs=epochs,
+        batch_size=batch_size,
+        shuffle=True,
+        verbose=0,
+        callbacks=[epoch_progress(progress, epochs)],
+    )
+
+
+def export_model(
+    model: Any, shape: Sequence[int], dtype: str, input_name: str, output_name: str
+) -> onnx.ModelProto:
+    """ONNX of a one-input Keras model: ``input_name`` (batch, *shape) -> ``output_name``."""
+    tf = tensorflow()
+
+    @tf.function(input_signature=[tf.TensorSpec([None, *shape], tf.as_dtype(dtype), name=input_name)])
+    def serve(inputs: Any) -> dict[str, Any]:
+        return {output_name: model(inputs, training=False)}
+
+    return export_function(serve)
+
+
+def served_classifier_parity(
+    adapter: type[Task],
+    manifest: dict[str, Any],
+    inputs: list[Any],
+    reference_labels: np.ndarray,
+    reference: np.ndarray,
+    to_probabilities: Callable[[np.ndarray], np.ndarray] = np.asarray,
+) -> Callable[[Predictor], ParityReport]:
+    """The parity gate's check for a classifier: the served path (the runtime's own adapter,
+    preprocessing and validation included) on the raw held-out inputs against the source model."""
+
+    def parity(predictor: Predictor) -> ParityReport:
+        served = adapter(predictor, manifest)
+        feeds = served.prepare(inputs)
+        raw = predictor.run(feeds)[str(served.io["probability_output"])]
+        labels = [p["label"] for p in served.predict(feeds)]
+        return compare_classifier(np.array(labels), to_probabilities(raw), reference_labels, reference)
+
+    return parity
 
 
 def export_function(function: Any, opset: int = OPSET) -> onnx.ModelProto:

@@ -16,20 +16,21 @@ import numpy as np
 
 from maas.errors import TrainingError
 from maas.images import ImageClassifier
-from maas.predictor import Predictor
 from training.data import file_sha256
-from training.export import Candidate, ParityReport, compare_classifier, write_version
+from training.export import Candidate, write_version
 from training.keras_common import (
-    epoch_progress,
-    export_function,
+    compiled,
+    export_model,
+    fit,
     keras_framework,
     opsets_of,
     seed_everything,
+    served_classifier_parity,
     tensorflow,
 )
 from training.options import TrainOptions
 from training.progress import Progress
-from training.text import classification_metrics
+from training.text import classification_metrics, instances_schema
 
 NAME = "digits_cnn"
 PARAMETERS: dict[str, Any] = {
@@ -122,7 +123,7 @@ def build_model(shape: tuple[int, ...], classes: int) -> Any:
 
     first, second = PARAMETERS["filters"]
     kernel = PARAMETERS["kernel"]
-    model = keras.Sequential(
+    return compiled(
         [
             keras.Input(shape),
             keras.layers.Conv2D(first, kernel, padding="same", activation="relu"),
@@ -132,24 +133,15 @@ def build_model(shape: tuple[int, ...], classes: int) -> Any:
             keras.layers.Flatten(),
             keras.layers.Dense(PARAMETERS["dense_units"], activation="relu"),
             keras.layers.Dense(classes, activation="softmax"),
-        ]
-    )
-    model.compile(
-        optimizer=keras.optimizers.Adam(PARAMETERS["learning_rate"]),
+        ],
+        learning_rate=PARAMETERS["learning_rate"],
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
-    return model
 
 
 def export_onnx(model: Any, shape: tuple[int, ...]) -> Any:
-    tf = tensorflow()
-
-    @tf.function(input_signature=[tf.TensorSpec([None, *shape], tf.float32, name="image")])
-    def serve(image: Any) -> dict[str, Any]:
-        return {"probabilities": model(image, training=False)}
-
-    return export_function(serve)
+    return export_model(model, shape, "float32", IO["input"], IO["probability_output"])
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,14 +167,13 @@ def train_model(options: TrainOptions) -> Trained:
     seed_everything(options.seed)
     model = build_model(shape, len(data.labels))
     epochs = options.epochs or PARAMETERS["epochs"]
-    model.fit(
+    fit(
+        model,
         data.train_x,
         data.train_y,
         epochs=epochs,
         batch_size=PARAMETERS["batch_size"],
-        shuffle=True,
-        verbose=0,
-        callbacks=[epoch_progress(progress, epochs)],
+        progress=progress,
     )
     reference = model.predict(data.test_x, verbose=0).astype(np.float64)
     names = np.array(data.labels)
@@ -192,12 +183,13 @@ def train_model(options: TrainOptions) -> Trained:
     progress("exporting to ONNX with tf2onnx")
     onnx_model = export_onnx(model, shape)
 
-    def parity(predictor: Predictor) -> ParityReport:
-        served = ImageClassifier(predictor, {"labels": data.labels, "io": IO})
-        feeds = served.prepare(data.test_x.tolist())  # the runtime's validation, from nested arrays
-        probabilities = predictor.run(feeds)["probabilities"]
-        labels = [p["label"] for p in served.predict(feeds)]
-        return compare_classifier(np.array(labels), probabilities, reference_labels, reference)
+    parity = served_classifier_parity(
+        ImageClassifier,
+        {"labels": data.labels, "io": IO},
+        data.test_x.tolist(),  # nested arrays, validated by the runtime as a request's would be
+        reference_labels,
+        reference,
+    )
 
     candidate = Candidate(
         name=NAME,
@@ -217,8 +209,8 @@ def train_model(options: TrainOptions) -> Trained:
     return Trained(model, data, manifest, options.out.resolve())
 
 
-def image_request_schema(shape: tuple[int, ...], max_batch: int = 256) -> dict[str, Any]:
-    """JSON Schema of ``POST /models/{m}/predict`` for an image model: arrays or base64 PNGs."""
+def image_request_schema(shape: tuple[int, ...]) -> dict[str, Any]:
+    """The request schema of an image model: nested arrays in [0, 1], or base64 PNG objects."""
     array: dict[str, Any] = {"type": "number", "minimum": 0.0, "maximum": 1.0}
     for size in reversed(shape):
         array = {"type": "array", "minItems": size, "maxItems": size, "items": array}
@@ -227,16 +219,4 @@ def image_request_schema(shape: tuple[int, ...], max_batch: int = 256) -> dict[s
         "required": ["b64"],
         "properties": {"b64": {"type": "string", "contentEncoding": "base64"}},
     }
-    return {
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "type": "object",
-        "required": ["instances"],
-        "properties": {
-            "instances": {
-                "type": "array",
-                "minItems": 1,
-                "maxItems": max_batch,
-                "items": {"oneOf": [array, png]},
-            }
-        },
-    }
+    return instances_schema({"oneOf": [array, png]})

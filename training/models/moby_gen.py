@@ -30,8 +30,9 @@ from maas.predictor import Predictor
 from training.data import PROJECT_ROOT, file_sha256
 from training.export import Candidate, ParityReport, write_version
 from training.keras_common import (
-    epoch_progress,
+    compiled,
     export_function,
+    fit,
     keras_framework,
     opsets_of,
     seed_everything,
@@ -86,19 +87,16 @@ def windows(ids: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
 def build_model(vocabulary: int) -> Any:
     import keras
 
-    model = keras.Sequential(
+    return compiled(
         [
             keras.Input((None,), dtype="int32"),
             keras.layers.Embedding(vocabulary, PARAMETERS["embedding_dim"]),
             keras.layers.GRU(PARAMETERS["gru_units"], return_sequences=True),
             keras.layers.Dense(vocabulary),
-        ]
-    )
-    model.compile(
-        optimizer=keras.optimizers.Adam(PARAMETERS["learning_rate"]),
+        ],
+        learning_rate=PARAMETERS["learning_rate"],
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
     )
-    return model
 
 
 def export_onnx(model: Any) -> Any:
@@ -179,15 +177,7 @@ def train_model(options: TrainOptions) -> Trained:
     seed_everything(options.seed)
     model = build_model(len(characters))
     epochs = options.epochs or PARAMETERS["epochs"]
-    model.fit(
-        train_x,
-        train_y,
-        epochs=epochs,
-        batch_size=PARAMETERS["batch_size"],
-        shuffle=True,
-        verbose=0,
-        callbacks=[epoch_progress(progress, epochs)],
-    )
+    fit(model, train_x, train_y, epochs=epochs, batch_size=PARAMETERS["batch_size"], progress=progress)
     loss = float(model.evaluate(valid_x, valid_y, batch_size=PARAMETERS["batch_size"], verbose=0))
     metrics = {
         "perplexity": round(float(np.exp(loss)), 4),

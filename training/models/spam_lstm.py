@@ -16,15 +16,16 @@ from typing import Any
 import numpy as np
 
 from maas.errors import TrainingError
-from maas.predictor import Predictor
 from maas.sequences import RESERVED, SequenceClassifier, Tokenizer, binary_probabilities
-from training.export import Candidate, ParityReport, compare_classifier, write_version
+from training.export import Candidate, write_version
 from training.keras_common import (
-    epoch_progress,
-    export_function,
+    compiled,
+    export_model,
+    fit,
     keras_framework,
     opsets_of,
     seed_everything,
+    served_classifier_parity,
     tensorflow,
 )
 from training.models.spam_nb import TextData, load_data
@@ -66,31 +67,23 @@ def build_tokenizer(texts: list[str]) -> Tokenizer:
 def build_model(vocabulary: int) -> Any:
     import keras
 
-    model = keras.Sequential(
+    return compiled(
         [
             keras.Input((PARAMETERS["sequence_length"],), dtype="int32"),
             keras.layers.Embedding(vocabulary, PARAMETERS["embedding_dim"]),
             keras.layers.LSTM(PARAMETERS["lstm_units"]),
             keras.layers.Dense(1, activation="sigmoid"),
-        ]
-    )
-    model.compile(
-        optimizer=keras.optimizers.Adam(PARAMETERS["learning_rate"]),
+        ],
+        learning_rate=PARAMETERS["learning_rate"],
         loss="binary_crossentropy",
         metrics=["accuracy"],
     )
-    return model
 
 
 def export_onnx(model: Any) -> Any:
-    tf = tensorflow()
-    signature = [tf.TensorSpec([None, PARAMETERS["sequence_length"]], tf.int32, name="tokens")]
-
-    @tf.function(input_signature=signature)
-    def serve(tokens: Any) -> dict[str, Any]:
-        return {"probability": model(tokens, training=False)}
-
-    return export_function(serve)
+    return export_model(
+        model, [PARAMETERS["sequence_length"]], "int32", IO["input"], IO["probability_output"]
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,14 +115,13 @@ def train_model(options: TrainOptions) -> Trained:
     model = build_model(len(tokenizer.vocabulary))
     epochs = options.epochs or PARAMETERS["epochs"]
     targets = np.array([e.label == "spam" for e in data.train], dtype=np.float32)
-    model.fit(
+    fit(
+        model,
         tokenizer.encode(train_texts),
         targets,
         epochs=epochs,
         batch_size=PARAMETERS["batch_size"],
-        shuffle=True,
-        verbose=0,
-        callbacks=[epoch_progress(progress, epochs)],
+        progress=progress,
     )
     test_texts = [e.text for e in data.test]
     trained = Trained(model, tokenizer, data, {}, options.out.resolve())
@@ -142,12 +134,14 @@ def train_model(options: TrainOptions) -> Trained:
     progress("exporting to ONNX with tf2onnx")
     onnx_model = export_onnx(model)
 
-    def parity(predictor: Predictor) -> ParityReport:
-        served = SequenceClassifier(predictor, {"labels": data.labels, "io": IO})
-        feeds = served.prepare(test_texts)  # the runtime's tokeniser, from raw text
-        probabilities = binary_probabilities(predictor.run(feeds)["probability"])
-        labels = [p["label"] for p in served.predict(feeds)]
-        return compare_classifier(np.array(labels), probabilities, reference_labels, reference)
+    parity = served_classifier_parity(
+        SequenceClassifier,
+        {"labels": data.labels, "io": IO},
+        test_texts,  # raw text: the runtime's tokeniser encodes it, as in serving
+        reference_labels,
+        reference,
+        binary_probabilities,
+    )
 
     candidate = Candidate(
         name=NAME,

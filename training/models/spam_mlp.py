@@ -15,16 +15,17 @@ from typing import Any
 import numpy as np
 import onnx
 
-from maas.predictor import Predictor
 from maas.tasks import TextClassifier
-from training.export import Candidate, ParityReport, compare_classifier, write_version
+from training.export import Candidate, write_version
 from training.keras_common import (
     OPSET,
-    epoch_progress,
-    export_function,
+    compiled,
+    export_model,
+    fit,
     keras_framework,
     opsets_of,
     seed_everything,
+    served_classifier_parity,
     tensorflow,
 )
 from training.models.spam_lstm import load_spam
@@ -55,20 +56,17 @@ IO = {"input": "text", "probability_output": "probabilities"}
 def build_model(features: int) -> Any:
     import keras
 
-    model = keras.Sequential(
+    return compiled(
         [
             keras.Input((features,)),
             keras.layers.Dense(PARAMETERS["hidden_units"], activation="relu"),
             keras.layers.Dropout(PARAMETERS["dropout"]),
             keras.layers.Dense(2, activation="softmax"),
-        ]
-    )
-    model.compile(
-        optimizer=keras.optimizers.Adam(PARAMETERS["learning_rate"]),
+        ],
+        learning_rate=PARAMETERS["learning_rate"],
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
-    return model
 
 
 def export_onnx(vectorizer: Any, model: Any) -> onnx.ModelProto:
@@ -84,14 +82,9 @@ def export_onnx(vectorizer: Any, model: Any) -> onnx.ModelProto:
         options={TfidfVectorizer: {"locale": "C.UTF-8", "tokenexp": ONNX_TOKENS}},
         target_opset=OPSET,
     )
-    tf = tensorflow()
-    width = len(vectorizer.vocabulary_)
-
-    @tf.function(input_signature=[tf.TensorSpec([None, width], tf.float32, name=FEATURES)])
-    def serve(features: Any) -> dict[str, Any]:
-        return {"probabilities": model(features, training=False)}
-
-    network = export_function(serve)
+    network = export_model(
+        model, [len(vectorizer.vocabulary_)], "float32", FEATURES, IO["probability_output"]
+    )
     network.ir_version = tfidf.ir_version = min(network.ir_version, tfidf.ir_version)
     align_opsets(tfidf, network)
     merged = onnx.compose.merge_models(tfidf, network, io_map=[(tfidf.graph.output[0].name, FEATURES)])
@@ -146,15 +139,8 @@ def train_model(options: TrainOptions) -> Trained:
     model = build_model(width)
     epochs = options.epochs or PARAMETERS["epochs"]
     targets = np.array([data.labels.index(e.label) for e in data.train])
-    model.fit(
-        vectorizer.transform(train_texts).toarray().astype(np.float32),
-        targets,
-        epochs=epochs,
-        batch_size=PARAMETERS["batch_size"],
-        shuffle=True,
-        verbose=0,
-        callbacks=[epoch_progress(progress, epochs)],
-    )
+    features = vectorizer.transform(train_texts).toarray().astype(np.float32)
+    fit(model, features, targets, epochs=epochs, batch_size=PARAMETERS["batch_size"], progress=progress)
     trained = Trained(vectorizer, model, data, {}, options.out.resolve())
     test_texts = [e.text for e in data.test]
     reference = trained.keras_probabilities(test_texts)
@@ -166,12 +152,9 @@ def train_model(options: TrainOptions) -> Trained:
     progress("exporting: skl2onnx TF-IDF + tf2onnx network, merged into one graph")
     onnx_model = export_onnx(vectorizer, model)
 
-    def parity(predictor: Predictor) -> ParityReport:
-        served = TextClassifier(predictor, {"labels": data.labels, "io": IO})
-        feeds = served.prepare(test_texts)
-        probabilities = predictor.run(feeds)["probabilities"]
-        labels = [p["label"] for p in served.predict(feeds)]
-        return compare_classifier(np.array(labels), probabilities, reference_labels, reference)
+    parity = served_classifier_parity(
+        TextClassifier, {"labels": data.labels, "io": IO}, test_texts, reference_labels, reference
+    )
 
     candidate = Candidate(
         name=NAME,

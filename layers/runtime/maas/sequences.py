@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,11 @@ class Tokenizer:
 
     vocabulary: tuple[str, ...]
     sequence_length: int
+    index: dict[str, int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # built once per loaded version, not per request (10,000 words cost ~1 ms to index)
+        object.__setattr__(self, "index", {word: i for i, word in enumerate(self.vocabulary)})
 
     @classmethod
     def from_json(cls, document: dict[str, Any]) -> Tokenizer:
@@ -59,7 +64,7 @@ class Tokenizer:
         return WORD.findall(text.lower())
 
     def encode(self, texts: list[str], dtype: str = "int32") -> np.ndarray:
-        index = {word: i for i, word in enumerate(self.vocabulary)}
+        index = self.index
         batch = np.full((len(texts), self.sequence_length), PAD, dtype=np.dtype(dtype))
         for row, text in enumerate(texts):
             ids = [index.get(word, UNKNOWN) for word in self.words(text)[: self.sequence_length]]

@@ -33,7 +33,7 @@ KERAS_MODELS: tuple[tuple[str, str, dict[str, Any], dict[str, Any]], ...] = (
     (
         "moby_gen",
         "character GRU on Moby Dick",
-        {"epochs": 1, "limit": 250_000},
+        {"epochs": 2, "limit": 400_000},
         {"epochs": 1, "limit": 40_000},
     ),
 )

@@ -170,6 +170,7 @@ BAD_REQUESTS = [
     ("spam_lstm", "predict.json", {"instances": ["fine", "   "]}, "instances[1]", "empty_text"),
     ("spam_lstm", "predict.json", {"instances": [42]}, "instances[0]", "invalid_type"),
     ("spam_mlp", "predict.json", {"instances": [""]}, "instances[0]", "empty_text"),
+    ("spam_mlp", "predict.json", {"instances": ["fine", ["nested"]]}, "instances[1]", "invalid_type"),
     ("spam_mlp", "predict.json", {"instances": []}, "instances", "empty_batch"),
     ("moby_gen", "generate.json", {"prompt": "x" * 1001}, "prompt", "prompt_too_long"),
     ("moby_gen", "generate.json", {"prompt": ""}, "prompt", "empty_text"),

@@ -119,3 +119,52 @@ def record_error(model: str, status: int, code: str, *, cold_start: bool = False
         by_code.add_dimension(name="model", value=model)
         by_code.add_dimension(name="service", value=_service(model))
         by_code.add_dimension(name="error_code", value=code)
+
+
+def record_batch_file(
+    model: str,
+    version: int,
+    scored: int,
+    failed: int,
+    latency_ms: float,
+    *,
+    files: int = 1,
+    cold_start: bool = False,
+    load_ms: float | None = None,
+) -> None:
+    """S3 batch scoring: the files and rows of one invocation, and their total ``session.run`` time."""
+    _dimensions(model, version)
+    metrics.add_metric(name="BatchFiles", unit=MetricUnit.Count, value=files)
+    metrics.add_metric(name="BatchRowsScored", unit=MetricUnit.Count, value=scored)
+    metrics.add_metric(name="BatchRowsFailed", unit=MetricUnit.Count, value=failed)
+    metrics.add_metric(name="InferenceLatency", unit=MetricUnit.Milliseconds, value=latency_ms)
+    _cold_and_load(cold_start, load_ms)
+
+
+def record_unreadable_input(model: str, code: str, *, cold_start: bool = False) -> None:
+    """An input object that could not be read at all (it gets an error object, not a retry)."""
+    _dimensions(model)
+    metrics.add_metric(name="BatchUnreadableInputs", unit=MetricUnit.Count, value=1)
+    metrics.add_metadata(key="error_code", value=code)
+    _cold_and_load(cold_start, None)
+
+
+def record_async_batch(
+    model: str,
+    version: int,
+    scored: int,
+    failed: int,
+    instances: int,
+    latency_ms: float,
+    *,
+    cold_start: bool = False,
+    load_ms: float | None = None,
+) -> None:
+    """One SQS batch: requests answered and failed (left to retry or the dead-letter queue)."""
+    _dimensions(model, version)
+    metrics.add_metric(name="AsyncRequestsScored", unit=MetricUnit.Count, value=scored)
+    metrics.add_metric(name="AsyncRequestsFailed", unit=MetricUnit.Count, value=failed)
+    metrics.add_metric(name="InstancesScored", unit=MetricUnit.Count, value=instances)
+    if instances:
+        metrics.add_metric(name="InferenceLatency", unit=MetricUnit.Milliseconds, value=latency_ms)
+    _cold_and_load(cold_start, load_ms)

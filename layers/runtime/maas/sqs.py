@@ -1,0 +1,119 @@
+"""Asynchronous requests over SQS: one message is one request, answered in the data bucket.
+
+A message body is ``{"request_id": "...", "instances": [...]}``; its answer goes to
+``results/<model>/<request_id>.json`` with the model version. Every message is validated first,
+then the valid ones of the batch are scored together in one ``session.run`` and split back.
+Powertools' ``BatchProcessor`` reports the others as ``batchItemFailures``: a malformed or
+invalid message fails alone, is retried, and reaches the dead-letter queue after
+``maxReceiveCount`` receives, while the rest of its batch succeeds. The result object's content
+depends only on the request and the model version, so a duplicate delivery rewrites it unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+from maas.errors import MaasError, RequestError
+from maas.observability import logger, record_async_batch
+from maas.runtime import ModelRuntime
+from maas.scoring import score_groups
+from maas.service import ServedModel
+from maas.tasks import check_instances
+
+RESULTS = "results"
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+@dataclass(frozen=True, slots=True)
+class AsyncRequest:
+    request_id: str
+    instances: list[Any]
+
+
+def parse_message(body: str, served: ServedModel, max_batch: int) -> AsyncRequest:
+    """A message body as a request, validated against the model; a ``RequestError`` says why not."""
+    try:
+        document = json.loads(body)
+    except ValueError as error:
+        raise RequestError(
+            f"the message body is not JSON: {error}", code="invalid_json", field="body"
+        ) from None
+    if not isinstance(document, dict):
+        raise RequestError(
+            f"the message body must be a JSON object, got {type(document).__name__}",
+            code="invalid_type",
+            field="body",
+        )
+    request_id = document.get("request_id")
+    if not isinstance(request_id, str) or not _REQUEST_ID.match(request_id):
+        raise RequestError(
+            "request_id must be 1-128 letters, digits, '.', '_' or '-' (it names the result object)",
+            code="invalid_request_id",
+            field="request_id",
+        )
+    instances = check_instances(document.get("instances"), max_batch)
+    served.task.prepare(instances, "instances")
+    return AsyncRequest(request_id, instances)
+
+
+def result_key(model: str, request_id: str) -> str:
+    return f"{RESULTS}/{model}/{request_id}.json"
+
+
+def handle_sqs_event(event: dict[str, Any], context: Any, runtime: ModelRuntime) -> dict[str, Any]:
+    """Validate every message, score the valid ones in one run, write their results, report the rest."""
+    served = runtime.service.current()
+    bucket = runtime.data_bucket
+    outcomes: dict[str, AsyncRequest | MaasError] = {}
+    for raw in event.get("Records", []):
+        record = SQSRecord(raw)
+        try:
+            outcomes[record.message_id] = parse_message(record.body, served, runtime.settings.max_batch)
+        except MaasError as error:
+            outcomes[record.message_id] = error
+    valid = {mid: req for mid, req in outcomes.items() if isinstance(req, AsyncRequest)}
+    answers, latency_ms = score_groups(served.task, [req.instances for req in valid.values()])
+    results = dict(zip(valid, answers, strict=True))
+
+    def answer(record: SQSRecord) -> str:
+        outcome = outcomes[record.message_id]
+        if isinstance(outcome, MaasError):
+            logger.warning(
+                "async request refused; SQS will retry it, then dead-letter it",
+                extra={"message_id": record.message_id, "error": outcome.to_dict()},
+            )
+            raise outcome
+        key = result_key(served.name, outcome.request_id)
+        document = {
+            "request_id": outcome.request_id,
+            "model_name": served.name,
+            "model_version": str(served.version),
+            "predictions": results[record.message_id],
+        }
+        runtime.data_s3.put_object(
+            Bucket=bucket, Key=key, Body=json.dumps(document).encode("utf-8"), ContentType="application/json"
+        )
+        return key
+
+    processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+    response: dict[str, Any] = process_partial_response(
+        event=event, record_handler=answer, processor=processor, context=context
+    )
+    failed = len(response.get("batchItemFailures", []))
+    record_async_batch(
+        served.name,
+        served.version,
+        len(outcomes) - failed,
+        failed,
+        sum(len(req.instances) for req in valid.values()),
+        latency_ms,
+        cold_start=runtime.take_cold_start(),
+        load_ms=runtime.take_load_ms(),
+    )
+    return response

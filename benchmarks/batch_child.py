@@ -11,10 +11,15 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
+import subprocess
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
+from training.data import PROJECT_ROOT
 from training.event_sources import s3_put_event
 from training.local import invoke
 
@@ -47,6 +52,30 @@ def main(model: str, bucket: str, key: str) -> int:
         )
     )
     return 0
+
+
+def write_rows(path: Path, rows: int, texts: Sequence[str]) -> Path:
+    """A JSON Lines input of ``{"id", "instance"}`` rows cycling through ``texts``."""
+    with path.open("w") as handle:
+        for i in range(rows):
+            handle.write(json.dumps({"id": i, "instance": texts[i % len(texts)]}) + "\n")
+    return path
+
+
+def score_in_child(model: str, bucket: str, key: str, environ: Mapping[str, str]) -> dict[str, Any]:
+    """Run this module in a fresh interpreter on one object; its JSON report (rows, peak RSS)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.batch_child", model, bucket, key],
+        capture_output=True,
+        text=True,
+        cwd=PROJECT_ROOT,
+        env={**os.environ, **environ},
+        timeout=900,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"batch child failed: {result.stderr[-2000:]}")
+    report: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+    return report
 
 
 if __name__ == "__main__":

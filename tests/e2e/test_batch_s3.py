@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from benchmarks.batch_child import score_in_child, write_rows
 from tests.conftest import FunctionUnderTest, load_event
 from tests.e2e.conftest import Stack, http_predictions
 from training.data import PROJECT_ROOT
@@ -150,39 +148,17 @@ def test_objects_outside_the_models_input_prefix_are_left_alone(
     assert stack.keys("outputs/other_model/") == []
 
 
-def write_rows(path: Path, rows: int, texts: list[str]) -> None:
-    with path.open("w") as handle:
-        for i in range(rows):
-            handle.write(json.dumps({"id": i, "instance": texts[i % len(texts)]}) + "\n")
-
-
-def peak_rss_mb(stack: Stack, key: str, tmp_path: Path) -> dict[str, Any]:
-    """Score one object in a fresh interpreter (the real handler) and report its peak RSS."""
-    env = {**os.environ, **stack.environ, "MODEL_CACHE_DIR": str(tmp_path / "cache")}
-    result = subprocess.run(
-        [sys.executable, "-m", "benchmarks.batch_child", "spam_nb", stack.data_bucket, key],
-        capture_output=True,
-        text=True,
-        cwd=PROJECT_ROOT,
-        env=env,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    report: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
-    return report
-
-
 def test_peak_memory_does_not_grow_with_the_number_of_rows(
     stack: Stack, tmp_path: Path, trained_spam_nb: Any
 ) -> None:
     texts = [" ".join(e.text.split())[:400] for e in trained_spam_nb.data.test[:500]]
     reports = {}
     for rows in (10_000, 100_000):
-        path = tmp_path / f"rows-{rows}.jsonl"
-        write_rows(path, rows, texts)
+        path = write_rows(tmp_path / f"rows-{rows}.jsonl", rows, texts)
         key = f"inputs/spam_nb/memory/rows-{rows}.jsonl"
         stack.s3().upload_file(str(path), stack.data_bucket, key)
-        reports[rows] = peak_rss_mb(stack, key, tmp_path)
+        environ = {**stack.environ, "MODEL_CACHE_DIR": str(tmp_path / "cache")}
+        reports[rows] = score_in_child("spam_nb", stack.data_bucket, key, environ)
         assert reports[rows]["rows"] == rows and reports[rows]["scored"] == rows
     small, large = reports[10_000]["peak_rss_mb"], reports[100_000]["peak_rss_mb"]
     print(f"peak RSS: 10,000 rows {small:.1f} MB, 100,000 rows {large:.1f} MB, ratio {large / small:.3f}")

@@ -121,22 +121,86 @@ def test_the_http_api_uses_iam_authorisation_by_default() -> None:
     assert auth["DefaultAuthorizer"] == "AWS_IAM"
 
 
+def _statements(spec: Any) -> list[dict[str, Any]]:
+    props = resources()[spec.logical_id]["Properties"]
+    return [s for policy in props["Policies"] for s in policy["Statement"]]
+
+
+def _resources_of(statement: dict[str, Any]) -> list[str]:
+    found = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+    assert all(isinstance(r, Intrinsic) for r in found)
+    return [str(r.value) for r in found]
+
+
 def test_each_function_reads_only_its_own_model_prefix() -> None:
     for spec in functions():
-        props = resources()[spec.logical_id]["Properties"]
-        statements = [s for policy in props["Policies"] for s in policy["Statement"]]
-        for statement in statements:
+        for statement in _statements(spec):
             actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
-            assert all(
-                a.startswith("s3:") and "*" not in a and not a.startswith(("s3:Put", "s3:Delete"))
-                for a in actions
-            ), actions
-            resource = statement["Resource"]
-            assert isinstance(resource, Intrinsic)
+            assert all(a.startswith("s3:") and "*" not in a for a in actions), actions
+            on_models = [r for r in _resources_of(statement) if "ModelsBucket" in r]
+            if not on_models:
+                continue
+            assert not any(a.startswith(("s3:Put", "s3:Delete")) for a in actions), actions
             if actions == ["s3:ListBucket"]:
                 assert statement["Condition"]["StringLike"]["s3:prefix"] == [f"models/{spec.model_name}/*"]
             else:
-                assert resource.value == f"${{ModelsBucket.Arn}}/models/{spec.model_name}/*"
+                assert on_models == [f"${{ModelsBucket.Arn}}/models/{spec.model_name}/*"]
+
+
+def test_each_function_reads_its_inputs_and_writes_its_outputs_and_results_only() -> None:
+    data = "arn:${AWS::Partition}:s3:::${DataBucketName}"
+    for spec in functions():
+        model = spec.model_name
+        on_data = [s for s in _statements(spec) if any("DataBucketName" in r for r in _resources_of(s))]
+        reads = [s for s in on_data if all(a.startswith("s3:Get") for a in s["Action"])]
+        writes = [s for s in on_data if s not in reads]
+        assert [r for s in reads for r in _resources_of(s)] == [f"{data}/inputs/{model}/*"]
+        assert sorted(r for s in writes for r in _resources_of(s)) == [
+            f"{data}/outputs/{model}/*",
+            f"{data}/results/{model}/*",
+        ]
+        assert {a for s in writes for a in s["Action"]} <= {"s3:PutObject", "s3:AbortMultipartUpload"}
+
+
+def test_data_bucket_is_encrypted_private_tls_only_and_expires_old_outputs() -> None:
+    bucket = resources()["DataBucket"]["Properties"]
+    assert bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert all(bucket["PublicAccessBlockConfiguration"].values())
+    rules = {rule["Id"]: rule for rule in bucket["LifecycleConfiguration"]["Rules"]}
+    assert rules["ExpireOutputs"]["Prefix"] == "outputs/" and rules["ExpireResults"]["Prefix"] == "results/"
+    assert rules["AbortIncompleteUploads"]["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"] == 1
+    statements = resources()["DataBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert any(
+        s["Effect"] == "Deny" and s["Condition"]["Bool"]["aws:SecureTransport"] == "false" for s in statements
+    )
+
+
+def test_each_function_has_its_s3_prefix_queue_dead_letter_queue_and_alarm() -> None:
+    everything = resources()
+    for spec in functions():
+        props = everything[spec.logical_id]["Properties"]
+        events = props["Events"].values()
+        (s3,) = [e["Properties"] for e in events if e["Type"] == "S3"]
+        assert s3["Bucket"].value == "DataBucket"
+        assert s3["Filter"]["S3Key"]["Rules"] == [{"Name": "prefix", "Value": f"inputs/{spec.model_name}/"}]
+        (sqs,) = [e["Properties"] for e in events if e["Type"] == "SQS"]
+        assert sqs["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+        queue_id = sqs["Queue"].value.split(".")[0]
+        queue = everything[queue_id]["Properties"]
+        assert queue["VisibilityTimeout"] >= 6 * props["Timeout"]
+        assert queue["RedrivePolicy"]["maxReceiveCount"] == 3
+        dlq_id = queue["RedrivePolicy"]["deadLetterTargetArn"].value.split(".")[0]
+        assert everything[dlq_id]["Type"] == "AWS::SQS::Queue"
+        alarms = [
+            r["Properties"]
+            for r in everything.values()
+            if r["Type"] == "AWS::CloudWatch::Alarm"
+            and r["Properties"]["Dimensions"][0]["Value"].value == f"{dlq_id}.QueueName"
+        ]
+        assert len(alarms) == 1
+        alarm = alarms[0]
+        assert alarm["MetricName"] == "ApproximateNumberOfMessagesVisible"
+        assert alarm["ComparisonOperator"] == "GreaterThanThreshold" and alarm["Threshold"] == 0
 
 
 def test_functions_use_python312_the_layer_and_powertools_settings() -> None:

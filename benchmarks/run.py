@@ -27,6 +27,7 @@ from typing import Any
 import joblib
 import numpy as np
 
+from benchmarks import batch_bench
 from benchmarks.stats import alternate, percentile, ratio, summary
 from maas.predictor import Predictor
 from maas.registry import ModelRegistry
@@ -293,6 +294,8 @@ def markdown(results: dict[str, Any]) -> str:
         f"| built layer, unzipped MB | {sizes['layer_mb']:.1f} | | | {verdict('layer_mb', sizes['layer_mb'])} |",
         f"| spam_nb model.onnx, MB | {sizes['onnx_mb']['spam_nb']:.2f} | | | |",
     ]
+    if "events" in results:  # S3 batch files and SQS batches (benchmarks/batch_bench.py)
+        rows.extend(batch_bench.markdown_rows(results["events"]))
     machine = results["machine"]
     header = (
         f"Measured {results['date']} on {machine['cpus']} CPUs ({machine['platform']}, Python {machine['python']}), "
@@ -378,6 +381,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         log("batch throughput: session.run against predict_proba")
         batch = bench_batch(trained, work / "spam_nb", repeats=max(5, args.repeats))
+        events = batch_bench.run(trained, work / "spam_nb", BUCKET, repeats=max(5, args.repeats))
     sizes = bench_sizes(built, work / "spam_nb")
     date = datetime.now(UTC).strftime("%Y-%m-%d")
     results = {
@@ -390,6 +394,7 @@ def main(argv: list[str] | None = None) -> int:
         "cold_start": cold,
         "warm_overhead": warm,
         "batch": batch,
+        "events": events,
         "sizes": sizes,
         "elapsed_s": time.perf_counter() - started,
     }

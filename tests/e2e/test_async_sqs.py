@@ -11,6 +11,7 @@ import pytest
 from maas.predictor import Predictor
 from tests.conftest import FunctionUnderTest, load_event
 from tests.e2e.conftest import Stack, http_predictions
+from tests.unit.test_metrics import emf_records
 from training.event_sources import create_queue_with_dlq, poll_once
 
 
@@ -38,11 +39,17 @@ def session_runs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
 
 def test_a_mixed_batch_reports_exactly_the_bad_messages_and_answers_the_good_ones(
-    stack: Stack, spam_nb_function: FunctionUnderTest, session_runs: list[int]
+    stack: Stack,
+    spam_nb_function: FunctionUnderTest,
+    session_runs: list[int],
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     event = load_event("spam_nb", "sqs_mixed_batch.json")
     records = event["Records"]
     response = spam_nb_function(event)
+    (metric,) = [r for r in emf_records(capsys.readouterr().out) if "AsyncRequestsScored" in r]
+    assert metric["AsyncRequestsScored"] == [2.0] and metric["AsyncRequestsFailed"] == [3.0]
+    assert metric["InstancesScored"] == [4.0]
 
     # records: good req-0, not JSON, invalid instances, no request_id, good req-1
     failed = [item["itemIdentifier"] for item in response["batchItemFailures"]]

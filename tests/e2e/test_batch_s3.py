@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -10,8 +11,10 @@ from typing import Any
 import pytest
 
 from benchmarks.batch_child import score_in_child, write_rows
+from maas.observability import logger
 from tests.conftest import FunctionUnderTest, load_event
 from tests.e2e.conftest import Stack, http_predictions
+from tests.unit.test_metrics import emf_records
 from training.data import PROJECT_ROOT
 from training.event_sources import s3_put_event
 
@@ -30,11 +33,15 @@ def outputs_of(response: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_the_stored_event_scores_the_sample_file_in_order_with_error_rows(
-    stack: Stack, spam_nb_function: FunctionUnderTest
+    stack: Stack, spam_nb_function: FunctionUnderTest, capsys: pytest.CaptureFixture[str]
 ) -> None:
     content = (INPUTS / "sample.jsonl").read_bytes()
     stack.s3().put_object(Bucket=stack.data_bucket, Key="inputs/spam_nb/sample.jsonl", Body=content)
     outcome = outputs_of(spam_nb_function(load_event("spam_nb", "s3_put.json")))
+    (record,) = [r for r in emf_records(capsys.readouterr().out) if "BatchFiles" in r]
+    assert (record["model"], record["model_version"]) == ("spam_nb", str(stack.version))
+    assert record["BatchFiles"] == [1.0] and record["BatchRowsScored"] == [5.0]
+    assert record["BatchRowsFailed"] == [3.0]
 
     assert outcome["status"] == "scored"
     lines = content.decode().splitlines()
@@ -128,11 +135,24 @@ def test_a_redelivered_event_rewrites_the_same_keys_with_the_same_content(
     ],
 )
 def test_an_unreadable_input_gets_an_error_object_and_no_crash(
-    stack: Stack, spam_nb_function: FunctionUnderTest, name: str, body: bytes, code: str
+    stack: Stack,
+    spam_nb_function: FunctionUnderTest,
+    name: str,
+    body: bytes,
+    code: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    log = io.StringIO()  # the Powertools logger holds the stdout of its import time: read it here
+    monkeypatch.setattr(logger.logger_handler, "stream", log)
     key = f"inputs/spam_nb/unreadable/{name}"
     outcome = outputs_of(spam_nb_function(drop(stack, key, body)))
     assert outcome["status"] == "unreadable"
+    output = capsys.readouterr().out
+    (line,) = [json.loads(x) for x in log.getvalue().splitlines() if "batch input unreadable" in x]
+    assert line["level"] == "ERROR" and line["input"]["key"] == key and line["error"]["code"] == code
+    unreadable = [r["BatchUnreadableInputs"] for r in emf_records(output) if "BatchUnreadableInputs" in r]
+    assert unreadable == [[1.0]]
     written = stack.keys(f"outputs/spam_nb/unreadable/{name}.")
     assert written == [outcome["error_object"]]
     error = json.loads(stack.read(outcome["error_object"]))

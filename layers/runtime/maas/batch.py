@@ -25,7 +25,7 @@ from urllib.parse import unquote_plus
 from botocore.exceptions import ClientError
 
 from maas.errors import UnreadableInput
-from maas.observability import logger, record_batch_file, record_unreadable_input
+from maas.observability import logger, record_batch_file, record_ignored_objects, record_unreadable_input
 from maas.runtime import ModelRuntime
 from maas.scoring import check_each, run
 from maas.service import ServedModel
@@ -244,6 +244,7 @@ def handle_s3_event(event: dict[str, Any], runtime: ModelRuntime) -> dict[str, A
     files: list[dict[str, Any]] = []
     served: ServedModel | None = None
     totals = FileResult()
+    ignored = 0
     for record in event.get("Records", []):
         source = InputObject.from_record(record)
         if source.bucket != data_bucket or not source.key.startswith(prefix) or source.key.endswith("/"):
@@ -251,6 +252,7 @@ def handle_s3_event(event: dict[str, Any], runtime: ModelRuntime) -> dict[str, A
                 "S3 event for an object this function does not score",
                 extra={"bucket": source.bucket, "key": source.key},
             )
+            ignored += 1
             continue
         served = served or runtime.service.current()
         outcome = score_object(runtime, source, served)
@@ -263,6 +265,8 @@ def handle_s3_event(event: dict[str, Any], runtime: ModelRuntime) -> dict[str, A
             totals.scored += outcome["scored"]
             totals.failed += outcome["failed"]
             totals.inference_ms += outcome["timings_ms"]["inference"]
+    if ignored:
+        record_ignored_objects(runtime.model_name, ignored, cold_start=runtime.take_cold_start())
     scored_files = sum(1 for f in files if f["status"] == "scored")
     if served is not None and scored_files:
         record_batch_file(

@@ -149,6 +149,13 @@ def record_unreadable_input(model: str, code: str, *, cold_start: bool = False) 
     _cold_and_load(cold_start, None)
 
 
+def record_ignored_objects(model: str, count: int, *, cold_start: bool = False) -> None:
+    """S3 records for objects outside the model's input prefix: a notification set up wrongly."""
+    _dimensions(model)
+    metrics.add_metric(name="BatchIgnoredObjects", unit=MetricUnit.Count, value=count)
+    _cold_and_load(cold_start, None)
+
+
 def record_async_batch(
     model: str,
     version: int,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from maas.errors import MaasError, RequestError
+from maas.http import parse_json_object
 from maas.observability import logger, record_async_batch
 from maas.runtime import ModelRuntime
 from maas.scoring import score_groups
@@ -27,6 +29,7 @@ from maas.service import ServedModel
 from maas.tasks import check_instances
 
 RESULTS = "results"
+WRITERS = 8
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
@@ -38,18 +41,7 @@ class AsyncRequest:
 
 def parse_message(body: str, served: ServedModel, max_batch: int) -> AsyncRequest:
     """A message body as a request, validated against the model; a ``RequestError`` says why not."""
-    try:
-        document = json.loads(body)
-    except ValueError as error:
-        raise RequestError(
-            f"the message body is not JSON: {error}", code="invalid_json", field="body"
-        ) from None
-    if not isinstance(document, dict):
-        raise RequestError(
-            f"the message body must be a JSON object, got {type(document).__name__}",
-            code="invalid_type",
-            field="body",
-        )
+    document = parse_json_object(body, "the message body")
     request_id = document.get("request_id")
     if not isinstance(request_id, str) or not _REQUEST_ID.match(request_id):
         raise RequestError(
@@ -79,7 +71,25 @@ def handle_sqs_event(event: dict[str, Any], context: Any, runtime: ModelRuntime)
             outcomes[record.message_id] = error
     valid = {mid: req for mid, req in outcomes.items() if isinstance(req, AsyncRequest)}
     answers, latency_ms = score_groups(served.task, [req.instances for req in valid.values()])
-    results = dict(zip(valid, answers, strict=True))
+
+    def write(request: AsyncRequest, predictions: list[dict[str, Any]]) -> str:
+        key = result_key(served.name, request.request_id)
+        document = {
+            "request_id": request.request_id,
+            "model_name": served.name,
+            "model_version": str(served.version),
+            "predictions": predictions,
+        }
+        runtime.data_s3.put_object(
+            Bucket=bucket, Key=key, Body=json.dumps(document).encode("utf-8"), ContentType="application/json"
+        )
+        return key
+
+    # The result objects are written side by side: ten sequential PUTs would cost more than the run.
+    with ThreadPoolExecutor(max_workers=max(1, min(WRITERS, len(valid)))) as pool:
+        written = {
+            mid: pool.submit(write, req, ans) for (mid, req), ans in zip(valid.items(), answers, strict=True)
+        }
 
     def answer(record: SQSRecord) -> str:
         outcome = outcomes[record.message_id]
@@ -89,17 +99,7 @@ def handle_sqs_event(event: dict[str, Any], context: Any, runtime: ModelRuntime)
                 extra={"message_id": record.message_id, "error": outcome.to_dict()},
             )
             raise outcome
-        key = result_key(served.name, outcome.request_id)
-        document = {
-            "request_id": outcome.request_id,
-            "model_name": served.name,
-            "model_version": str(served.version),
-            "predictions": results[record.message_id],
-        }
-        runtime.data_s3.put_object(
-            Bucket=bucket, Key=key, Body=json.dumps(document).encode("utf-8"), ContentType="application/json"
-        )
-        return key
+        return written[record.message_id].result()  # a failed write fails this message alone
 
     processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
     response: dict[str, Any] = process_partial_response(

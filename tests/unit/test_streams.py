@@ -65,3 +65,16 @@ def test_unreadable_inputs_raise_one_clear_error(key: str, content: bytes, code:
     with pytest.raises(UnreadableInput) as raised:
         rows_of(content, key)
     assert raised.value.code == code and key in raised.value.message
+
+
+def test_an_overlong_jsonl_line_is_a_row_error_and_the_next_line_is_read() -> None:
+    rows = list(read_rows(io.BytesIO(b'"short"\n"' + b"x" * 5000 + b'"\n"after"\n'), "x.jsonl", max_row=1000))
+    assert [type(r).__name__ for r in rows] == ["Row", "RowError", "Row"]
+    assert isinstance(rows[1], RowError) and rows[1].code == "row_too_large" and rows[1].line == 2
+    assert isinstance(rows[2], Row) and rows[2].instance == "after" and rows[2].line == 3
+
+
+def test_an_overlong_csv_line_makes_the_file_unreadable() -> None:
+    with pytest.raises(UnreadableInput) as raised:
+        list(read_rows(io.BytesIO(b"id,text\n1," + b"x" * 5000 + b"\n"), "x.csv", max_row=1000))
+    assert raised.value.code == "row_too_large"

@@ -195,7 +195,9 @@ def score_object(runtime: ModelRuntime, source: InputObject, served: ServedModel
     try:
         fmt = input_format(source.key)
         body = _open_body(s3, source)
-        for chunk in _chunks(read_rows(body, source.key), runtime.settings.batch_chunk_rows):
+        for chunk in _chunks(
+            read_rows(body, source.key, runtime.settings.max_body_bytes), runtime.settings.batch_chunk_rows
+        ):
             _score_chunk(chunk, served, predictions, errors, result)
         predictions.close()
         errors.close()

@@ -23,6 +23,7 @@ GZIP_MAGIC = b"\x1f\x8b"
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
 CSV_SUFFIXES = (".csv",)
 READ_BLOCK = 1 << 20
+MAX_ROW_CHARS = 1_048_576  # a row, like a request body, is at most MAX_BODY_BYTES
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +89,19 @@ def open_text(body: Any, key: str) -> IO[str]:
     return io.TextIOWrapper(binary, encoding="utf-8-sig", errors="strict", newline="")
 
 
-def _decoded(lines: Iterator[str], key: str) -> Iterator[str]:
+def _bounded_lines(text: IO[str], limit: int) -> Iterator[str | None]:
+    """The text's lines, each read with at most ``limit`` characters held; ``None`` for a longer
+    one (its rest is read and dropped piece by piece), so one huge row cannot exhaust memory."""
+    while line := text.readline(limit):
+        if len(line) < limit or line.endswith("\n"):
+            yield line
+            continue
+        while (rest := text.readline(limit)) and not rest.endswith("\n"):
+            pass
+        yield None
+
+
+def _decoded(lines: Iterator[str | None], key: str) -> Iterator[str | None]:
     """Turn decoding and decompression failures into one clear ``UnreadableInput``."""
     try:
         yield from lines
@@ -104,9 +117,14 @@ def _decoded(lines: Iterator[str], key: str) -> Iterator[str]:
         ) from None
 
 
-def jsonl_rows(text: IO[str], key: str = "input") -> Iterator[Row | RowError]:
+def jsonl_rows(text: IO[str], key: str = "input", max_row: int = MAX_ROW_CHARS) -> Iterator[Row | RowError]:
     """One instance per line, or ``{"id": ..., "instance": ...}``; the line number is the default id."""
-    for line_no, line in enumerate(_decoded(iter(text), key), start=1):
+    for line_no, line in enumerate(_decoded(_bounded_lines(text, max_row), key), start=1):
+        if line is None:
+            yield RowError(
+                line_no, line_no, "row_too_large", f"line {line_no} is over {max_row} characters", "line"
+            )
+            continue
         if not line.strip():
             yield RowError(line_no, line_no, "empty_line", f"line {line_no} is empty", "line")
             continue
@@ -121,9 +139,20 @@ def jsonl_rows(text: IO[str], key: str = "input") -> Iterator[Row | RowError]:
             yield Row(line_no, line_no, value)
 
 
-def csv_rows(text: IO[str], key: str = "input") -> Iterator[Row | RowError]:
+def _whole_lines(lines: Iterator[str | None], key: str, limit: int) -> Iterator[str]:
+    for number, line in enumerate(lines, start=1):
+        if line is None:  # a CSV record can span lines: there is no telling where the next begins
+            raise UnreadableInput(
+                f"{key!r}: physical line {number} is over {limit} characters",
+                code="row_too_large",
+                field="key",
+            )
+        yield line
+
+
+def csv_rows(text: IO[str], key: str = "input", max_row: int = MAX_ROW_CHARS) -> Iterator[Row | RowError]:
     """CSV with a header: a ``text`` column (the instance) and an optional ``id`` column."""
-    reader = csv.reader(_decoded(iter(text), key))
+    reader = csv.reader(_whole_lines(_decoded(_bounded_lines(text, max_row), key), key, max_row))
     try:
         header = next(reader)
     except StopIteration:
@@ -162,12 +191,12 @@ def csv_rows(text: IO[str], key: str = "input") -> Iterator[Row | RowError]:
         yield Row(start, row_id, record[text_at])
 
 
-def read_rows(body: Any, key: str) -> Iterator[Row | RowError]:
+def read_rows(body: Any, key: str, max_row: int = MAX_ROW_CHARS) -> Iterator[Row | RowError]:
     """The rows of an S3 object body, by its format; raises ``UnreadableInput`` when it cannot be read."""
     kind = input_format(key)
     text = open_text(body, key)
     reader = jsonl_rows if kind == "jsonl" else csv_rows
     try:
-        yield from reader(text, key)
+        yield from reader(text, key, max_row)
     finally:
         text.close()

@@ -6,7 +6,7 @@ same rows in the same chunks, A/B alternating, one thread on both sides. Peak me
 of 10,000 and one of 100,000 rows, each scored by a fresh interpreter, its own ``VmHWM``.
 
 ``make bench`` runs this as part of ``benchmarks.run``; ``python -m benchmarks.batch_bench``
-runs it on its own (its own moto server and model).
+runs it on its own. Either way S3 and SQS are a moto server in a separate process.
 """
 
 from __future__ import annotations
@@ -14,11 +14,14 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import logging
+import socket
+import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+import urllib.request
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +39,6 @@ from training.local import (
     environment,
     load_function_module,
     local_aws_environment,
-    moto_server,
 )
 from training.models import spam_nb
 from training.options import TrainOptions
@@ -162,26 +164,54 @@ def bench_memory(texts: Sequence[str], environ: dict[str, str], sizes: Sequence[
     return {"runs": reports, "growth": last["peak_rss_mb"] / first["peak_rss_mb"]}
 
 
-def run(
-    trained: spam_nb.Trained, model_dir: Path, models_bucket: str, repeats: int = 5, rows: int = 4000
-) -> dict[str, Any]:
-    """All three, against the moto server the caller's environment points at (model published)."""
-    create_bucket(DATA_BUCKET)
-    environ = {
-        "MODEL_BUCKET": models_bucket,
-        "DATA_BUCKET": DATA_BUCKET,
-        "MODEL_CACHE_DIR": tempfile.mkdtemp(),
-    }
-    held_out = [e.text for e in trained.data.test]
-    texts = (held_out * (rows // len(held_out) + 1))[:rows]
-    _log(f"S3 batch path: {rows} rows per file against session.run, alternating")
-    s3 = bench_s3(texts, model_dir, environ, repeats, chunk=256)
-    _log("SQS path: batches of 10 requests against session.run, alternating")
-    sqs = bench_sqs(texts, model_dir, environ, repeats)
-    _log("batch memory: 10,000 and 100,000 rows, each in a fresh interpreter")
-    short = [" ".join(t.split())[:400] for t in held_out[:500]]
-    memory = bench_memory(short, environ, (10_000, 100_000))
-    return {"s3": s3, "sqs": sqs, "memory": memory}
+@contextmanager
+def separate_moto_server() -> Iterator[str]:
+    """A moto server in its own process: S3 and SQS are not inside the Lambda process either, and
+    an in-process server would take its CPU time (and the GIL) from the path being measured."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=2).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise RuntimeError("the moto server did not start") from None
+                time.sleep(0.2)
+        yield endpoint
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def run(trained: spam_nb.Trained, model_dir: Path, repeats: int = 5, rows: int = 4000) -> dict[str, Any]:
+    """All three, against a moto server of their own with ``model_dir`` published to it."""
+    with separate_moto_server() as endpoint, environment(local_aws_environment(endpoint)):
+        create_bucket(MODELS_BUCKET)
+        create_bucket(DATA_BUCKET)
+        registry = ModelRegistry(MODELS_BUCKET)
+        registry.set_alias("spam_nb", "production", registry.publish(model_dir).version)
+        environ = {
+            "MODEL_BUCKET": MODELS_BUCKET,
+            "DATA_BUCKET": DATA_BUCKET,
+            "MODEL_CACHE_DIR": tempfile.mkdtemp(),
+        }
+        held_out = [e.text for e in trained.data.test]
+        texts = (held_out * (rows // len(held_out) + 1))[:rows]
+        _log(f"S3 batch path: {rows} rows per file against session.run, alternating")
+        s3 = bench_s3(texts, model_dir, environ, repeats, chunk=256)
+        _log("SQS path: batches of 10 requests against session.run, alternating")
+        sqs = bench_sqs(texts, model_dir, environ, repeats)
+        _log("batch memory: 10,000 and 100,000 rows, each in a fresh interpreter")
+        short = [" ".join(t.split())[:400] for t in held_out[:500]]
+        memory = bench_memory(short, environ, (10_000, 100_000))
+    return {"s3": s3, "sqs": sqs, "memory": memory, "s3_server": "moto server in a separate process"}
 
 
 def _verdict(name: str, value: float) -> str:
@@ -211,15 +241,11 @@ def markdown_rows(results: dict[str, Any]) -> list[str]:
 
 
 def main() -> int:
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
     work = Path(tempfile.mkdtemp(prefix="maas-batch-bench-"))
-    with moto_server() as endpoint, environment({**local_aws_environment(endpoint), "OMP_NUM_THREADS": "1"}):
-        create_bucket(MODELS_BUCKET)
+    with environment({"OMP_NUM_THREADS": "1"}):
         _log("training spam_nb (full corpus)")
         trained = spam_nb.train_model(TrainOptions(out=work / "spam_nb", quiet=True))
-        registry = ModelRegistry(MODELS_BUCKET)
-        registry.set_alias("spam_nb", "production", registry.publish(work / "spam_nb").version)
-        results = run(trained, work / "spam_nb", MODELS_BUCKET)
+        results = run(trained, work / "spam_nb")
     print(json.dumps(results, indent=2))
     print("\n".join(markdown_rows(results)))
     return 0

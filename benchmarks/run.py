@@ -381,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         log("batch throughput: session.run against predict_proba")
         batch = bench_batch(trained, work / "spam_nb", repeats=max(5, args.repeats))
-        events = batch_bench.run(trained, work / "spam_nb", BUCKET, repeats=max(5, args.repeats))
+        events = batch_bench.run(trained, work / "spam_nb", repeats=max(5, args.repeats))
     sizes = bench_sizes(built, work / "spam_nb")
     date = datetime.now(UTC).strftime("%Y-%m-%d")
     results = {

@@ -122,8 +122,36 @@ def test_the_http_api_uses_iam_authorisation_by_default() -> None:
 
 
 def _statements(spec: Any) -> list[dict[str, Any]]:
-    props = resources()[spec.logical_id]["Properties"]
-    return [s for policy in props["Policies"] for s in policy["Statement"]]
+    """The function's own role's statements (each function has one; SAM's would add ``sqs:*`` on ``*``)."""
+    role = resources()[spec.logical_id]["Properties"]["Role"]
+    assert isinstance(role, Intrinsic) and role.tag == "GetAtt"
+    role_id = role.value.split(".")[0]
+    properties = resources()[role_id]["Properties"]
+    assert [str(arn.value) for arn in properties["ManagedPolicyArns"][:1]] == [
+        "arn:${AWS::Partition}:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
+    ]
+    return [s for policy in properties["Policies"] for s in policy["PolicyDocument"]["Statement"]]
+
+
+def test_each_function_consumes_only_its_own_queue_and_fails_only_into_its_own_dead_letter_queue() -> None:
+    everything = resources()
+    for spec in functions():
+        events = everything[spec.logical_id]["Properties"]["Events"].values()
+        (queue,) = [e["Properties"]["Queue"].value for e in events if e["Type"] == "SQS"]
+        on_queues = [s for s in _statements(spec) if any(a.startswith("sqs:") for a in _actions(s))]
+        assert {r for s in on_queues for r in _resources_of(s)} == {
+            queue,
+            f"{everything[queue.split('.')[0]]['Properties']['RedrivePolicy']['deadLetterTargetArn'].value}",
+        }
+        assert all("*" not in a for s in on_queues for a in _actions(s))
+        failure = everything[spec.logical_id]["Properties"]["EventInvokeConfig"]["DestinationConfig"][
+            "OnFailure"
+        ]
+        assert failure["Type"] == "SQS" and failure["Destination"].value.split(".")[0] in str(on_queues)
+
+
+def _actions(statement: dict[str, Any]) -> list[str]:
+    return statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
 
 
 def _resources_of(statement: dict[str, Any]) -> list[str]:
@@ -135,8 +163,8 @@ def _resources_of(statement: dict[str, Any]) -> list[str]:
 def test_each_function_reads_only_its_own_model_prefix() -> None:
     for spec in functions():
         for statement in _statements(spec):
-            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
-            assert all(a.startswith("s3:") and "*" not in a for a in actions), actions
+            actions = _actions(statement)
+            assert all(a.startswith(("s3:", "sqs:")) and "*" not in a for a in actions), actions
             on_models = [r for r in _resources_of(statement) if "ModelsBucket" in r]
             if not on_models:
                 continue
@@ -152,14 +180,14 @@ def test_each_function_reads_its_inputs_and_writes_its_outputs_and_results_only(
     for spec in functions():
         model = spec.model_name
         on_data = [s for s in _statements(spec) if any("DataBucketName" in r for r in _resources_of(s))]
-        reads = [s for s in on_data if all(a.startswith("s3:Get") for a in s["Action"])]
+        reads = [s for s in on_data if all(a.startswith("s3:Get") for a in _actions(s))]
         writes = [s for s in on_data if s not in reads]
         assert [r for s in reads for r in _resources_of(s)] == [f"{data}/inputs/{model}/*"]
         assert sorted(r for s in writes for r in _resources_of(s)) == [
             f"{data}/outputs/{model}/*",
             f"{data}/results/{model}/*",
         ]
-        assert {a for s in writes for a in s["Action"]} <= {"s3:PutObject", "s3:AbortMultipartUpload"}
+        assert {a for s in writes for a in _actions(s)} <= {"s3:PutObject", "s3:AbortMultipartUpload"}
 
 
 def test_data_bucket_is_encrypted_private_tls_only_and_expires_old_outputs() -> None:

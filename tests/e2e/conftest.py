@@ -10,6 +10,7 @@ from typing import Any
 import boto3
 import pytest
 
+from maas.predictor import Predictor
 from maas.registry import ModelRegistry
 from tests.conftest import FunctionUnderTest, body_of, load_event, with_json_body
 from training.local import create_bucket
@@ -68,6 +69,20 @@ def stack(moto_endpoint: str, spam_nb_dir: Path, tmp_path_factory: pytest.TempPa
 def spam_nb_function(stack: Stack) -> FunctionUnderTest:
     """The spam_nb function's real handler in a fresh execution environment, on the moto server."""
     return FunctionUnderTest("spam_nb", stack.environ, None)
+
+
+@pytest.fixture
+def session_runs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The batch size of every ``session.run`` the handler makes (the real run still happens)."""
+    sizes: list[int] = []
+    real_run = Predictor.run
+
+    def counting_run(self: Predictor, feeds: Any, outputs: Any = None) -> Any:
+        sizes.append(len(next(iter(feeds.values()))))
+        return real_run(self, feeds, outputs)
+
+    monkeypatch.setattr(Predictor, "run", counting_run)
+    return sizes
 
 
 def http_predictions(function: FunctionUnderTest, texts: list[str]) -> list[dict[str, Any]]:

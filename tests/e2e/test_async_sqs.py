@@ -8,7 +8,6 @@ from typing import Any
 import boto3
 import pytest
 
-from maas.predictor import Predictor
 from tests.conftest import FunctionUnderTest, load_event
 from tests.e2e.conftest import Stack, http_predictions
 from tests.unit.test_metrics import emf_records
@@ -22,20 +21,6 @@ def bodies(event: dict[str, Any]) -> list[str]:
 def result(stack: Stack, request_id: str) -> dict[str, Any]:
     document: dict[str, Any] = json.loads(stack.read(f"results/spam_nb/{request_id}.json"))
     return document
-
-
-@pytest.fixture
-def session_runs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """The batch size of every ``session.run`` the handler makes (the real run still happens)."""
-    sizes: list[int] = []
-    real_run = Predictor.run
-
-    def counting_run(self: Predictor, feeds: Any, outputs: Any = None) -> Any:
-        sizes.append(len(next(iter(feeds.values()))))
-        return real_run(self, feeds, outputs)
-
-    monkeypatch.setattr(Predictor, "run", counting_run)
-    return sizes
 
 
 def test_a_mixed_batch_reports_exactly_the_bad_messages_and_answers_the_good_ones(

@@ -78,7 +78,7 @@ def test_the_stored_event_scores_the_sample_file_in_order_with_error_rows(
 
 
 def test_csv_with_id_and_text_columns_and_a_gzipped_jsonl_of_id_instance_objects(
-    stack: Stack, spam_nb_function: FunctionUnderTest
+    stack: Stack, spam_nb_function: FunctionUnderTest, session_runs: list[int]
 ) -> None:
     csv_outcome = outputs_of(
         spam_nb_function(drop(stack, "inputs/spam_nb/csv/sample.csv", (INPUTS / "sample.csv").read_bytes()))
@@ -95,6 +95,7 @@ def test_csv_with_id_and_text_columns_and_a_gzipped_jsonl_of_id_instance_objects
         spam_nb_function(drop(stack, "inputs/spam_nb/gz/many.jsonl.gz", gzip.compress(lines.encode())))
     )
     assert gz_outcome["status"] == "scored" and (gz_outcome["rows"], gz_outcome["failed"]) == (300, 0)
+    assert session_runs[-2:] == [256, 44]  # BATCH_CHUNK_ROWS rows per session.run
     scored = stack.read_lines(gz_outcome["outputs"]["predictions"])
     assert [r["id"] for r in scored] == [f"g{i}" for i in range(300)]
     assert [r["prediction"] for r in scored[:5]] == http_predictions(spam_nb_function, texts[:5])

@@ -119,18 +119,11 @@ def _score_chunk(
     version = str(served.version)
     for entry in chunk:
         result.rows += 1
-        if isinstance(entry, Row) and entry.line in answers:
+        line = {"line": entry.line, "id": entry.id, "model_version": version}
+        prediction = answers.get(entry.line) if isinstance(entry, Row) else None
+        if prediction is not None:
             result.scored += 1
-            predictions.write(
-                _line(
-                    {
-                        "line": entry.line,
-                        "id": entry.id,
-                        "model_version": version,
-                        "prediction": answers[entry.line],
-                    }
-                )
-            )
+            predictions.write(_line({**line, "prediction": prediction}))
             continue
         result.failed += 1
         reason = (
@@ -138,17 +131,7 @@ def _score_chunk(
             if isinstance(entry, Row)
             else {"code": entry.code, "message": entry.message, "field": entry.field}
         )
-        predictions.write(
-            _line(
-                {
-                    "line": entry.line,
-                    "id": entry.id,
-                    "model_version": version,
-                    "prediction": None,
-                    "error": reason["code"],
-                }
-            )
-        )
+        predictions.write(_line({**line, "prediction": None, "error": reason["code"]}))
         errors.write(_line({"line": entry.line, "id": entry.id, "error": reason}))
 
 

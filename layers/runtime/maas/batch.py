@@ -24,10 +24,10 @@ from urllib.parse import unquote_plus
 
 from botocore.exceptions import ClientError
 
-from maas.errors import UnreadableInput
+from maas.errors import RequestError, UnreadableInput
 from maas.observability import logger, record_batch_file, record_ignored_objects, record_unreadable_input
 from maas.runtime import ModelRuntime
-from maas.scoring import check_each, run
+from maas.scoring import check_each, generate, generator_of, parse_generation, run
 from maas.service import ServedModel
 from maas.streams import Row, RowError, input_format, read_rows
 from maas.writer import ObjectWriter
@@ -100,6 +100,33 @@ class FileResult:
     inference_ms: float = 0.0
 
 
+def _answers(
+    served: ServedModel, rows: list[Row]
+) -> tuple[dict[int, dict[str, Any]], dict[int, dict[str, Any]], float]:
+    """Predictions and refusals by line: classifiers' valid rows in one ``session.run``, a text
+    generator's rows (generation requests, or bare prompts) one decoding loop each."""
+    generator = generator_of(served.task)
+    answers: dict[int, dict[str, Any]] = {}
+    refused: dict[int, dict[str, Any]] = {}
+    total_ms = 0.0
+    if generator is not None:
+        for row in rows:
+            try:
+                request = parse_generation(generator, row.instance)
+            except RequestError as error:
+                refused[row.line] = error.to_dict()
+                continue
+            answers[row.line], latency_ms = generate(generator, request)
+            total_ms += latency_ms
+        return answers, refused, total_ms
+    checked = check_each(served.task, [row.instance for row in rows], "instance")
+    if checked.feeds is not None:
+        scored, total_ms = run(served.task, checked.feeds)
+        answers = {rows[i].line: p for i, p in zip(checked.valid, scored, strict=True)}
+    refused = {rows[i].line: error.to_dict() for i, error in checked.errors.items()}
+    return answers, refused, total_ms
+
+
 def _score_chunk(
     chunk: list[Row | RowError],
     served: ServedModel,
@@ -109,13 +136,8 @@ def _score_chunk(
 ) -> None:
     """Score the chunk's readable rows in one ``session.run``; write every row's line in order."""
     rows = [entry for entry in chunk if isinstance(entry, Row)]
-    checked = check_each(served.task, [row.instance for row in rows], "instance")
-    answers: dict[int, dict[str, Any]] = {}
-    if checked.feeds is not None:
-        scored, latency_ms = run(served.task, checked.feeds)
-        answers = {rows[i].line: p for i, p in zip(checked.valid, scored, strict=True)}
-        result.inference_ms += latency_ms
-    refused = {rows[i].line: error.to_dict() for i, error in checked.errors.items()}
+    answers, refused, latency_ms = _answers(served, rows)
+    result.inference_ms += latency_ms
     version = str(served.version)
     for entry in chunk:
         result.rows += 1

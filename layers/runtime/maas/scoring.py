@@ -76,3 +76,40 @@ def score_groups(
         answers.append(predictions[start : start + len(group)])
         start += len(group)
     return answers, latency_ms
+
+
+# --- text generators: one request is one decoding loop, not one row of a batch ------------------
+
+
+def generator_of(task: Task) -> Any | None:
+    """The task itself when it generates text (``parse``, ``encode``, ``generate``), else None.
+
+    A generator's request is a prompt with decoding parameters, and answering it takes one
+    ``session.run`` per new token; its requests are therefore answered one by one.
+    """
+    return (
+        task if all(callable(getattr(task, name, None)) for name in ("parse", "encode", "generate")) else None
+    )
+
+
+def parse_generation(generator: Any, request: Any) -> Any:
+    """A generation request (an object, or a bare prompt string), fully checked before any run."""
+    body = {"prompt": request} if isinstance(request, str) else request
+    if not isinstance(body, dict):
+        raise RequestError(
+            f"a generation request must be an object or a prompt string, got {type(request).__name__}",
+            code="invalid_type",
+            field="instance",
+        )
+    parsed = generator.parse(body)
+    generator.encode(parsed.prompt)
+    return parsed
+
+
+def generate(generator: Any, request: Any) -> tuple[dict[str, Any], float]:
+    """The continuations of one checked request, and the decoding time in milliseconds."""
+    started = time.perf_counter()
+    continuations = generator.generate(request)
+    return {"prompt": request.prompt, "continuations": continuations}, (
+        time.perf_counter() - started
+    ) * 1000.0

@@ -24,7 +24,7 @@ from maas.errors import MaasError, RequestError
 from maas.http import parse_json_object
 from maas.observability import logger, record_async_batch
 from maas.runtime import ModelRuntime
-from maas.scoring import score_groups
+from maas.scoring import generate, generator_of, parse_generation, score_groups
 from maas.service import ServedModel
 from maas.tasks import check_instances
 
@@ -37,6 +37,14 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 class AsyncRequest:
     request_id: str
     instances: list[Any]
+    generation: Any | None = None  # a text generator's checked request, instead of instances
+
+    @property
+    def size(self) -> int:
+        """Instances scored, or sequences generated, for this request."""
+        return (
+            int(self.generation.num_return_sequences) if self.generation is not None else len(self.instances)
+        )
 
 
 def parse_message(body: str, served: ServedModel, max_batch: int) -> AsyncRequest:
@@ -49,6 +57,10 @@ def parse_message(body: str, served: ServedModel, max_batch: int) -> AsyncReques
             code="invalid_request_id",
             field="request_id",
         )
+    generator = generator_of(served.task)
+    if generator is not None:
+        fields = {k: v for k, v in document.items() if k != "request_id"}
+        return AsyncRequest(request_id, [], parse_generation(generator, fields))
     instances = check_instances(document.get("instances"), max_batch)
     served.task.prepare(instances, "instances")
     return AsyncRequest(request_id, instances)
@@ -56,6 +68,22 @@ def parse_message(body: str, served: ServedModel, max_batch: int) -> AsyncReques
 
 def result_key(model: str, request_id: str) -> str:
     return f"{RESULTS}/{model}/{request_id}.json"
+
+
+def _answer(served: ServedModel, requests: list[AsyncRequest]) -> tuple[list[dict[str, Any]], float]:
+    """Each request's answer: classifiers' instances in one ``session.run`` split back per request;
+    a generator's requests one decoding loop each."""
+    generator = generator_of(served.task)
+    if generator is None:
+        groups, latency_ms = score_groups(served.task, [req.instances for req in requests])
+        return [{"predictions": predictions} for predictions in groups], latency_ms
+    answers: list[dict[str, Any]] = []
+    total_ms = 0.0
+    for request in requests:
+        answer, latency_ms = generate(generator, request.generation)
+        answers.append(answer)
+        total_ms += latency_ms
+    return answers, total_ms
 
 
 def handle_sqs_event(event: dict[str, Any], context: Any, runtime: ModelRuntime) -> dict[str, Any]:
@@ -70,15 +98,15 @@ def handle_sqs_event(event: dict[str, Any], context: Any, runtime: ModelRuntime)
         except MaasError as error:
             outcomes[record.message_id] = error
     valid = {mid: req for mid, req in outcomes.items() if isinstance(req, AsyncRequest)}
-    answers, latency_ms = score_groups(served.task, [req.instances for req in valid.values()])
+    answers, latency_ms = _answer(served, list(valid.values()))
 
-    def write(request: AsyncRequest, predictions: list[dict[str, Any]]) -> str:
+    def write(request: AsyncRequest, answer: dict[str, Any]) -> str:
         key = result_key(served.name, request.request_id)
         document = {
             "request_id": request.request_id,
             "model_name": served.name,
             "model_version": str(served.version),
-            "predictions": predictions,
+            **answer,
         }
         runtime.data_s3.put_object(
             Bucket=bucket, Key=key, Body=json.dumps(document).encode("utf-8"), ContentType="application/json"
@@ -111,7 +139,7 @@ def handle_sqs_event(event: dict[str, Any], context: Any, runtime: ModelRuntime)
         served.version,
         len(outcomes) - failed,
         failed,
-        sum(len(req.instances) for req in valid.values()),
+        sum(req.size for req in valid.values()),
         latency_ms,
         cold_start=runtime.take_cold_start(),
         load_ms=runtime.take_load_ms(),

@@ -1,17 +1,21 @@
 """``make demo``: the whole path on this machine, no Docker and no AWS account.
 
-A moto server on 127.0.0.1 stands in for S3 and SQS; the model is trained by our own trainer,
-published as a version, promoted to ``production`` and queried through the function's real
-handler with the sample events in ``events/``: over HTTP, by dropping a file of inputs into the
-data bucket, and by sending requests to its queue.
+A moto server on 127.0.0.1 stands in for S3 and SQS; every model (spam_nb, then the Keras families) is
+trained by our own trainer (small epochs: this is a demo), published as a version, promoted to
+``production`` and queried through its function's real handler with the sample events in
+``events/``. Then spam_nb scores a file of inputs dropped into the data bucket and answers a
+batch of requests sent to its queue. ``--quick`` trains on small slices (the end-to-end test runs
+it that way).
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import sys
 from contextlib import redirect_stdout
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +32,18 @@ BUCKET = "maas-models-demo"
 DATA_BUCKET = "maas-data-demo"
 ALIAS = "production"
 ENVIRONMENT = {"MODEL_BUCKET": BUCKET, "DATA_BUCKET": DATA_BUCKET}
+# The Keras families: (model, what it is, demo training options, --quick training options).
+KERAS_MODELS: tuple[tuple[str, str, dict[str, Any], dict[str, Any]], ...] = (
+    ("spam_lstm", "Embedding -> LSTM spam filter", {"epochs": 2}, {"epochs": 1, "limit": 800}),
+    ("digits_cnn", "CNN on 8x8 digits", {"epochs": 10}, {"epochs": 2}),
+    ("spam_mlp", "TF-IDF -> dense network, one graph", {"epochs": 3}, {"epochs": 1, "limit": 800}),
+    (
+        "moby_gen",
+        "character GRU on Moby Dick",
+        {"epochs": 2, "limit": 400_000},
+        {"epochs": 1, "limit": 40_000},
+    ),
+)
 
 
 def _say(message: str = "") -> None:
@@ -41,18 +57,31 @@ def _show_response(event: dict[str, Any], response: dict[str, Any]) -> None:
     if "predictions" in body:
         _say(f"{route} -> {status}, answered by {body['model_name']} version {body['model_version']}")
         request = json.loads(_request_body(event))
-        for text, prediction in zip(request["instances"], body["predictions"], strict=True):
+        for instance, prediction in zip(request["instances"], body["predictions"], strict=True):
             confidence = prediction["probabilities"][prediction["label"]]
-            snippet = " ".join(text.split())[:70]
-            _say(f"    {prediction['label']:<5} p={confidence:.3f}  {snippet!r}")
+            _say(f"    {prediction['label']:<5} p={confidence:.3f}  {_describe_instance(instance)}")
+    elif "continuations" in body:
+        _say(f"{route} -> {status}, answered by {body['model_name']} version {body['model_version']}")
+        for text in body["continuations"]:
+            _say(f"    {body['prompt']!r} -> {' '.join(text.split())[:70]!r}")
     elif "model_version" in body:
         metrics = body.get("metrics", {})
         _say(
             f"{route} -> {status}: {body['model_name']} version {body['model_version']}, labels {body['labels']}, "
-            f"accuracy {metrics.get('accuracy')}, F1 {metrics.get('f1')}"
+            "held-out "
+            + ", ".join(f"{k} {metrics[k]}" for k in ("accuracy", "f1", "perplexity") if k in metrics)
         )
     else:
         _say(f"{route} -> {status}: {body}")
+
+
+def _describe_instance(instance: Any) -> str:
+    if isinstance(instance, str):
+        return repr(" ".join(instance.split())[:70])
+    if isinstance(instance, dict):
+        return "a base64 PNG image"
+    rows = len(instance)
+    return f"a {rows}x{len(instance[0]) if rows else 0} pixel array"
 
 
 def _request_body(event: dict[str, Any]) -> str:
@@ -60,6 +89,27 @@ def _request_body(event: dict[str, Any]) -> str:
 
     raw = str(event.get("body", ""))
     return base64.b64decode(raw).decode() if event.get("isBase64Encoded") else raw
+
+
+def _held_out(manifest: dict[str, Any]) -> str:
+    metrics, parity = manifest["metrics"], manifest["parity"]
+    figures = ", ".join(f"{k} {metrics[k]:.4f}" for k in ("accuracy", "f1", "perplexity") if k in metrics)
+    return (
+        f"held-out {figures}; parity {parity['label_disagreements']} of {parity['rows']} "
+        f"{parity['compared']} differ, max |Δ{parity['measure']}| {parity['max_abs_diff']:.1e}; "
+        f"ONNX {manifest['model']['size'] / 1e6:.2f} MB"
+    )
+
+
+def _invoke_events(model: str, log: Any) -> None:
+    for path in sorted((PROJECT_ROOT / "events" / model).glob("*.json")):
+        event = read_event(path)
+        if "routeKey" not in event:
+            continue  # the S3 and SQS samples are played in steps 5 and 6, with real objects and queues
+        with redirect_stdout(log):  # the handler's EMF metric records and logs go to the demo log
+            response = invoke(model, event, ENVIRONMENT)
+        _say(f"   [{path.relative_to(PROJECT_ROOT)}]")
+        _show_response(event, response)
 
 
 def _batch_file() -> dict[str, Any]:
@@ -112,7 +162,7 @@ def _async_requests(log: Any) -> None:
     )
 
 
-def run_demo(workdir: Path) -> int:
+def run_demo(workdir: Path, *, quick: bool = False) -> int:
     workdir = workdir if workdir.is_absolute() else PROJECT_ROOT / workdir
     workdir.mkdir(parents=True, exist_ok=True)
     log_path = workdir / "demo.log"
@@ -147,14 +197,16 @@ def run_demo(workdir: Path) -> int:
         _say(f"   alias {ALIAS} -> version {alias.version}")
 
         _say("4. invoke the spam_nb function's real handler with the sample HTTP events")
-        for path in sorted((PROJECT_ROOT / "events" / "spam_nb").glob("*.json")):
-            event = read_event(path)
-            if "routeKey" not in event:
-                continue  # the S3 and SQS samples are played in steps 5 and 6, with real objects and queues
-            with redirect_stdout(log):  # the handler's EMF metric records and logs go to the demo log
-                response = invoke("spam_nb", event, ENVIRONMENT)
-            _say(f"   [{path.relative_to(PROJECT_ROOT)}]")
-            _show_response(event, response)
+        _invoke_events("spam_nb", log)
+        for step, (model, what, options, quick_options) in enumerate(KERAS_MODELS, start=1):
+            _say(f"4.{step} {model} ({what}): train with Keras, export with tf2onnx, check parity, publish")
+            trainer = importlib.import_module(f"training.models.{model}")
+            chosen = quick_options if quick else options
+            manifest = trainer.train(replace(TrainOptions(out=workdir / model), **chosen))
+            version = registry.publish(workdir / model).version
+            registry.set_alias(model, ALIAS, version)
+            _say(f"   {_held_out(manifest)}; published {model} version {version}, alias {ALIAS} -> {version}")
+            _invoke_events(model, log)
         with redirect_stdout(log):
             scored = _batch_file()
         _say(f"5. S3 batch scoring: dropped {scored['input']['key']} into s3://{DATA_BUCKET}/")
@@ -170,4 +222,4 @@ def run_demo(workdir: Path) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run_demo(Path("build/demo")))
+    sys.exit(run_demo(Path("build/demo"), quick="--quick" in sys.argv))

@@ -76,6 +76,39 @@ def generate_http_event(
     return event
 
 
+DIGITS = (0, 7, 13)  # rows of scikit-learn's load_digits(): a 0, a 7 and a 3
+GENERATE = {
+    "prompt": "Call me Ishmael",
+    "max_new_tokens": 100,
+    "num_return_sequences": 2,
+    "temperature": 0.8,
+    "top_k": 20,
+    "seed": 7,
+}
+GENERATE_GREEDY = {"prompt": "Call me Ishmael", "max_new_tokens": 160, "temperature": 0}
+
+
+def digit_images() -> list[list[list[float]]]:
+    """Real 8x8 digits, scaled to [0, 1] as the model takes them."""
+    from sklearn.datasets import load_digits
+
+    images = load_digits().images
+    return [(images[i] / 16.0).round(4).tolist() for i in DIGITS]
+
+
+def png_base64(image: list[list[float]], mode: str = "L") -> str:
+    """A real PNG (Pillow's encoder, independent of the layer's decoder), base64 encoded."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    pixels = Image.fromarray((np.asarray(image) * 255).round().astype(np.uint8), mode="L").convert(mode)
+    buffer = io.BytesIO()
+    pixels.save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
 DATA_BUCKET = "maas-data"
 SAMPLE_INPUTS = ("sample.jsonl", "sample.csv")
 
@@ -111,8 +144,33 @@ def generate_sqs_event(queue: str, bodies: list[str]) -> dict[str, Any]:
     return {"Records": records}
 
 
-def request_body(request_id: str, instances: Any) -> str:
-    return json.dumps({"request_id": request_id, "instances": instances})
+def write_event_source_events(model: str, requests: list[dict[str, Any]], invalid: dict[str, Any]) -> None:
+    """``s3_put.json`` naming ``inputs/sample.jsonl`` (its real size and ETag), ``sqs_batch.json``
+    (valid requests) and ``sqs_mixed_batch.json`` (valid, not JSON, invalid, no request_id, valid)."""
+    model_dir = EVENTS_DIR / model
+    content = (model_dir / "inputs" / "sample.jsonl").read_bytes()
+    write(
+        model_dir / "s3_put.json", generate_s3_put_event(DATA_BUCKET, f"inputs/{model}/sample.jsonl", content)
+    )
+    queue = f"maas-{model}-requests"
+    bodies = [json.dumps({"request_id": f"req-{i}", **request}) for i, request in enumerate(requests)]
+    write(model_dir / "sqs_batch.json", generate_sqs_event(queue, bodies))
+    mixed = [
+        bodies[0],
+        "this is not JSON {",
+        json.dumps({"request_id": "req-bad-instances", **invalid}),
+        json.dumps(requests[0]),
+        bodies[1],
+    ]
+    write(model_dir / "sqs_mixed_batch.json", generate_sqs_event(queue, mixed))
+
+
+def write_sample_input(model: str, rows: list[Any]) -> None:
+    """``events/<model>/inputs/sample.jsonl``: one instance (or request) per line."""
+    path = EVENTS_DIR / model / "inputs" / "sample.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    print(f"wrote {path.relative_to(PROJECT_ROOT)}")
 
 
 def write(path: Path, event: dict[str, Any]) -> None:
@@ -121,35 +179,57 @@ def write(path: Path, event: dict[str, Any]) -> None:
     print(f"wrote {path.relative_to(PROJECT_ROOT)}")
 
 
+def write_model_events(model: str, verb: str, requests: dict[str, tuple[dict[str, Any], bool]]) -> None:
+    """``<name>.json`` per request (``POST /models/<model>/<verb>``) and ``describe.json``."""
+    for name, (body, base64_body) in requests.items():
+        event = generate_http_event("POST", f"/models/{model}/{verb}", body, base64_body=base64_body)
+        write(EVENTS_DIR / model / f"{name}.json", event)
+    write(
+        EVENTS_DIR / model / "describe.json",
+        generate_http_event("GET", f"/models/{model}", None, base64_body=False),
+    )
+
+
 def main() -> None:
-    model_dir = EVENTS_DIR / "spam_nb"
-    predict = "/models/spam_nb/predict"
-    write(
-        model_dir / "predict.json",
-        generate_http_event("POST", predict, {"instances": SPAM_TEXTS}, base64_body=False),
+    texts = {"instances": SPAM_TEXTS}
+    write_model_events(
+        "spam_nb",
+        "predict",
+        {"predict": (texts, False), "predict_base64": ({"instances": SPAM_TEXTS[:1]}, True)},
     )
-    write(
-        model_dir / "predict_base64.json",
-        generate_http_event("POST", predict, {"instances": SPAM_TEXTS[:1]}, base64_body=True),
+    write_model_events("spam_lstm", "predict", {"predict": (texts, False)})
+    write_model_events("spam_mlp", "predict", {"predict": (texts, False)})
+    images = digit_images()
+    write_model_events(
+        "digits_cnn",
+        "predict",
+        {
+            "predict": ({"instances": images}, False),
+            "predict_png": (
+                {"instances": [{"b64": png_base64(images[0])}, {"b64": png_base64(images[1], "RGB")}]},
+                False,
+            ),
+        },
     )
-    write(model_dir / "describe.json", generate_http_event("GET", "/models/spam_nb", None, base64_body=False))
-    key = "inputs/spam_nb/sample.jsonl"
-    content = (model_dir / "inputs" / "sample.jsonl").read_bytes()
-    write(model_dir / "s3_put.json", generate_s3_put_event(DATA_BUCKET, key, content))
-    queue = "maas-spam_nb-requests"
-    good = [request_body(f"req-{i}", SPAM_TEXTS[i : i + 2]) for i in range(2)]
-    write(
-        model_dir / "sqs_batch.json",
-        generate_sqs_event(queue, [*good, request_body("req-2", SPAM_TEXTS[2:])]),
+    write_model_events(
+        "moby_gen", "generate", {"generate": (GENERATE, False), "generate_greedy": (GENERATE_GREEDY, False)}
     )
-    mixed = [
-        good[0],
-        "this is not JSON {",
-        request_body("req-bad-instances", ["a fine text", 42, ""]),
-        json.dumps({"instances": SPAM_TEXTS[:1]}),
-        good[1],
-    ]
-    write(model_dir / "sqs_mixed_batch.json", generate_sqs_event(queue, mixed))
+    # S3 batch inputs and SQS requests (spam_nb's sample.jsonl is written by hand: it shows every row form)
+    pairs = [{"instances": SPAM_TEXTS[i : i + 2]} for i in range(3)]
+    bad_texts = {"instances": ["a fine text", 42, ""]}
+    for model in ("spam_nb", "spam_lstm", "spam_mlp"):
+        if model != "spam_nb":
+            write_sample_input(model, [*SPAM_TEXTS, 42, ""])
+        write_event_source_events(model, pairs, bad_texts)
+    write_sample_input("digits_cnn", [*images, [[0.5] * 3] * 3])
+    image_pairs = [{"instances": images[i : i + 2]} for i in range(2)]
+    write_event_source_events("digits_cnn", image_pairs, {"instances": [images[0], [[0.5] * 3] * 3]})
+    short = {"max_new_tokens": 40, "temperature": 0}
+    prompts = ["Call me Ishmael", "The whale", "It was the ship"]
+    write_sample_input("moby_gen", [*({"prompt": p, **short} for p in prompts), {"prompt": ""}, prompts[0]])
+    write_event_source_events(
+        "moby_gen", [{"prompt": p, **short} for p in prompts], {"prompt": "", "max_new_tokens": 10}
+    )
 
 
 if __name__ == "__main__":

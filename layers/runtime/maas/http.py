@@ -22,7 +22,13 @@ from maas.errors import (
     PayloadTooLarge,
     RequestError,
 )
-from maas.observability import logger, record_error, record_metadata_request, record_prediction
+from maas.observability import (
+    logger,
+    record_error,
+    record_generation,
+    record_metadata_request,
+    record_prediction,
+)
 from maas.runtime import ModelRuntime
 from maas.tasks import check_instances
 
@@ -89,42 +95,71 @@ def parse_json_object(raw: bytes | str, what: str) -> dict[str, Any]:
     return document
 
 
-def build_http_app(runtime: ModelRuntime) -> APIGatewayHttpResolver:
-    """The model function's routes: ``POST /models/{m}/predict`` and ``GET /models/{m}``."""
-    app = APIGatewayHttpResolver()
+def own_model(runtime: ModelRuntime, model: str) -> None:
+    if model != runtime.model_name:
+        raise NotFound(
+            f"this function serves model {runtime.model_name!r}, not {model!r}",
+            code="model_not_found",
+            field="model",
+        )
 
-    def own_model(model: str) -> None:
-        if model != runtime.model_name:
-            raise NotFound(
-                f"this function serves model {runtime.model_name!r}, not {model!r}",
-                code="model_not_found",
-                field="model",
-            )
 
-    @app.post("/models/<model>/predict")
-    def predict(model: str) -> dict[str, Any]:
-        own_model(model)
-        settings = runtime.settings
-        body = read_json_object(app.current_event, settings.max_body_bytes)
-        instances = check_instances(body.get("instances"), settings.max_batch)
+def add_generation_routes(app: APIGatewayHttpResolver, runtime: ModelRuntime) -> None:
+    """``POST /models/{m}/generate``: ``{"prompt", "max_new_tokens", "num_return_sequences",
+    "temperature", "top_k", "seed"}`` -> the continuations, for a text-generation model."""
+    from maas.generation import TextGenerator  # only generator functions import the decoder
+
+    @app.post("/models/<model>/generate")
+    def generate(model: str) -> dict[str, Any]:
+        own_model(runtime, model)
+        body = read_json_object(app.current_event, runtime.settings.max_body_bytes)
         served = runtime.service.current()
-        feeds = served.task.prepare(instances)
+        task = served.task
+        if not isinstance(task, TextGenerator):
+            raise RequestError(
+                f"model {served.name!r} is a {task.name!r} model; it does not generate text",
+                code="wrong_route",
+                field="path",
+            )
+        request = task.parse(body)
         started = time.perf_counter()
-        predictions = served.task.predict(feeds)
-        record_prediction(
+        continuations = task.generate(request)
+        record_generation(
             served.name,
             served.version,
-            len(instances),
+            len(continuations),
             (time.perf_counter() - started) * 1000.0,
-            labels=[str(p["label"]) for p in predictions if "label" in p],
+            tokens=request.max_new_tokens * len(continuations),
             cold_start=runtime.take_cold_start(),
             load_ms=runtime.take_load_ms(),
         )
-        return {"model_name": served.name, "model_version": str(served.version), "predictions": predictions}
+        return {
+            "model_name": served.name,
+            "model_version": str(served.version),
+            "prompt": request.prompt,
+            "continuations": continuations,
+            "parameters": {
+                "max_new_tokens": request.max_new_tokens,
+                "num_return_sequences": request.num_return_sequences,
+                "temperature": request.temperature,
+                "top_k": request.top_k,
+                "seed": request.seed,
+            },
+        }
+
+
+def build_http_app(runtime: ModelRuntime, *, generation: bool = False) -> APIGatewayHttpResolver:
+    """The model function's routes: ``POST /models/{m}/predict`` (``/generate`` for a generator)
+    and ``GET /models/{m}``."""
+    app = APIGatewayHttpResolver()
+    if generation:
+        add_generation_routes(app, runtime)
+    else:
+        add_prediction_routes(app, runtime)
 
     @app.get("/models/<model>")
     def describe(model: str) -> dict[str, Any]:
-        own_model(model)
+        own_model(runtime, model)
         served = runtime.service.current()
         record_metadata_request(
             served.name, served.version, cold_start=runtime.take_cold_start(), load_ms=runtime.take_load_ms()
@@ -161,3 +196,28 @@ def build_http_app(runtime: ModelRuntime) -> APIGatewayHttpResolver:
         return respond(MaasError(f"internal error: {type(error).__name__}"))
 
     return app
+
+
+def add_prediction_routes(app: APIGatewayHttpResolver, runtime: ModelRuntime) -> None:
+    """``POST /models/{m}/predict`` with ``{"instances": [...]}``, for every classifier task."""
+
+    @app.post("/models/<model>/predict")
+    def predict(model: str) -> dict[str, Any]:
+        own_model(runtime, model)
+        settings = runtime.settings
+        body = read_json_object(app.current_event, settings.max_body_bytes)
+        instances = check_instances(body.get("instances"), settings.max_batch)
+        served = runtime.service.current()
+        feeds = served.task.prepare(instances)
+        started = time.perf_counter()
+        predictions = served.task.predict(feeds)
+        record_prediction(
+            served.name,
+            served.version,
+            len(instances),
+            (time.perf_counter() - started) * 1000.0,
+            labels=[str(p["label"]) for p in predictions if "label" in p],
+            cold_start=runtime.take_cold_start(),
+            load_ms=runtime.take_load_ms(),
+        )
+        return {"model_name": served.name, "model_version": str(served.version), "predictions": predictions}

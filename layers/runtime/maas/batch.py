@@ -27,7 +27,7 @@ from botocore.exceptions import ClientError
 from maas.errors import RequestError, UnreadableInput
 from maas.observability import logger, record_batch_file, record_ignored_objects, record_unreadable_input
 from maas.runtime import ModelRuntime
-from maas.scoring import check_each, generate, generator_of, parse_generation, run
+from maas.scoring import check_each, generate, generator_of, parse_generation, run, stable_seed
 from maas.service import ServedModel
 from maas.streams import Row, RowError, input_format, read_rows
 from maas.writer import ObjectWriter
@@ -101,7 +101,7 @@ class FileResult:
 
 
 def _answers(
-    served: ServedModel, rows: list[Row]
+    served: ServedModel, rows: list[Row], source: InputObject
 ) -> tuple[dict[int, dict[str, Any]], dict[int, dict[str, Any]], float]:
     """Predictions and refusals by line: classifiers' valid rows in one ``session.run``, a text
     generator's rows (generation requests, or bare prompts) one decoding loop each."""
@@ -112,7 +112,8 @@ def _answers(
     if generator is not None:
         for row in rows:
             try:
-                request = parse_generation(generator, row.instance)
+                seed = stable_seed(source.key, source.tag, row.line)
+                request = parse_generation(generator, row.instance, seed)
             except RequestError as error:
                 refused[row.line] = error.to_dict()
                 continue
@@ -129,6 +130,7 @@ def _answers(
 
 def _score_chunk(
     chunk: list[Row | RowError],
+    source: InputObject,
     served: ServedModel,
     predictions: ObjectWriter,
     errors: ObjectWriter,
@@ -136,7 +138,7 @@ def _score_chunk(
 ) -> None:
     """Score the chunk's readable rows in one ``session.run``; write every row's line in order."""
     rows = [entry for entry in chunk if isinstance(entry, Row)]
-    answers, refused, latency_ms = _answers(served, rows)
+    answers, refused, latency_ms = _answers(served, rows, source)
     result.inference_ms += latency_ms
     version = str(served.version)
     for entry in chunk:
@@ -203,7 +205,7 @@ def score_object(runtime: ModelRuntime, source: InputObject, served: ServedModel
         for chunk in _chunks(
             read_rows(body, source.key, runtime.settings.max_body_bytes), runtime.settings.batch_chunk_rows
         ):
-            _score_chunk(chunk, served, predictions, errors, result)
+            _score_chunk(chunk, source, served, predictions, errors, result)
         predictions.close()
         errors.close()
     except UnreadableInput as error:

@@ -8,6 +8,7 @@ model at once and hand each caller back its own slice of the answers.
 from __future__ import annotations
 
 import time
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -92,8 +93,17 @@ def generator_of(task: Task) -> Any | None:
     )
 
 
-def parse_generation(generator: Any, request: Any) -> Any:
-    """A generation request (an object, or a bare prompt string), fully checked before any run."""
+def stable_seed(*parts: object) -> int:
+    """A sampling seed derived from what names the request, so a redelivery samples the same text."""
+    return zlib.crc32("/".join(str(part) for part in parts).encode("utf-8"))
+
+
+def parse_generation(generator: Any, request: Any, default_seed: int) -> Any:
+    """A generation request (an object, or a bare prompt string), fully checked before any run.
+
+    Without a ``seed`` of its own it gets ``default_seed``: an S3 row or an SQS message may be
+    delivered twice, and its answer must then be the same text, not another sample.
+    """
     body = {"prompt": request} if isinstance(request, str) else request
     if not isinstance(body, dict):
         raise RequestError(
@@ -101,7 +111,7 @@ def parse_generation(generator: Any, request: Any) -> Any:
             code="invalid_type",
             field="instance",
         )
-    parsed = generator.parse(body)
+    parsed = generator.parse({"seed": default_seed, **body})
     generator.encode(parsed.prompt)
     return parsed
 

@@ -24,7 +24,7 @@ from maas.errors import MaasError, RequestError
 from maas.http import parse_json_object
 from maas.observability import logger, record_async_batch
 from maas.runtime import ModelRuntime
-from maas.scoring import generate, generator_of, parse_generation, score_groups
+from maas.scoring import generate, generator_of, parse_generation, score_groups, stable_seed
 from maas.service import ServedModel
 from maas.tasks import check_instances
 
@@ -60,7 +60,7 @@ def parse_message(body: str, served: ServedModel, max_batch: int) -> AsyncReques
     generator = generator_of(served.task)
     if generator is not None:
         fields = {k: v for k, v in document.items() if k != "request_id"}
-        return AsyncRequest(request_id, [], parse_generation(generator, fields))
+        return AsyncRequest(request_id, [], parse_generation(generator, fields, stable_seed(request_id)))
     instances = check_instances(document.get("instances"), max_batch)
     served.task.prepare(instances, "instances")
     return AsyncRequest(request_id, instances)

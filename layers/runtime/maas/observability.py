@@ -137,6 +137,24 @@ def record_error(model: str, status: int, code: str, *, cold_start: bool = False
         by_code.add_dimension(name="error_code", value=code)
 
 
+def _record_counts(
+    model: str,
+    version: int | None,
+    counts: dict[str, int],
+    *,
+    latency_ms: float | None = None,
+    cold_start: bool = False,
+    load_ms: float | None = None,
+) -> None:
+    """Counters of one invocation of an event source, with the usual dimensions and cold-start facts."""
+    _dimensions(model, version)
+    for name, value in counts.items():
+        metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+    if latency_ms is not None:
+        metrics.add_metric(name="InferenceLatency", unit=MetricUnit.Milliseconds, value=latency_ms)
+    _cold_and_load(cold_start, load_ms)
+
+
 def record_batch_file(
     model: str,
     version: int,
@@ -149,27 +167,19 @@ def record_batch_file(
     load_ms: float | None = None,
 ) -> None:
     """S3 batch scoring: the files and rows of one invocation, and their total ``session.run`` time."""
-    _dimensions(model, version)
-    metrics.add_metric(name="BatchFiles", unit=MetricUnit.Count, value=files)
-    metrics.add_metric(name="BatchRowsScored", unit=MetricUnit.Count, value=scored)
-    metrics.add_metric(name="BatchRowsFailed", unit=MetricUnit.Count, value=failed)
-    metrics.add_metric(name="InferenceLatency", unit=MetricUnit.Milliseconds, value=latency_ms)
-    _cold_and_load(cold_start, load_ms)
+    counts = {"BatchFiles": files, "BatchRowsScored": scored, "BatchRowsFailed": failed}
+    _record_counts(model, version, counts, latency_ms=latency_ms, cold_start=cold_start, load_ms=load_ms)
 
 
 def record_unreadable_input(model: str, code: str, *, cold_start: bool = False) -> None:
     """An input object that could not be read at all (it gets an error object, not a retry)."""
-    _dimensions(model)
-    metrics.add_metric(name="BatchUnreadableInputs", unit=MetricUnit.Count, value=1)
     metrics.add_metadata(key="error_code", value=code)
-    _cold_and_load(cold_start, None)
+    _record_counts(model, None, {"BatchUnreadableInputs": 1}, cold_start=cold_start)
 
 
 def record_ignored_objects(model: str, count: int, *, cold_start: bool = False) -> None:
     """S3 records for objects outside the model's input prefix: a notification set up wrongly."""
-    _dimensions(model)
-    metrics.add_metric(name="BatchIgnoredObjects", unit=MetricUnit.Count, value=count)
-    _cold_and_load(cold_start, None)
+    _record_counts(model, None, {"BatchIgnoredObjects": count}, cold_start=cold_start)
 
 
 def record_async_batch(
@@ -184,10 +194,6 @@ def record_async_batch(
     load_ms: float | None = None,
 ) -> None:
     """One SQS batch: requests answered and failed (left to retry or the dead-letter queue)."""
-    _dimensions(model, version)
-    metrics.add_metric(name="AsyncRequestsScored", unit=MetricUnit.Count, value=scored)
-    metrics.add_metric(name="AsyncRequestsFailed", unit=MetricUnit.Count, value=failed)
-    metrics.add_metric(name="InstancesScored", unit=MetricUnit.Count, value=instances)
-    if instances:
-        metrics.add_metric(name="InferenceLatency", unit=MetricUnit.Milliseconds, value=latency_ms)
-    _cold_and_load(cold_start, load_ms)
+    counts = {"AsyncRequestsScored": scored, "AsyncRequestsFailed": failed, "InstancesScored": instances}
+    latency = latency_ms if instances else None
+    _record_counts(model, version, counts, latency_ms=latency, cold_start=cold_start, load_ms=load_ms)

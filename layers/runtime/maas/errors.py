@@ -41,6 +41,12 @@ class PayloadTooLarge(RequestError):
     code = "body_too_large"
 
 
+class UnreadableInput(RequestError):
+    """A batch input object that cannot be read at all: unknown format, not gzip, not UTF-8."""
+
+    code = "unreadable_input"
+
+
 class NotFound(MaasError):
     """A model, version, alias or route that does not exist."""
 

@@ -4,10 +4,10 @@ A moto server on 127.0.0.1 stands in for S3 and SQS; every model (spam_nb, then 
 trained by our own trainer (small epochs: this is a demo), published as a version, promoted to
 ``production`` and queried through its function's real handler with the sample events in
 ``events/``. Then spam_nb scores a file of inputs dropped into the data bucket and answers a
-batch of requests sent to its queue. ``--quick`` trains on small slices (the end-to-end test runs
-it that way). Last, the lifecycle (``training/demo_lifecycle.py``): a second spam_nb version is
-published, compared, promoted, rolled back, retired and deleted while one warm function
-environment keeps answering.
+batch of requests sent to its queue, and the lifecycle (``training/demo_lifecycle.py``) runs: a
+second spam_nb version is published, compared, promoted, rolled back, retired and deleted while
+one warm function environment keeps answering. ``--quick`` trains on small slices (the end-to-end
+test runs it that way).
 """
 
 from __future__ import annotations

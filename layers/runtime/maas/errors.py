@@ -47,6 +47,12 @@ class NotFound(MaasError):
     code = "not_found"
 
 
+class Retired(MaasError):
+    """A version asked for by number that exists but was retired: it is never served again."""
+
+    code = "version_not_active"
+
+
 class ModelUnavailable(MaasError):
     """The model exists (or is asked for) but no version can be served right now."""
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from maas.errors import ModelUnavailable, NotFound
+from maas.errors import ModelUnavailable, NotFound, Retired
 from maas.predictor import Predictor
 from maas.registry import STATUS_ACTIVE, ModelRegistry
 from maas.settings import Settings
@@ -94,7 +94,12 @@ class ModelService:
         self._alias = _Resolved(alias.version, now)
         return alias.version
 
-    def load(self, version: int) -> ServedModel:
+    def version(self, version: int) -> ServedModel:
+        """A version asked for by number (the protocol's versioned routes), whatever the aliases say:
+        an unknown version is ``NotFound``, a retired one ``Retired``."""
+        return self.load(version, by_number=True)
+
+    def load(self, version: int, *, by_number: bool = False) -> ServedModel:
         """Download, verify and open a version once; later calls reuse the open session."""
         with self._lock:
             served = self._loaded.get(version)
@@ -104,12 +109,24 @@ class ModelService:
             try:
                 status = self.registry.status(self.name, version)
             except NotFound as error:
+                if by_number:
+                    raise NotFound(
+                        f"model {self.name!r} has no version {version}",
+                        code="version_not_found",
+                        field="version",
+                    ) from error
                 raise ModelUnavailable(
                     f"no usable version of model {self.name!r}: version {version} "
                     f"(alias {self.settings.model_alias!r}) is not in the registry",
                     code="no_usable_version",
                 ) from error
             if status != STATUS_ACTIVE:
+                if by_number:
+                    raise Retired(
+                        f"model {self.name!r} version {version} is {status} and is not served",
+                        code="version_not_active",
+                        field="version",
+                    )
                 raise ModelUnavailable(
                     f"model {self.name!r} version {version} is {status} and is not served",
                     code="version_not_active",

@@ -41,6 +41,12 @@ class PayloadTooLarge(RequestError):
     code = "body_too_large"
 
 
+class UnsupportedMediaType(RequestError):
+    """The body's content type is not one the route reads (JSON)."""
+
+    code = "unsupported_media_type"
+
+
 class NotFound(MaasError):
     """A model, version, alias or route that does not exist."""
 

@@ -17,7 +17,11 @@ from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
-from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.exceptions import (
+    RequestUnsupportedContentType,
+    RequestValidationError,
+)
+from pydantic import BaseModel
 
 from maas.errors import (
     Conflict,
@@ -27,17 +31,32 @@ from maas.errors import (
     PayloadTooLarge,
     RequestError,
     Retired,
+    UnsupportedMediaType,
 )
-from maas.inference_protocol import register_protocol_routes
+from maas.inference_protocol import error_responses, register_protocol_routes
 from maas.observability import logger, record_error, record_metadata_request, record_prediction
 from maas.runtime import ModelRuntime
 from maas.tasks import check_instances
 
 PROTOCOL_PREFIX = "/v2"
 
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    field: str | None
+
+
+class PlainError(BaseModel):
+    """The plain routes' error body (the protocol routes answer ``{"error": "message"}``)."""
+
+    error: ErrorDetail
+
+
 # Most specific first: the first class an error is an instance of decides its status.
 _STATUS_BY_ERROR: tuple[tuple[type[MaasError], int], ...] = (
     (PayloadTooLarge, 413),
+    (UnsupportedMediaType, 415),
     (RequestError, 400),
     (NotFound, 404),
     (Retired, 410),
@@ -107,6 +126,15 @@ def install_error_handlers(
     @app.exception_handler(RequestValidationError)
     def handle_invalid(error: RequestValidationError) -> Response[Any]:
         return respond(validation_error(error))
+
+    @app.exception_handler(RequestUnsupportedContentType)
+    def handle_unsupported(_: RequestUnsupportedContentType) -> Response[Any]:
+        content_type = app.current_event.headers.get("content-type", "")
+        return respond(
+            UnsupportedMediaType(
+                f"content-type {content_type!r} is not accepted: send application/json", field="content-type"
+            )
+        )
 
     @app.exception_handler([binascii.Error, UnicodeDecodeError])
     def handle_undecodable(_: ValueError) -> Response[Any]:
@@ -201,7 +229,14 @@ def build_http_app(runtime: ModelRuntime) -> APIGatewayHttpResolver:
                 field="model",
             )
 
-    @app.post("/models/<model>/predict")
+    plain = ["Plain JSON"]
+
+    @app.post(
+        "/models/<model>/predict",
+        summary='Predict: {"instances": [...]}',
+        tags=plain,
+        responses=error_responses(400, 404, 413, 503, model=PlainError),
+    )
     def predict(model: str) -> dict[str, Any]:
         own_model(model)
         settings = runtime.settings
@@ -222,7 +257,12 @@ def build_http_app(runtime: ModelRuntime) -> APIGatewayHttpResolver:
         )
         return {"model_name": served.name, "model_version": str(served.version), "predictions": predictions}
 
-    @app.get("/models/<model>")
+    @app.get(
+        "/models/<model>",
+        summary="The answering version",
+        tags=plain,
+        responses=error_responses(404, 503, model=PlainError),
+    )
     def describe(model: str) -> dict[str, Any]:
         own_model(model)
         served = runtime.service.current()

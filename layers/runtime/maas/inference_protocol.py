@@ -115,19 +115,24 @@ class ProtocolError(_Message):
     error: str
 
 
-ERROR_RESPONSES: dict[int | str, Any] = {
-    status: {
-        "description": description,
-        "content": {"application/json": {"model": ProtocolError}},
-    }
-    for status, description in (
-        (400, "malformed request: the message names the field and the reason"),
-        (404, "unknown model, version or route"),
-        (410, "the version was retired and is not served"),
-        (413, "the body is larger than the function accepts"),
-        (503, "no version of the model can be served right now"),
-    )
+_ERRORS = {
+    400: "malformed request: the message names the field and the reason",
+    404: "unknown model, version or route",
+    410: "the version was retired and is not served",
+    413: "the body is larger than the function accepts",
+    415: "the body is not JSON",
+    503: "no version of the model can be served right now",
 }
+
+
+def error_responses(*statuses: int, model: type[BaseModel] | None = None) -> dict[int, Any]:
+    """OpenAPI ``responses`` of a route: 200 (its return type) and the error statuses it can answer."""
+    schema = model or ProtocolError
+    errors = {
+        status: {"description": _ERRORS[status], "content": {"application/json": {"model": schema}}}
+        for status in statuses
+    }
+    return {200: {"description": "OK"}, **errors}
 
 
 def datatype_of(spec: TensorSpec) -> str:
@@ -314,7 +319,9 @@ def register_protocol_routes(app: APIGatewayHttpResolver, runtime: ModelRuntime)
         )
         return response
 
-    docs: dict[str, Any] = {"tags": ["Open Inference Protocol v2"], "responses": ERROR_RESPONSES}
+    tags = ["Open Inference Protocol v2"]
+    docs: dict[str, Any] = {"tags": tags, "responses": error_responses(404, 410, 503)}
+    infer_docs: dict[str, Any] = {"tags": tags, "responses": error_responses(400, 404, 410, 413, 415, 503)}
 
     @app.get("/v2/models/<model>", summary="Model metadata", **docs)
     def model_metadata(model: str) -> ModelMetadataResponse:
@@ -332,11 +339,11 @@ def register_protocol_routes(app: APIGatewayHttpResolver, runtime: ModelRuntime)
     def model_version_ready(model: str, version: str) -> ModelReadyResponse:
         return ready(model, version)
 
-    @app.post("/v2/models/<model>/infer", summary="Inference", **docs)
+    @app.post("/v2/models/<model>/infer", summary="Inference", **infer_docs)
     def model_infer(model: str, request: Annotated[InferenceRequest, Body()]) -> InferenceResponse:
         return run(model, None, request)
 
-    @app.post("/v2/models/<model>/versions/<version>/infer", summary="Inference on a version", **docs)
+    @app.post("/v2/models/<model>/versions/<version>/infer", summary="Inference on a version", **infer_docs)
     def model_version_infer(
         model: str, version: str, request: Annotated[InferenceRequest, Body()]
     ) -> InferenceResponse:

@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 import maas
 from maas.errors import ConfigurationError
 from maas.http import install_error_handlers, resolver
-from maas.inference_protocol import ERROR_RESPONSES
+from maas.inference_protocol import error_responses
 from maas.registry import STATUS_ACTIVE, ModelRegistry
 
 SERVER_NAME = "maas"
@@ -99,22 +99,32 @@ def repository_index(registry: ModelRegistry, only_ready: bool) -> list[Reposito
 
 def build_registry_app(runtime: RegistryRuntime) -> APIGatewayHttpResolver:
     app = resolver(lambda: INDEX_BODY_LIMIT)
-    docs: dict[str, Any] = {"tags": ["Open Inference Protocol v2"], "responses": ERROR_RESPONSES}
+    tags = ["Open Inference Protocol v2"]
 
-    @app.get("/v2/health/live", summary="Server liveness", **docs)
+    @app.get("/v2/health/live", summary="Server liveness", tags=tags)
     def live() -> LiveResponse:
         return LiveResponse(live=True)
 
-    @app.get("/v2/health/ready", summary="Server readiness: the registry can be read", **docs)
+    @app.get(
+        "/v2/health/ready",
+        summary="Server readiness: the registry can be read",
+        tags=tags,
+        responses=error_responses(503),
+    )
     def ready() -> ReadyResponse:
         runtime.registry.list_models()
         return ReadyResponse(ready=True)
 
-    @app.get("/v2", summary="Server metadata", **docs)
+    @app.get("/v2", summary="Server metadata", tags=tags)
     def server_metadata() -> ServerMetadataResponse:
         return ServerMetadataResponse(name=SERVER_NAME, version=maas.__version__, extensions=EXTENSIONS)
 
-    @app.post("/v2/repository/index", summary="Model list (Triton's model repository index)", **docs)
+    @app.post(
+        "/v2/repository/index",
+        summary="Model list (Triton's model repository index)",
+        tags=tags,
+        responses=error_responses(400, 413, 415, 503),
+    )
     def index(
         request: Annotated[RepositoryIndexRequest | None, Body()] = None,
     ) -> list[RepositoryIndexEntry]:

@@ -133,10 +133,14 @@ def test_each_function_reads_only_its_own_model_prefix() -> None:
             ), actions
             resource = statement["Resource"]
             assert isinstance(resource, Intrinsic)
+            # a model function reads its own model; the registry function lists and reads tags of all
+            prefix = f"models/{spec.model_name}/*" if spec.model_name else "models/*"
+            if not spec.model_name:
+                assert set(actions) <= {"s3:ListBucket", "s3:GetObjectTagging"}, actions
             if actions == ["s3:ListBucket"]:
-                assert statement["Condition"]["StringLike"]["s3:prefix"] == [f"models/{spec.model_name}/*"]
+                assert statement["Condition"]["StringLike"]["s3:prefix"] == [prefix]
             else:
-                assert resource.value == f"${{ModelsBucket.Arn}}/models/{spec.model_name}/*"
+                assert resource.value == f"${{ModelsBucket.Arn}}/{prefix}"
 
 
 def test_functions_use_python312_the_layer_and_powertools_settings() -> None:
@@ -151,7 +155,7 @@ def test_functions_use_python312_the_layer_and_powertools_settings() -> None:
     assert layer["Metadata"]["BuildMethod"] == "makefile"
     assert layer["Properties"]["CompatibleRuntimes"] == ["python3.12"]
     for spec in functions():
-        assert spec.environment["POWERTOOLS_SERVICE_NAME"] == spec.model_name
+        assert spec.environment["POWERTOOLS_SERVICE_NAME"] == (spec.model_name or "registry")
         log_groups = [
             r
             for r in template["Resources"].values()

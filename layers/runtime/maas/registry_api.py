@@ -1,9 +1,9 @@
 """The server-wide Open Inference Protocol routes, served by the small registry function.
 
 Health, server metadata and the model list belong to no single model, so one function answers
-them from the registry bucket; each model's own function answers its model routes. Unknown
-``/v2`` paths land here too (a catch-all route in ``template.yaml``), so a client asking for a
-model that does not exist gets the protocol's 404 instead of API Gateway's own.
+them from the registry bucket; each model's own function answers its model routes. Any path
+no other route declares lands here too (a catch-all route in ``template.yaml``), so a client
+asking for a model that does not exist gets the protocol's 404 instead of API Gateway's own.
 """
 
 from __future__ import annotations

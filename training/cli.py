@@ -155,6 +155,20 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    from training import dashboard
+
+    if args.write:
+        changed = dashboard.write()
+        print("template.yaml: dashboard " + ("rewritten" if changed else "already up to date"))
+        return 0
+    if dashboard.committed_block() != dashboard.template_block():
+        print("template.yaml: the dashboard is out of date; run `maas dashboard --write`", file=sys.stderr)
+        return 1
+    print("template.yaml: dashboard up to date")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from training.demo import run_demo
 
@@ -229,6 +243,12 @@ def build_parser() -> argparse.ArgumentParser:
     metrics.add_argument("logfile", help="a log with the handlers' EMF lines (maas invoke/serve, the demo)")
     metrics.add_argument("--plot", default=None, metavar="FILE.png", help="also draw latency and label mix")
     metrics.set_defaults(func=cmd_metrics)
+
+    board = commands.add_parser("dashboard", help="check (or --write) template.yaml's CloudWatch dashboard")
+    board.add_argument(
+        "--write", action="store_true", help="rewrite the dashboard block from training/dashboard.py"
+    )
+    board.set_defaults(func=cmd_dashboard)
 
     demo = commands.add_parser("demo", help="moto server, train, publish, promote, invoke, stop")
     demo.add_argument("--workdir", default="build/demo")

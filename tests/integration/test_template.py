@@ -163,3 +163,36 @@ def test_functions_use_python312_the_layer_and_powertools_settings() -> None:
             and spec.logical_id in str(r["Properties"]["LogGroupName"].value)
         ]
         assert log_groups and log_groups[0]["Properties"]["RetentionInDays"]
+
+
+def test_the_arm64_layer_carries_aarch64_binaries_and_stays_under_150_mb(built: Path) -> None:
+    layer = built / "RuntimeLayerArm64"
+    assert list(layer.glob("python/onnxruntime/capi/onnxruntime_pybind11_state.cpython-312-aarch64-*.so"))
+    assert list(layer.glob("python/numpy/_core/_multiarray_umath.cpython-312-aarch64-*.so"))
+    assert not list(layer.rglob("*x86_64*.so"))
+    assert list(layer.glob("python/maas/__pycache__/http.cpython-312.pyc"))
+    assert tree_size(layer) < LAYER_LIMIT_BYTES
+
+
+def test_architecture_snapstart_and_provisioned_concurrency_are_parameters() -> None:
+    template = load_template()
+    parameters, defaults = template["Parameters"], template["Globals"]["Function"]
+    assert parameters["Architecture"]["AllowedValues"] == ["x86_64", "arm64"]
+    assert defaults["Architectures"] == [Intrinsic("Ref", "Architecture")]
+    assert defaults["Layers"] == [
+        Intrinsic("If", ["OnArm64", Intrinsic("Ref", "RuntimeLayerArm64"), Intrinsic("Ref", "RuntimeLayer")])
+    ]
+    # SnapStart snapshots published versions; provisioned concurrency lives on the alias
+    assert defaults["AutoPublishAlias"] == "live"
+    assert parameters["SnapStart"]["AllowedValues"] == ["PublishedVersions", "None"]
+    assert defaults["SnapStart"] == {"ApplyOn": Intrinsic("Ref", "SnapStart")}
+    provisioned = defaults["ProvisionedConcurrencyConfig"]
+    assert provisioned.tag == "If" and provisioned.value[0] == "HasProvisionedConcurrency"
+    assert provisioned.value[1] == {
+        "ProvisionedConcurrentExecutions": Intrinsic("Ref", "ProvisionedConcurrency")
+    }
+    # Lambda refuses SnapStart with provisioned concurrency: the template says so before deploying
+    rule = template["Rules"]["SnapStartExcludesProvisionedConcurrency"]
+    assert rule["Assertions"][0]["Assert"] == Intrinsic(
+        "Equals", [Intrinsic("Ref", "ProvisionedConcurrency"), "0"]
+    )

@@ -1,0 +1,133 @@
+"""The template's dashboard and alarms watch metrics that the handlers really emit.
+
+A real spam_nb function answers a good request, a bad one and one it cannot serve; the EMF lines
+it prints are the ground truth the dashboard and alarms are checked against (names, dimensions,
+namespace), so a renamed metric cannot leave a dashboard silently empty.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from maas.registry import ModelRegistry
+from tests.conftest import load_event, make_function, with_json_body
+from tests.unit.test_metrics import emf_records
+from training import dashboard
+from training.template import Intrinsic, functions, load_template
+
+LAMBDA_METRICS = {"Invocations", "Errors", "Throttles", "Duration"}
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    return load_template()
+
+
+def dashboard_widgets(template: dict[str, Any]) -> list[dict[str, Any]]:
+    body = template["Resources"]["ModelsDashboard"]["Properties"]["DashboardBody"]
+    assert isinstance(body, Intrinsic) and body.tag == "Sub"
+    # What !Sub will fill in: every placeholder names a parameter, pseudo parameter or resource.
+    for placeholder in re.findall(r"\$\{([^}]+)\}", body.value):
+        assert placeholder.startswith("AWS::") or placeholder.split(".")[0] in template["Resources"]
+    widgets: list[dict[str, Any]] = json.loads(body.value)["widgets"]
+    return widgets
+
+
+def referenced_metrics(template: dict[str, Any]) -> set[tuple[str, str, frozenset[str]]]:
+    """(namespace, metric, dimension names) of every dashboard line and alarm of the template."""
+    found = set()
+    for widget in dashboard_widgets(template):
+        for line in widget["properties"]["metrics"]:
+            namespace, name, *rest = line
+            dimensions = rest[:-1] if isinstance(rest[-1], dict) else rest
+            found.add((namespace, name, frozenset(dimensions[0::2])))
+    for resource in template["Resources"].values():
+        if resource["Type"] != "AWS::CloudWatch::Alarm":
+            continue
+        properties = resource["Properties"]
+        stats = [q["MetricStat"]["Metric"] for q in properties.get("Metrics", []) if "MetricStat" in q]
+        if "MetricName" in properties:
+            stats.append(properties)
+        for metric in stats:
+            names = frozenset(d["Name"] for d in metric["Dimensions"])
+            found.add((metric["Namespace"], metric["MetricName"], names))
+    return found
+
+
+@pytest.fixture
+def emitted(
+    registry: ModelRegistry, spam_nb_dir: Path, s3: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> list[dict[str, Any]]:
+    """EMF records of a served request, an invalid request and a request with no version to serve."""
+    unserved = make_function("spam_nb", s3, tmp_path / "unserved")
+    assert unserved(load_event("spam_nb", "predict.json"))["statusCode"] == 503
+    registry.publish(spam_nb_dir)
+    registry.set_alias("spam_nb", "production", 1)
+    function = make_function("spam_nb", s3, tmp_path / "served")
+    assert function(load_event("spam_nb", "predict.json"))["statusCode"] == 200
+    bad = with_json_body(load_event("spam_nb", "predict.json"), {"instances": [7]})
+    assert function(bad)["statusCode"] == 400
+    return emf_records(capsys.readouterr().out)
+
+
+def test_the_committed_dashboard_is_the_generated_one() -> None:
+    assert dashboard.committed_block() == dashboard.template_block(), "run `maas dashboard --write`"
+
+
+def test_every_model_function_has_a_dashboard_row_and_alarms(template: dict[str, Any]) -> None:
+    models = {spec.model_name: spec.logical_id for spec in functions() if spec.model_name}
+    assert {(p.model, p.function) for p in dashboard.PANELS} == set(models.items())
+    alarmed = {
+        json.dumps(resource["Properties"], default=lambda i: i.value)
+        for resource in template["Resources"].values()
+        if resource["Type"] == "AWS::CloudWatch::Alarm"
+    }
+    for logical_id in models.values():
+        watched = [text for text in alarmed if f'"{logical_id}"' in text]
+        kinds = {
+            name for name in ("Errors", "Duration", "Throttles") for text in watched if f'"{name}"' in text
+        }
+        assert kinds == {"Errors", "Duration", "Throttles"}, logical_id
+
+
+def test_dashboard_and_alarms_reference_only_metrics_the_handlers_emit(
+    template: dict[str, Any], emitted: list[dict[str, Any]]
+) -> None:
+    namespace = template["Globals"]["Function"]["Environment"]["Variables"]["POWERTOOLS_METRICS_NAMESPACE"]
+    assert namespace == dashboard.NAMESPACE
+    produced = {
+        (metric["Name"], frozenset(dimensions))
+        for record in emitted
+        for directive in record["_aws"]["CloudWatchMetrics"]
+        for metric in directive["Metrics"]
+        for dimensions in directive["Dimensions"]
+    }
+    ours = {(name, dims) for ns, name, dims in referenced_metrics(template) if ns == namespace}
+    assert {name for name, _ in ours} >= {
+        "InferenceLatency",
+        "ColdStart",
+        "ModelLoadTime",
+        "InvalidRequests",
+        "ServerErrors",
+        "PredictedLabel_ham",
+        "PredictedLabel_spam",
+    }
+    assert ours <= produced, sorted(ours - produced)
+    lambdas = {name for ns, name, dims in referenced_metrics(template) if ns == "AWS/Lambda"}
+    assert lambdas == LAMBDA_METRICS
+
+
+def test_alarms_notify_the_optional_topic(template: dict[str, Any]) -> None:
+    alarms = [
+        r["Properties"] for r in template["Resources"].values() if r["Type"] == "AWS::CloudWatch::Alarm"
+    ]
+    assert alarms
+    for alarm in alarms:
+        for key in ("AlarmActions", "OKActions"):
+            action = alarm[key]
+            assert isinstance(action, Intrinsic) and action.tag == "If" and action.value[0] == "HasAlarmTopic"

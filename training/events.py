@@ -90,6 +90,24 @@ def main() -> None:
         generate_http_event("POST", predict, {"instances": SPAM_TEXTS[:1]}, base64_body=True),
     )
     write(model_dir / "describe.json", generate_http_event("GET", "/models/spam_nb", None, base64_body=False))
+    # Open Inference Protocol v2: a BYTES tensor of texts, and the model metadata.
+    infer = {
+        "id": "sample-1",
+        "inputs": [{"name": "text", "shape": [2, 1], "datatype": "BYTES", "data": SPAM_TEXTS[:2]}],
+    }
+    write(
+        model_dir / "infer.json",
+        generate_http_event("POST", "/v2/models/spam_nb/infer", infer, base64_body=False),
+    )
+    write(
+        model_dir / "metadata.json", generate_http_event("GET", "/v2/models/spam_nb", None, base64_body=False)
+    )
+    registry_dir = EVENTS_DIR / "registry"
+    write(registry_dir / "live.json", generate_http_event("GET", "/v2/health/live", None, base64_body=False))
+    write(
+        registry_dir / "index.json",
+        generate_http_event("POST", "/v2/repository/index", {"ready": True}, base64_body=False),
+    )
 
 
 if __name__ == "__main__":

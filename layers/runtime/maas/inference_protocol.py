@@ -209,7 +209,8 @@ def _tensor(given: RequestInput, spec: TensorSpec, where: str, max_batch: int) -
             field=f"{where}.data",
         )
     try:
-        array = np.asarray(values, dtype=np.dtype(spec.dtype)).reshape(given.shape)
+        with np.errstate(over="ignore"):  # a float beyond FP32 becomes inf, refused by cast_batch
+            array = np.asarray(values, dtype=np.dtype(spec.dtype)).reshape(given.shape)
     except (OverflowError, ValueError):
         raise RequestError(
             f"{where}.data holds values out of range for {expected}",

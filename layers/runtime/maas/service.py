@@ -61,6 +61,7 @@ class ModelService:
     store: ModelStore
     clock: Callable[[], float] = time.monotonic
     _loaded: dict[int, ServedModel] = field(default_factory=dict)
+    _status_read: dict[int, float] = field(default_factory=dict)
     _alias: _Resolved | None = None
     _unreported_load_ms: float | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -96,8 +97,33 @@ class ModelService:
 
     def version(self, version: int) -> ServedModel:
         """A version asked for by number (the protocol's versioned routes), whatever the aliases say:
-        an unknown version is ``NotFound``, a retired one ``Retired``."""
-        return self.load(version, by_number=True)
+        an unknown version is ``NotFound``, a retired one ``Retired``. Its status is read again after
+        the alias TTL, so retiring a loaded version stops it being served without a redeploy."""
+        served = self.load(version, by_number=True)
+        if self.clock() - self._status_read.get(version, 0.0) >= self.settings.alias_ttl_seconds:
+            self._check_status(version, by_number=True)
+        return served
+
+    def _check_status(self, version: int, *, by_number: bool) -> None:
+        """Refuse a version that is missing or not active, in the caller's terms."""
+        try:
+            status = self.registry.status(self.name, version)
+        except NotFound as error:
+            if by_number:
+                raise NotFound(
+                    f"model {self.name!r} has no version {version}", code="version_not_found", field="version"
+                ) from error
+            raise ModelUnavailable(
+                f"no usable version of model {self.name!r}: version {version} "
+                f"(alias {self.settings.model_alias!r}) is not in the registry",
+                code="no_usable_version",
+            ) from error
+        self._status_read[version] = self.clock()
+        if status != STATUS_ACTIVE:
+            message = f"model {self.name!r} version {version} is {status} and is not served"
+            if by_number:
+                raise Retired(message, code="version_not_active", field="version")
+            raise ModelUnavailable(message, code="version_not_active")
 
     def load(self, version: int, *, by_number: bool = False) -> ServedModel:
         """Download, verify and open a version once; later calls reuse the open session."""
@@ -106,31 +132,7 @@ class ModelService:
             if served is not None:
                 return served
             started = time.perf_counter()
-            try:
-                status = self.registry.status(self.name, version)
-            except NotFound as error:
-                if by_number:
-                    raise NotFound(
-                        f"model {self.name!r} has no version {version}",
-                        code="version_not_found",
-                        field="version",
-                    ) from error
-                raise ModelUnavailable(
-                    f"no usable version of model {self.name!r}: version {version} "
-                    f"(alias {self.settings.model_alias!r}) is not in the registry",
-                    code="no_usable_version",
-                ) from error
-            if status != STATUS_ACTIVE:
-                if by_number:
-                    raise Retired(
-                        f"model {self.name!r} version {version} is {status} and is not served",
-                        code="version_not_active",
-                        field="version",
-                    )
-                raise ModelUnavailable(
-                    f"model {self.name!r} version {version} is {status} and is not served",
-                    code="version_not_active",
-                )
+            self._check_status(version, by_number=by_number)
             local: LocalVersion = self.store.fetch(self.name, version)
             predictor = Predictor(local.model_path, threads=self.settings.session_threads)
             served = ServedModel(

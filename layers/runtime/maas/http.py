@@ -39,6 +39,8 @@ from maas.runtime import ModelRuntime
 from maas.tasks import check_instances
 
 PROTOCOL_PREFIX = "/v2"
+# Set by clients that send tensors in the protocol's binary extension (Triton's, by default).
+BINARY_HEADER = "inference-header-content-length"
 
 
 class ErrorDetail(BaseModel):
@@ -123,14 +125,25 @@ def install_error_handlers(
     def handle_maas_error(error: MaasError) -> Response[Any]:
         return respond(error)
 
+    def body_error(error: MaasError) -> Response[Any]:
+        """A body that cannot be read; a request in the binary tensor extension is told so."""
+        if BINARY_HEADER in app.current_event.headers:
+            error = RequestError(
+                "the binary tensor data extension is not supported: send tensors as JSON "
+                "(tritonclient: binary_data=False)",
+                code="binary_data_unsupported",
+                field=BINARY_HEADER,
+            )
+        return respond(error)
+
     @app.exception_handler(RequestValidationError)
     def handle_invalid(error: RequestValidationError) -> Response[Any]:
-        return respond(validation_error(error))
+        return body_error(validation_error(error))
 
     @app.exception_handler(RequestUnsupportedContentType)
     def handle_unsupported(_: RequestUnsupportedContentType) -> Response[Any]:
         content_type = app.current_event.headers.get("content-type", "")
-        return respond(
+        return body_error(
             UnsupportedMediaType(
                 f"content-type {content_type!r} is not accepted: send application/json", field="content-type"
             )
@@ -138,7 +151,7 @@ def install_error_handlers(
 
     @app.exception_handler([binascii.Error, UnicodeDecodeError])
     def handle_undecodable(_: ValueError) -> Response[Any]:
-        return respond(
+        return body_error(
             RequestError("the body is not valid base64-encoded UTF-8", code="invalid_body", field="body")
         )
 

@@ -186,6 +186,10 @@ def test_a_retired_version_is_gone(served: Served, method: str, path: str) -> No
             {"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": [7]}]},
             ["inputs[0].data", "strings"],
         ),
+        (
+            {"inputs": [{"name": "text", "shape": [2], "datatype": "BYTES", "data": ["a", " "]}]},
+            ["inputs[0].data[1]", "empty"],
+        ),
         ({"inputs": []}, ["inputs"]),
         ({"id": "no-inputs"}, ["inputs", "required"]),
         (

@@ -228,11 +228,21 @@ def _output(name: str, array: np.ndarray) -> ResponseOutput:
     )
 
 
+def _instances(array: np.ndarray) -> list[Any]:
+    """The batch's rows as the plain route's instances; a row of one element is that element."""
+    if math.prod(array.shape[1:]) == 1:
+        return list(array.reshape(-1).tolist())
+    return list(array.tolist())
+
+
 def infer(served: ServedModel, request: InferenceRequest, max_batch: int) -> tuple[InferenceResponse, int]:
-    """Validate the tensors against the session's signature, run it, answer the requested outputs."""
-    predictor = served.task.predictor
-    specs = {spec.name: spec for spec in predictor.inputs}
-    feeds: dict[str, np.ndarray] = {}
+    """Check the tensors against the model's request signature, prepare them as the plain route
+    does (same validation, same preprocessing), run the session, answer the requested outputs."""
+    task = served.task
+    predictor = task.predictor
+    specs = {spec.name: spec for spec in task.request_inputs()}
+    arrays: dict[str, np.ndarray] = {}
+    fields: dict[str, str] = {}
     for index, given in enumerate(request.inputs):
         where = f"inputs[{index}]"
         spec = specs.get(given.name)
@@ -242,19 +252,25 @@ def infer(served: ServedModel, request: InferenceRequest, max_batch: int) -> tup
                 code="unknown_input",
                 field=f"{where}.name",
             )
-        if given.name in feeds:
+        if given.name in arrays:
             raise RequestError(f"{where}.name {given.name!r} is given twice", field=f"{where}.name")
-        feeds[given.name] = _tensor(given, spec, where, max_batch)
-    missing = sorted(set(specs) - set(feeds))
+        arrays[given.name] = _tensor(given, spec, where, max_batch)
+        fields[given.name] = f"{where}.data"
+    missing = sorted(set(specs) - set(arrays))
     if missing:
         raise RequestError(
             f"inputs is missing {missing}: {served.name} takes {sorted(specs)}",
             code="missing_input",
             field="inputs",
         )
-    batches = {array.shape[0] for array in feeds.values()}
+    batches = {array.shape[0] for array in arrays.values()}
     if len(batches) > 1:
         raise RequestError(f"inputs have different batch sizes {sorted(batches)}", field="inputs")
+    if len(arrays) == 1:
+        ((name, array),) = arrays.items()
+        feeds = task.prepare(_instances(array), field=fields[name])
+    else:  # several graph inputs: the checked tensors are the feeds
+        feeds = arrays
     known = [spec.name for spec in predictor.outputs]
     wanted = [o.name for o in request.outputs] if request.outputs else known
     for index, name in enumerate(wanted):
@@ -293,13 +309,12 @@ def register_protocol_routes(app: APIGatewayHttpResolver, runtime: ModelRuntime)
         record_metadata_request(
             served.name, served.version, cold_start=runtime.take_cold_start(), load_ms=runtime.take_load_ms()
         )
-        predictor = served.task.predictor
         return ModelMetadataResponse(
             name=served.name,
             versions=[str(v) for v in runtime.service.registry.list_versions(served.name)],
             platform=PLATFORM,
-            inputs=[metadata_tensor(spec) for spec in predictor.inputs],
-            outputs=[metadata_tensor(spec) for spec in predictor.outputs],
+            inputs=[metadata_tensor(spec) for spec in served.task.request_inputs()],
+            outputs=[metadata_tensor(spec) for spec in served.task.predictor.outputs],
         )
 
     def ready(model: str, version: str | None) -> ModelReadyResponse:

@@ -40,7 +40,7 @@ def main() -> None:
     sys.path[:0] = [handler_dir, *sys.argv[4:]]
     with open(event_path) as handle:
         event = json.load(handle)
-    module = __import__("app" if kind == "onnx" else "sklearn_handler")
+    module = __import__({"onnx": "app", "sklearn": "sklearn_handler"}.get(kind, kind))
     response = module.lambda_handler(event, Context())
     done = time.time()
     peak_kb = peak_rss_kb()

@@ -1,4 +1,8 @@
-"""Shared fixtures: one small spam_nb model per session, moto in-process and as a server."""
+"""Shared fixtures: one small model of each family per session, moto in-process and as a server.
+
+The Keras trainers are imported inside their fixtures: TensorFlow takes seconds to import, and a
+test run that needs no Keras model never imports it.
+"""
 
 from __future__ import annotations
 
@@ -60,6 +64,41 @@ def trained_spam_nb(tmp_path_factory: pytest.TempPathFactory) -> spam_nb.Trained
     """A small but real spam_nb version (1,500-row stratified sample), trained once per session."""
     out = tmp_path_factory.mktemp("models") / "spam_nb"
     return spam_nb.train_model(TrainOptions(out=out, limit=1500, quiet=True))
+
+
+@pytest.fixture(scope="session")
+def trained_spam_lstm(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A small but real spam_lstm version: 1,500-row stratified sample, 2 epochs."""
+    from training.models import spam_lstm
+
+    out = tmp_path_factory.mktemp("models") / "spam_lstm"
+    return spam_lstm.train_model(TrainOptions(out=out, limit=1500, epochs=2, quiet=True))
+
+
+@pytest.fixture(scope="session")
+def trained_digits_cnn(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """digits_cnn on all 1,797 bundled digits (they are tiny), 4 epochs."""
+    from training.models import digits_cnn
+
+    out = tmp_path_factory.mktemp("models") / "digits_cnn"
+    return digits_cnn.train_model(TrainOptions(out=out, epochs=4, quiet=True))
+
+
+@pytest.fixture(scope="session")
+def trained_spam_mlp(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    from training.models import spam_mlp
+
+    out = tmp_path_factory.mktemp("models") / "spam_mlp"
+    return spam_mlp.train_model(TrainOptions(out=out, limit=1500, epochs=2, quiet=True))
+
+
+@pytest.fixture(scope="session")
+def trained_moby_gen(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """moby_gen on the first 60,000 characters, one epoch: enough for the step graph to matter."""
+    from training.models import moby_gen
+
+    out = tmp_path_factory.mktemp("models") / "moby_gen"
+    return moby_gen.train_model(TrainOptions(out=out, limit=60_000, epochs=1, quiet=True))
 
 
 @pytest.fixture(scope="session")

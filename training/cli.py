@@ -15,7 +15,13 @@ from maas.errors import MaasError
 from maas.registry import ModelRegistry
 
 # Trainers are imported only when asked for: scikit-learn and TensorFlow are slow to import.
-TRAINERS = {"spam_nb": "training.models.spam_nb"}
+TRAINERS = {
+    "spam_nb": "training.models.spam_nb",
+    "spam_lstm": "training.models.spam_lstm",
+    "digits_cnn": "training.models.digits_cnn",
+    "spam_mlp": "training.models.spam_mlp",
+    "moby_gen": "training.models.moby_gen",
+}
 
 
 def _registry(args: argparse.Namespace) -> ModelRegistry:
@@ -39,10 +45,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         quiet=args.quiet,
     )
     manifest = trainer.train(options)
-    metrics = manifest["metrics"]
+    metrics, parity = manifest["metrics"], manifest["parity"]
+    held_out = ", ".join(
+        f"{name} {metrics[name]}" for name in ("accuracy", "f1", "perplexity") if name in metrics
+    )
     print(
-        f"{args.model}: accuracy {metrics.get('accuracy')}, F1 {metrics.get('f1')}, parity "
-        f"max |Δp| {manifest['parity']['max_abs_probability_diff']:.2e} -> {args.out}"
+        f"{args.model}: {held_out}, parity {parity['label_disagreements']} {parity.get('compared', 'labels')} "
+        f"differ, max |Δ{parity.get('measure', 'probability')}| {parity['max_abs_diff']:.2e}, "
+        f"opset {manifest['onnx']['opsets'].get('ai.onnx')} -> {args.out}"
     )
     return 0
 
@@ -172,7 +182,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from training.demo import run_demo
 
-    return run_demo(Path(args.workdir))
+    return run_demo(Path(args.workdir), quick=args.quick)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -189,7 +199,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=13)
     train.add_argument("--epochs", type=int, default=None, help="for neural models; ignored by naive Bayes")
     train.add_argument("--data", default=None, help="data file (or data home for downloaded data sets)")
-    train.add_argument("--dataset", default=None, help="spamassassin (default) or 20newsgroups")
+    train.add_argument(
+        "--dataset",
+        default=None,
+        help="spam_nb: spamassassin (default) or 20newsgroups; digits_cnn: digits (default) or cifar10",
+    )
     train.add_argument(
         "--limit", type=int, default=None, help="train on a stratified sample of this many rows"
     )
@@ -252,6 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="moto server, train, publish, promote, invoke, stop")
     demo.add_argument("--workdir", default="build/demo")
+    demo.add_argument("--quick", action="store_true", help="train the Keras models on small slices")
     demo.set_defaults(func=cmd_demo)
     return parser
 

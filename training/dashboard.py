@@ -36,7 +36,14 @@ class Panel:
     dead_letter_queue: str | None = None
 
 
-PANELS: tuple[Panel, ...] = (Panel(model="spam_nb", function="SpamNbFunction", labels=("ham", "spam")),)
+PANELS: tuple[Panel, ...] = (
+    Panel(model="spam_nb", function="SpamNbFunction", labels=("ham", "spam")),
+    Panel(model="spam_lstm", function="SpamLstmFunction", labels=("ham", "spam")),
+    Panel(model="digits_cnn", function="DigitsCnnFunction", labels=tuple(str(digit) for digit in range(10))),
+    Panel(model="spam_mlp", function="SpamMlpFunction", labels=("ham", "spam")),
+    # a generator has no labels: its row shows the sequences it generated (InstancesScored)
+    Panel(model="moby_gen", function="MobyGenFunction"),
+)
 
 
 def _ours(metric: str, panel: Panel, **options: Any) -> list[Any]:

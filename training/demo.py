@@ -1,16 +1,19 @@
 """``make demo``: the whole path on this machine, no Docker and no AWS account.
 
-A moto server on 127.0.0.1 stands in for S3; the model is trained by our own trainer, published
-as a version, promoted to ``production`` and queried through the function's real handler with
-the sample events in ``events/``.
+A moto server on 127.0.0.1 stands in for S3; every model (spam_nb, then the Keras families) is
+trained by our own trainer (small epochs: this is a demo), published as a version, promoted to
+``production`` and queried through its function's real handler with the sample events in
+``events/``. ``--quick`` trains on small slices (the end-to-end test runs it that way).
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import sys
 from contextlib import redirect_stdout
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +25,18 @@ from training.options import TrainOptions
 
 BUCKET = "maas-models-demo"
 ALIAS = "production"
+# The Keras families: (model, what it is, demo training options, --quick training options).
+KERAS_MODELS: tuple[tuple[str, str, dict[str, Any], dict[str, Any]], ...] = (
+    ("spam_lstm", "Embedding -> LSTM spam filter", {"epochs": 2}, {"epochs": 1, "limit": 800}),
+    ("digits_cnn", "CNN on 8x8 digits", {"epochs": 10}, {"epochs": 2}),
+    ("spam_mlp", "TF-IDF -> dense network, one graph", {"epochs": 3}, {"epochs": 1, "limit": 800}),
+    (
+        "moby_gen",
+        "character GRU on Moby Dick",
+        {"epochs": 2, "limit": 400_000},
+        {"epochs": 1, "limit": 40_000},
+    ),
+)
 
 
 def _say(message: str = "") -> None:
@@ -35,10 +50,13 @@ def _show_response(event: dict[str, Any], response: dict[str, Any]) -> None:
     if "predictions" in body:
         _say(f"{route} -> {status}, answered by {body['model_name']} version {body['model_version']}")
         request = json.loads(_request_body(event))
-        for text, prediction in zip(request["instances"], body["predictions"], strict=True):
+        for instance, prediction in zip(request["instances"], body["predictions"], strict=True):
             confidence = prediction["probabilities"][prediction["label"]]
-            snippet = " ".join(text.split())[:70]
-            _say(f"    {prediction['label']:<5} p={confidence:.3f}  {snippet!r}")
+            _say(f"    {prediction['label']:<5} p={confidence:.3f}  {_describe_instance(instance)}")
+    elif "continuations" in body:
+        _say(f"{route} -> {status}, answered by {body['model_name']} version {body['model_version']}")
+        for text in body["continuations"]:
+            _say(f"    {body['prompt']!r} -> {' '.join(text.split())[:70]!r}")
     elif "platform" in body:  # Open Inference Protocol v2 model metadata
         inputs = ", ".join(f"{t['name']} {t['datatype']}{t['shape']}" for t in body["inputs"])
         _say(
@@ -55,7 +73,8 @@ def _show_response(event: dict[str, Any], response: dict[str, Any]) -> None:
         metrics = body.get("metrics", {})
         _say(
             f"{route} -> {status}: {body['model_name']} version {body['model_version']}, labels {body['labels']}, "
-            f"accuracy {metrics.get('accuracy')}, F1 {metrics.get('f1')}"
+            "held-out "
+            + ", ".join(f"{k} {metrics[k]}" for k in ("accuracy", "f1", "perplexity") if k in metrics)
         )
     else:
         _say(f"{route} -> {status}: {body}")
@@ -65,6 +84,15 @@ def _short(values: list[Any]) -> list[Any]:
     return [round(v, 3) if isinstance(v, float) else v for v in values[:4]]
 
 
+def _describe_instance(instance: Any) -> str:
+    if isinstance(instance, str):
+        return repr(" ".join(instance.split())[:70])
+    if isinstance(instance, dict):
+        return "a base64 PNG image"
+    rows = len(instance)
+    return f"a {rows}x{len(instance[0]) if rows else 0} pixel array"
+
+
 def _request_body(event: dict[str, Any]) -> str:
     import base64
 
@@ -72,7 +100,26 @@ def _request_body(event: dict[str, Any]) -> str:
     return base64.b64decode(raw).decode() if event.get("isBase64Encoded") else raw
 
 
-def run_demo(workdir: Path) -> int:
+def _held_out(manifest: dict[str, Any]) -> str:
+    metrics, parity = manifest["metrics"], manifest["parity"]
+    figures = ", ".join(f"{k} {metrics[k]:.4f}" for k in ("accuracy", "f1", "perplexity") if k in metrics)
+    return (
+        f"held-out {figures}; parity {parity['label_disagreements']} of {parity['rows']} "
+        f"{parity['compared']} differ, max |Δ{parity['measure']}| {parity['max_abs_diff']:.1e}; "
+        f"ONNX {manifest['model']['size'] / 1e6:.2f} MB"
+    )
+
+
+def _invoke_events(model: str, log: Any) -> None:
+    for path in sorted((PROJECT_ROOT / "events" / model).glob("*.json")):
+        event = read_event(path)
+        with redirect_stdout(log):  # the handler's EMF metric records and logs go to the demo log
+            response = invoke(model, event, {"MODEL_BUCKET": BUCKET})
+        _say(f"   [{path.relative_to(PROJECT_ROOT)}]")
+        _show_response(event, response)
+
+
+def run_demo(workdir: Path, *, quick: bool = False) -> int:
     workdir = workdir if workdir.is_absolute() else PROJECT_ROOT / workdir
     workdir.mkdir(parents=True, exist_ok=True)
     log_path = workdir / "demo.log"
@@ -107,12 +154,16 @@ def run_demo(workdir: Path) -> int:
         _say(f"   alias {ALIAS} -> version {alias.version}")
 
         _say("4. invoke the spam_nb function's real handler with the sample events")
-        for path in sorted((PROJECT_ROOT / "events" / "spam_nb").glob("*.json")):
-            event = read_event(path)
-            with redirect_stdout(log):  # the handler's EMF metric records and logs go to the demo log
-                response = invoke("spam_nb", event, {"MODEL_BUCKET": BUCKET})
-            _say(f"   [{path.relative_to(PROJECT_ROOT)}]")
-            _show_response(event, response)
+        _invoke_events("spam_nb", log)
+        for step, (model, what, options, quick_options) in enumerate(KERAS_MODELS, start=1):
+            _say(f"4.{step} {model} ({what}): train with Keras, export with tf2onnx, check parity, publish")
+            trainer = importlib.import_module(f"training.models.{model}")
+            chosen = quick_options if quick else options
+            manifest = trainer.train(replace(TrainOptions(out=workdir / model), **chosen))
+            version = registry.publish(workdir / model).version
+            registry.set_alias(model, ALIAS, version)
+            _say(f"   {_held_out(manifest)}; published {model} version {version}, alias {ALIAS} -> {version}")
+            _invoke_events(model, log)
         _say(f"5. the handler's logs and EMF metric records are in {log_path}")
         _say("6. stopping the moto server")
     _say(f"7. metrics summary (maas metrics {log_path}):")
@@ -122,4 +173,4 @@ def run_demo(workdir: Path) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run_demo(Path("build/demo")))
+    sys.exit(run_demo(Path("build/demo"), quick="--quick" in sys.argv))

@@ -72,36 +72,99 @@ def generate_http_event(
     return event
 
 
+DIGITS = (0, 7, 13)  # rows of scikit-learn's load_digits(): a 0, a 7 and a 3
+GENERATE = {
+    "prompt": "Call me Ishmael",
+    "max_new_tokens": 100,
+    "num_return_sequences": 2,
+    "temperature": 0.8,
+    "top_k": 20,
+    "seed": 7,
+}
+GENERATE_GREEDY = {"prompt": "Call me Ishmael", "max_new_tokens": 160, "temperature": 0}
+
+
+def digit_images() -> list[list[list[float]]]:
+    """Real 8x8 digits, scaled to [0, 1] as the model takes them."""
+    from sklearn.datasets import load_digits
+
+    images = load_digits().images
+    return [(images[i] / 16.0).round(4).tolist() for i in DIGITS]
+
+
+def png_base64(image: list[list[float]], mode: str = "L") -> str:
+    """A real PNG (Pillow's encoder, independent of the layer's decoder), base64 encoded."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    pixels = Image.fromarray((np.asarray(image) * 255).round().astype(np.uint8), mode="L").convert(mode)
+    buffer = io.BytesIO()
+    pixels.save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
 def write(path: Path, event: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(event, indent=2) + "\n")
     print(f"wrote {path.relative_to(PROJECT_ROOT)}")
 
 
+def write_model_events(model: str, verb: str, requests: dict[str, tuple[dict[str, Any], bool]]) -> None:
+    """``<name>.json`` per request (``POST /models/<model>/<verb>``) and ``describe.json``."""
+    for name, (body, base64_body) in requests.items():
+        event = generate_http_event("POST", f"/models/{model}/{verb}", body, base64_body=base64_body)
+        write(EVENTS_DIR / model / f"{name}.json", event)
+    write(
+        EVENTS_DIR / model / "describe.json",
+        generate_http_event("GET", f"/models/{model}", None, base64_body=False),
+    )
+
+
+def write_protocol_events(model: str, infer: dict[str, Any]) -> None:
+    """``metadata.json`` (``GET /v2/models/<model>``) and ``infer.json`` (``POST .../infer``)."""
+    path = f"/v2/models/{model}"
+    write(EVENTS_DIR / model / "metadata.json", generate_http_event("GET", path, None, base64_body=False))
+    write(
+        EVENTS_DIR / model / "infer.json",
+        generate_http_event("POST", f"{path}/infer", infer, base64_body=False),
+    )
+
+
 def main() -> None:
-    model_dir = EVENTS_DIR / "spam_nb"
-    predict = "/models/spam_nb/predict"
-    write(
-        model_dir / "predict.json",
-        generate_http_event("POST", predict, {"instances": SPAM_TEXTS}, base64_body=False),
+    texts = {"instances": SPAM_TEXTS}
+    write_model_events(
+        "spam_nb",
+        "predict",
+        {"predict": (texts, False), "predict_base64": ({"instances": SPAM_TEXTS[:1]}, True)},
     )
-    write(
-        model_dir / "predict_base64.json",
-        generate_http_event("POST", predict, {"instances": SPAM_TEXTS[:1]}, base64_body=True),
+    write_model_events("spam_lstm", "predict", {"predict": (texts, False)})
+    write_model_events("spam_mlp", "predict", {"predict": (texts, False)})
+    images = digit_images()
+    write_model_events(
+        "digits_cnn",
+        "predict",
+        {
+            "predict": ({"instances": images}, False),
+            "predict_png": (
+                {"instances": [{"b64": png_base64(images[0])}, {"b64": png_base64(images[1], "RGB")}]},
+                False,
+            ),
+        },
     )
-    write(model_dir / "describe.json", generate_http_event("GET", "/models/spam_nb", None, base64_body=False))
-    # Open Inference Protocol v2: a BYTES tensor of texts, and the model metadata.
-    infer = {
-        "id": "sample-1",
-        "inputs": [{"name": "text", "shape": [2, 1], "datatype": "BYTES", "data": SPAM_TEXTS[:2]}],
-    }
-    write(
-        model_dir / "infer.json",
-        generate_http_event("POST", "/v2/models/spam_nb/infer", infer, base64_body=False),
+    write_model_events(
+        "moby_gen", "generate", {"generate": (GENERATE, False), "generate_greedy": (GENERATE_GREEDY, False)}
     )
-    write(
-        model_dir / "metadata.json", generate_http_event("GET", "/v2/models/spam_nb", None, base64_body=False)
-    )
+    # Open Inference Protocol v2: each model's metadata and one infer request of tensors.
+    text_input = {"name": "text", "shape": [2, 1], "datatype": "BYTES", "data": SPAM_TEXTS[:2]}
+    for model in ("spam_nb", "spam_lstm", "spam_mlp"):
+        write_protocol_events(model, {"id": "sample-1", "inputs": [text_input]})
+    image_input = {"name": "image", "shape": [2, 8, 8, 1], "datatype": "FP32", "data": images[:2]}
+    write_protocol_events("digits_cnn", {"id": "sample-1", "inputs": [image_input]})
+    prompt = {"name": "prompt", "shape": [1], "datatype": "BYTES", "data": [GENERATE_GREEDY["prompt"]]}
+    parameters = {"max_new_tokens": 40, "temperature": 0}
+    write_protocol_events("moby_gen", {"id": "sample-1", "inputs": [prompt], "parameters": parameters})
     registry_dir = EVENTS_DIR / "registry"
     write(registry_dir / "live.json", generate_http_event("GET", "/v2/health/live", None, base64_body=False))
     write(

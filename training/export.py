@@ -31,22 +31,33 @@ PROBABILITY_TOLERANCE = 1e-4
 
 @dataclass(frozen=True, slots=True)
 class ParityReport:
+    """ONNX against the source model: discrete disagreements (labels, or greedy tokens for a
+    generator) must be zero, and the largest difference of ``measure`` within ``tolerance``."""
+
     rows: int
     label_disagreements: int
     max_abs_diff: float
     tolerance: float = PROBABILITY_TOLERANCE
+    measure: str = "probability"
+    compared: str = "labels"
+    details: dict[str, Any] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
         return self.label_disagreements == 0 and self.max_abs_diff <= self.tolerance
 
     def to_dict(self) -> dict[str, Any]:
+        figures = {"max_abs_probability_diff": self.max_abs_diff} if self.measure == "probability" else {}
         return {
             "rows": self.rows,
+            "compared": self.compared,
             "label_disagreements": self.label_disagreements,
-            "max_abs_probability_diff": self.max_abs_diff,
+            "measure": self.measure,
+            "max_abs_diff": self.max_abs_diff,
+            **figures,
             "tolerance": self.tolerance,
             "passed": self.passed,
+            **self.details,
         }
 
 
@@ -119,14 +130,14 @@ def write_version(
         progress("parity check: ONNX against the source model on the held-out split")
         report = parity(predictor)
         progress(
-            f"parity: {report.rows} rows, {report.label_disagreements} label disagreements, "
-            f"max |Δp| {report.max_abs_diff:.2e} (tolerance {report.tolerance:.0e})"
+            f"parity: {report.label_disagreements} of {report.rows} {report.compared} differ, "
+            f"max |Δ{report.measure}| {report.max_abs_diff:.2e} (tolerance {report.tolerance:.0e})"
         )
         if not report.passed:
             raise ParityError(
                 f"refusing to write {candidate.name}: ONNX disagrees with the source model on "
-                f"{report.label_disagreements} of {report.rows} labels, max probability difference "
-                f"{report.max_abs_diff:.3e} (tolerance {report.tolerance:.0e})"
+                f"{report.label_disagreements} of {report.rows} {report.compared}, max {report.measure} "
+                f"difference {report.max_abs_diff:.3e} (tolerance {report.tolerance:.0e})"
             )
         manifest = {
             "name": candidate.name,

@@ -1,7 +1,7 @@
 """The OpenAPI 3 document of the HTTP API, generated from the typed routes the code registers.
 
-Two resolvers make the API: a model function's (its routes are the same for every model, with the
-model as a path parameter) and the registry function's. Powertools generates each one's document
+A few resolvers make the API: a classifier function's and a generator function's (the same routes
+for every model of a kind, with the model as a path parameter) and the registry function's. Powertools generates each one's document
 from the route signatures; this module merges them and writes ``openapi.json``, which is committed
 and checked by the tests against the code and against ``template.yaml``.
 """
@@ -34,8 +34,13 @@ _UNUSED_SCHEMAS = ("HTTPValidationError", "ValidationError", "ResponseValidation
 
 
 def apps() -> list[APIGatewayHttpResolver]:
-    """The resolvers whose routes make the API: one model function's (generic) and the registry's."""
-    return [build_http_app(ModelRuntime("model")), build_registry_app(RegistryRuntime())]
+    """The resolvers whose routes make the API: a classifier's and a generator's (generic in the
+    model) and the registry function's."""
+    return [
+        build_http_app(ModelRuntime("model")),
+        build_http_app(ModelRuntime("model"), generation=True),
+        build_registry_app(RegistryRuntime()),
+    ]
 
 
 def registered_routes() -> set[tuple[str, str]]:

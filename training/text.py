@@ -32,18 +32,16 @@ def classification_metrics(
     }
 
 
-def text_request_schema(max_batch: int = 256) -> dict[str, Any]:
-    """JSON Schema of ``POST /models/{m}/predict`` for a raw-text model."""
+def instances_schema(items: dict[str, Any], max_batch: int = 256) -> dict[str, Any]:
+    """JSON Schema of ``POST /models/{m}/predict``: ``{"instances": [item, ...]}``."""
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "type": "object",
         "required": ["instances"],
-        "properties": {
-            "instances": {
-                "type": "array",
-                "minItems": 1,
-                "maxItems": max_batch,
-                "items": {"type": "string", "minLength": 1},
-            }
-        },
+        "properties": {"instances": {"type": "array", "minItems": 1, "maxItems": max_batch, "items": items}},
     }
+
+
+def text_request_schema(max_batch: int = 256) -> dict[str, Any]:
+    """The request schema of a raw-text model."""
+    return instances_schema({"type": "string", "minLength": 1}, max_batch)

@@ -62,25 +62,31 @@ def start_serve(args: list[str], env: dict[str, str], log: Path) -> tuple[subpro
 
 
 @pytest.fixture(scope="session")
-def served(
-    moto_endpoint: str, spam_nb_dir: Path, tmp_path_factory: pytest.TempPathFactory
+def serve_api(
+    moto_endpoint: str,
+    spam_nb_dir: Path,
+    trained_spam_lstm: Any,
+    trained_digits_cnn: Any,
+    trained_spam_mlp: Any,
+    trained_moby_gen: Any,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Served]:
-    """spam_nb versions 1-3 (production -> 1, version 3 retired) behind `maas serve`."""
+    """Every model behind `maas serve`: spam_nb versions 1-3 (production -> 1, version 3 retired),
+    one version (production) of each Keras model."""
     create_bucket(SERVE_BUCKET)
     registry = ModelRegistry(SERVE_BUCKET)
     for _ in range(3):
         registry.publish(spam_nb_dir)
     registry.set_alias("spam_nb", "production", 1)
-    tags = {
-        "TagSet": [
-            {"Key": "model", "Value": "spam_nb"},
-            {"Key": "version", "Value": "3"},
-            {"Key": "status", "Value": "retired"},
-        ]
-    }
+    tags = [{"Key": "model", "Value": "spam_nb"}, {"Key": "version", "Value": "3"}]
     registry.s3.put_object_tagging(
-        Bucket=SERVE_BUCKET, Key=registry.object_key("spam_nb", 3, MODEL_FILE), Tagging=tags
+        Bucket=SERVE_BUCKET,
+        Key=registry.object_key("spam_nb", 3, MODEL_FILE),
+        Tagging={"TagSet": [*tags, {"Key": "status", "Value": "retired"}]},
     )
+    for trained in (trained_spam_lstm, trained_digits_cnn, trained_spam_mlp, trained_moby_gen):
+        published = registry.publish(trained.directory)
+        registry.set_alias(published.name, "production", published.version)
     work = tmp_path_factory.mktemp("serve")
     env = {**os.environ, "MODEL_CACHE_DIR": str(work / "cache")}
     process, url = start_serve(["--bucket", SERVE_BUCKET], env, work / "serve.log")

@@ -88,7 +88,7 @@ def test_served_predictions_equal_scikit_learns_on_held_out_texts(
 def test_make_demo_trains_publishes_promotes_and_prints_predictions(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_ENDPOINT")}
     result = subprocess.run(
-        [MAAS, "demo", "--workdir", str(tmp_path / "demo")],
+        [MAAS, "demo", "--workdir", str(tmp_path / "demo"), "--quick"],
         capture_output=True,
         text=True,
         cwd=PROJECT_ROOT,
@@ -101,4 +101,9 @@ def test_make_demo_trains_publishes_promotes_and_prints_predictions(tmp_path: Pa
     assert "published spam_nb version 1" in out and "alias production -> version 1" in out
     assert "POST /models/spam_nb/predict -> 200, answered by spam_nb version 1" in out
     assert "spam  p=" in out and "ham   p=" in out
+    for model in ("spam_lstm", "digits_cnn", "spam_mlp"):
+        assert f"published {model} version 1, alias production -> 1" in out
+        assert f"POST /models/{model}/predict -> 200, answered by {model} version 1" in out
+    assert "POST /models/moby_gen/generate -> 200, answered by moby_gen version 1" in out
+    assert "'Call me Ishmael' -> " in out and "a base64 PNG image" in out
     assert "stopping the moto server" in out

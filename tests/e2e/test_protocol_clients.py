@@ -3,11 +3,13 @@ every operation of the committed OpenAPI document (no 5xx, every answer as docum
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from typing import Any
 
 import numpy as np
 import pytest
+import requests
 import schemathesis
 import tritonclient.http as triton
 from hypothesis import HealthCheck, given, settings
@@ -22,6 +24,7 @@ from schemathesis.specs.openapi.checks import (
 )
 from tritonclient.utils import InferenceServerException
 
+from tests.conftest import load_event
 from tests.e2e.conftest import Served
 from training.events import SPAM_TEXTS
 from training.openapi import OPENAPI_PATH
@@ -32,8 +35,8 @@ FUZZ_EXAMPLES = 25
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 
 
-def test_tritons_http_client_checks_health_reads_metadata_and_infers(served: Served) -> None:
-    client = triton.InferenceServerClient(url=served.url.removeprefix("http://"))
+def test_tritons_http_client_checks_health_reads_metadata_and_infers(serve_api: Served) -> None:
+    client = triton.InferenceServerClient(url=serve_api.url.removeprefix("http://"))
     assert client.is_server_live() and client.is_server_ready()
     assert client.get_server_metadata()["name"] == "maas"
     assert client.is_model_ready("spam_nb") and client.is_model_ready("spam_nb", "2")
@@ -49,6 +52,20 @@ def test_tritons_http_client_checks_health_reads_metadata_and_infers(served: Ser
     assert [v.decode() if isinstance(v, bytes) else v for v in result.as_numpy("label")] == ["spam", "ham"]
     probabilities = result.as_numpy("probabilities")
     assert probabilities.shape == (2, 2) and np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
+    # the image model, FP32 tensors
+    images = np.asarray(json.loads(load_event("digits_cnn", "infer.json")["body"])["inputs"][0]["data"])
+    image = triton.InferInput("image", [2, 8, 8, 1], "FP32")
+    image.set_data_from_numpy(images.reshape(2, 8, 8, 1).astype(np.float32), binary_data=False)
+    digits = client.infer(
+        "digits_cnn", [image], outputs=[triton.InferRequestedOutput("probabilities", binary_data=False)]
+    )
+    scores = digits.as_numpy("probabilities")
+    assert scores.dtype == np.float32 and scores.shape == (2, 10)
+    predicted = requests.post(
+        serve_api.url + "/models/digits_cnn/predict", json={"instances": images.tolist()}, timeout=60
+    ).json()["predictions"]
+    assert np.allclose(scores, [list(p["probabilities"].values()) for p in predicted], atol=1e-5)
+    assert client.get_model_metadata("digits_cnn")["inputs"][0]["datatype"] == "FP32"
     # Triton's default, the binary tensor extension, is refused with a message that says what to do.
     binary = triton.InferInput("text", [1, 1], "BYTES")
     binary.set_data_from_numpy(np.array([[SPAM_TEXTS[0]]], dtype=object), binary_data=True)
@@ -101,14 +118,14 @@ def fuzz(
             raise  # only a route with nothing to get wrong (no parameters, no body) has no negative case
 
 
-def test_fuzzing_the_openapi_document_finds_no_5xx_and_no_undocumented_answer(served: Served) -> None:
+def test_fuzzing_the_openapi_document_finds_no_5xx_and_no_undocumented_answer(serve_api: Served) -> None:
     statuses: Counter[int] = Counter()
     failures: list[str] = []
     for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
-        for model in ("spam_nb", "nope"):
-            for result in fuzz_schema(served.url).get_all_operations():
+        for model in ("spam_nb", "digits_cnn", "nope"):
+            for result in fuzz_schema(serve_api.url).get_all_operations():
                 operation = result.ok()
-                if model == "spam_nb" or "{model}" in operation.path:  # an unknown model: its routes only
+                if model == "spam_nb" or "{model}" in operation.path:  # other models: their routes only
                     fuzz(operation, mode, model, statuses, failures)
     print(f"\nfuzzing: {sum(statuses.values())} requests, statuses {dict(sorted(statuses.items()))}")
     assert not failures, "\n".join(failures[:10])

@@ -59,11 +59,38 @@ def referenced_metrics(template: dict[str, Any]) -> set[tuple[str, str, frozense
     return found
 
 
+KERAS_EVENTS = {
+    "trained_spam_lstm": "predict.json",
+    "trained_spam_mlp": "predict.json",
+    "trained_moby_gen": "generate.json",
+}
+
+
 @pytest.fixture
 def emitted(
-    registry: ModelRegistry, spam_nb_dir: Path, s3: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    registry: ModelRegistry,
+    spam_nb_dir: Path,
+    s3: Any,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    request: pytest.FixtureRequest,
+    trained_digits_cnn: Any,
 ) -> list[dict[str, Any]]:
-    """EMF records of a served request, an invalid request and a request with no version to serve."""
+    """EMF records of a served request, an invalid request and a request with no version to serve,
+    and of a served request of every Keras model (digits_cnn with all ten digits, for its label mix)."""
+    for fixture, event_name in KERAS_EVENTS.items():
+        trained = request.getfixturevalue(fixture)
+        model = registry.publish(trained.directory).name
+        registry.set_alias(model, "production", 1)
+        response = make_function(model, s3, tmp_path / model)(load_event(model, event_name))
+        assert response["statusCode"] == 200
+    registry.publish(trained_digits_cnn.directory)
+    registry.set_alias("digits_cnn", "production", 1)
+    images = trained_digits_cnn.data.test_x
+    predicted = list(trained_digits_cnn.model.predict(images, verbose=0).argmax(axis=1))
+    every_digit = [images[predicted.index(d)][..., 0].tolist() for d in range(10)]  # one read as each digit
+    digits = with_json_body(load_event("digits_cnn", "predict.json"), {"instances": every_digit})
+    assert make_function("digits_cnn", s3, tmp_path / "digits")(digits)["statusCode"] == 200
     unserved = make_function("spam_nb", s3, tmp_path / "unserved")
     assert unserved(load_event("spam_nb", "predict.json"))["statusCode"] == 503
     registry.publish(spam_nb_dir)

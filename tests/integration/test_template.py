@@ -73,7 +73,8 @@ def test_sam_build_makes_the_layer_and_function_for_python312(built: Path) -> No
     # precompiled for 3.12, so a read-only /opt does not mean compiling at every cold start
     assert list(layer.glob("maas/__pycache__/http.cpython-312.pyc"))
     assert list(layer.glob("aws_lambda_powertools/__pycache__/__init__.cpython-312.pyc"))
-    assert (built / "SpamNbFunction" / "app.py").is_file()
+    for function in ("SpamNb", "SpamLstm", "DigitsCnn", "SpamMlp", "MobyGen"):
+        assert (built / f"{function}Function" / "app.py").is_file()
 
 
 def test_the_built_layer_is_free_of_training_frameworks_and_under_150_mb(built: Path) -> None:
@@ -90,6 +91,20 @@ def test_nothing_served_imports_a_training_framework() -> None:
     served = [*(PROJECT_ROOT / "layers").rglob("*.py"), *(PROJECT_ROOT / "functions").rglob("*.py")]
     assert served
     assert [str(p) for p in served if pattern.search(p.read_text())] == []
+
+
+def test_each_model_has_its_function_routes_and_log_group() -> None:
+    specs = {spec.model_name: spec for spec in functions()}
+    for model in ("spam_nb", "spam_lstm", "digits_cnn", "spam_mlp"):
+        assert {(r.method, r.path) for r in specs[model].routes} == {
+            ("POST", f"/models/{model}/predict"),
+            ("GET", f"/models/{model}"),
+        }
+    assert {(r.method, r.path) for r in specs["moby_gen"].routes} == {
+        ("POST", "/models/moby_gen/generate"),
+        ("GET", "/models/moby_gen"),
+    }
+    assert all((spec.code_dir / "app.py").is_file() and spec.memory_mb >= 1024 for spec in specs.values())
 
 
 def test_layer_requirements_pin_what_pyproject_pins() -> None:

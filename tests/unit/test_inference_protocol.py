@@ -58,7 +58,8 @@ def request(data: Any, shape: list[int], datatype: str = "FP32", **extra: Any) -
 def test_fp32_tensors_flat_nested_or_integral_give_fp32_and_int64_outputs(
     numeric: ServedModel, data: Any
 ) -> None:
-    response, batch = infer(numeric, request(data, [2, 3], id="n1"), max_batch=4)
+    result = infer(numeric, request(data, [2, 3], id="n1"), max_batch=4)
+    response, batch = result.response, result.batch
     outputs = {o.name: o for o in response.outputs}
     assert batch == 2 and response.id == "n1" and response.model_version == "1"
     assert (outputs["y"].datatype, outputs["y"].shape) == ("FP32", [2, 3])

@@ -34,7 +34,13 @@ from maas.errors import (
     UnsupportedMediaType,
 )
 from maas.inference_protocol import error_responses, register_protocol_routes
-from maas.observability import logger, record_error, record_metadata_request, record_prediction
+from maas.observability import (
+    logger,
+    record_error,
+    record_generation,
+    record_metadata_request,
+    record_prediction,
+)
 from maas.runtime import ModelRuntime
 from maas.tasks import check_instances
 
@@ -229,29 +235,110 @@ def read_json_object(event: Any, max_bytes: int) -> dict[str, Any]:
     return document
 
 
-def build_http_app(runtime: ModelRuntime) -> APIGatewayHttpResolver:
-    """The model function's routes: ``POST /models/{m}/predict``, ``GET /models/{m}`` and the
-    Open Inference Protocol's model routes (``maas.inference_protocol``)."""
-    app = resolver(lambda: runtime.settings.max_body_bytes)
+PLAIN = ["Plain JSON"]
 
-    def own_model(model: str) -> None:
-        if model != runtime.model_name:
-            raise NotFound(
-                f"this function serves model {runtime.model_name!r}, not {model!r}",
-                code="model_not_found",
-                field="model",
+
+def own_model(runtime: ModelRuntime, model: str) -> None:
+    if model != runtime.model_name:
+        raise NotFound(
+            f"this function serves model {runtime.model_name!r}, not {model!r}",
+            code="model_not_found",
+            field="model",
+        )
+
+
+def add_generation_routes(app: APIGatewayHttpResolver, runtime: ModelRuntime) -> None:
+    """``POST /models/{m}/generate``: ``{"prompt", "max_new_tokens", "num_return_sequences",
+    "temperature", "top_k", "seed"}`` -> the continuations, for a text-generation model."""
+    from maas.generation import TextGenerator  # only generator functions import the decoder
+
+    @app.post(
+        "/models/<model>/generate",
+        summary='Generate: {"prompt", "max_new_tokens", ...}',
+        tags=PLAIN,
+        responses=error_responses(400, 404, 413, 503, model=PlainError),
+    )
+    def generate(model: str) -> dict[str, Any]:
+        own_model(runtime, model)
+        body = read_json_object(app.current_event, runtime.settings.max_body_bytes)
+        served = runtime.service.current()
+        task = served.task
+        if not isinstance(task, TextGenerator):
+            raise RequestError(
+                f"model {served.name!r} is a {task.name!r} model; it does not generate text",
+                code="wrong_route",
+                field="path",
             )
+        request = task.parse(body)
+        started = time.perf_counter()
+        continuations = task.generate(request)
+        record_generation(
+            served.name,
+            served.version,
+            len(continuations),
+            (time.perf_counter() - started) * 1000.0,
+            tokens=request.max_new_tokens * len(continuations),
+            cold_start=runtime.take_cold_start(),
+            load_ms=runtime.take_load_ms(),
+        )
+        return {
+            "model_name": served.name,
+            "model_version": str(served.version),
+            "prompt": request.prompt,
+            "continuations": continuations,
+            "parameters": {
+                "max_new_tokens": request.max_new_tokens,
+                "num_return_sequences": request.num_return_sequences,
+                "temperature": request.temperature,
+                "top_k": request.top_k,
+                "seed": request.seed,
+            },
+        }
 
-    plain = ["Plain JSON"]
+
+def build_http_app(runtime: ModelRuntime, *, generation: bool = False) -> APIGatewayHttpResolver:
+    """The model function's routes: ``POST /models/{m}/predict`` (``/generate`` for a generator),
+    ``GET /models/{m}`` and the Open Inference Protocol's model routes (``maas.inference_protocol``)."""
+    app = resolver(lambda: runtime.settings.max_body_bytes)
+    if generation:
+        add_generation_routes(app, runtime)
+    else:
+        add_prediction_routes(app, runtime)
+
+    @app.get(
+        "/models/<model>",
+        summary="The answering version",
+        tags=PLAIN,
+        responses=error_responses(404, 503, model=PlainError),
+    )
+    def describe(model: str) -> dict[str, Any]:
+        own_model(runtime, model)
+        served = runtime.service.current()
+        record_metadata_request(
+            served.name, served.version, cold_start=runtime.take_cold_start(), load_ms=runtime.take_load_ms()
+        )
+        return served.describe()
+
+    register_protocol_routes(app, runtime)
+
+    def record(error: MaasError, status: int) -> None:
+        record_error(runtime.model_name, status, error.code, cold_start=runtime.take_cold_start())
+
+    install_error_handlers(app, record)
+    return app
+
+
+def add_prediction_routes(app: APIGatewayHttpResolver, runtime: ModelRuntime) -> None:
+    """``POST /models/{m}/predict`` with ``{"instances": [...]}``, for every classifier task."""
 
     @app.post(
         "/models/<model>/predict",
         summary='Predict: {"instances": [...]}',
-        tags=plain,
+        tags=PLAIN,
         responses=error_responses(400, 404, 413, 503, model=PlainError),
     )
     def predict(model: str) -> dict[str, Any]:
-        own_model(model)
+        own_model(runtime, model)
         settings = runtime.settings
         body = read_json_object(app.current_event, settings.max_body_bytes)
         instances = check_instances(body.get("instances"), settings.max_batch)
@@ -269,25 +356,3 @@ def build_http_app(runtime: ModelRuntime) -> APIGatewayHttpResolver:
             load_ms=runtime.take_load_ms(),
         )
         return {"model_name": served.name, "model_version": str(served.version), "predictions": predictions}
-
-    @app.get(
-        "/models/<model>",
-        summary="The answering version",
-        tags=plain,
-        responses=error_responses(404, 503, model=PlainError),
-    )
-    def describe(model: str) -> dict[str, Any]:
-        own_model(model)
-        served = runtime.service.current()
-        record_metadata_request(
-            served.name, served.version, cold_start=runtime.take_cold_start(), load_ms=runtime.take_load_ms()
-        )
-        return served.describe()
-
-    register_protocol_routes(app, runtime)
-
-    def record(error: MaasError, status: int) -> None:
-        record_error(runtime.model_name, status, error.code, cold_start=runtime.take_cold_start())
-
-    install_error_handlers(app, record)
-    return app

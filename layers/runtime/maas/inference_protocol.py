@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import numpy as np
@@ -18,12 +19,15 @@ from aws_lambda_powertools.event_handler.openapi.params import Body
 from pydantic import BaseModel, ConfigDict, Field
 
 from maas.errors import NotFound, RequestError
-from maas.observability import record_metadata_request, record_prediction
+from maas.observability import record_generation, record_metadata_request, record_prediction
 from maas.runtime import ModelRuntime
 from maas.service import ServedModel
 from maas.signature import TensorSpec, cast_batch
 
 PLATFORM = "onnx"
+GENERATION = "text-generation"
+# The plain generate route's fields that a protocol request passes as ``parameters``.
+GENERATION_PARAMETERS = ("max_new_tokens", "num_return_sequences", "temperature", "top_k", "seed")
 Datatype = Literal["BOOL", "UINT8", "INT8", "INT16", "INT32", "INT64", "FP16", "FP32", "FP64", "BYTES"]
 # numpy dtype names (as TensorSpec holds them) <-> protocol datatypes
 DATATYPE_BY_DTYPE: dict[str, str] = {
@@ -235,7 +239,16 @@ def _instances(array: np.ndarray) -> list[Any]:
     return list(array.tolist())
 
 
-def infer(served: ServedModel, request: InferenceRequest, max_batch: int) -> tuple[InferenceResponse, int]:
+@dataclass(frozen=True, slots=True)
+class Inferred:
+    """An answer and what the metrics need: instances scored, and tokens for a generator."""
+
+    response: InferenceResponse
+    batch: int
+    tokens: int | None = None
+
+
+def infer(served: ServedModel, request: InferenceRequest, max_batch: int) -> Inferred:
     """Check the tensors against the model's request signature, prepare them as the plain route
     does (same validation, same preprocessing), run the session, answer the requested outputs."""
     task = served.task
@@ -266,12 +279,27 @@ def infer(served: ServedModel, request: InferenceRequest, max_batch: int) -> tup
     batches = {array.shape[0] for array in arrays.values()}
     if len(batches) > 1:
         raise RequestError(f"inputs have different batch sizes {sorted(batches)}", field="inputs")
+    wanted = _requested_outputs(served, request)
+    if task.name == GENERATION:
+        return _generate(served, request, arrays, wanted)
     if len(arrays) == 1:
         ((name, array),) = arrays.items()
         feeds = task.prepare(_instances(array), field=fields[name])
     else:  # several graph inputs: the checked tensors are the feeds
         feeds = arrays
-    known = [spec.name for spec in predictor.outputs]
+    results = predictor.run(feeds, wanted)
+    response = InferenceResponse(
+        model_name=served.name,
+        model_version=str(served.version),
+        id=request.id,
+        outputs=[_output(name, results[name]) for name in wanted],
+    )
+    return Inferred(response, batches.pop())
+
+
+def _requested_outputs(served: ServedModel, request: InferenceRequest) -> list[str]:
+    """The outputs asked for (all by default), each one the model gives."""
+    known = [spec.name for spec in served.task.request_outputs()]
     wanted = [o.name for o in request.outputs] if request.outputs else known
     for index, name in enumerate(wanted):
         if name not in known:
@@ -280,14 +308,36 @@ def infer(served: ServedModel, request: InferenceRequest, max_batch: int) -> tup
                 code="unknown_output",
                 field=f"outputs[{index}].name",
             )
-    results = predictor.run(feeds, list(dict.fromkeys(wanted)))
+    return list(dict.fromkeys(wanted))
+
+
+def _generate(
+    served: ServedModel, request: InferenceRequest, arrays: dict[str, np.ndarray], wanted: list[str]
+) -> Inferred:
+    """A text generator: one ``prompt`` tensor, the sampling settings as request ``parameters``,
+    one ``text`` per returned sequence. The plain route's checks apply, named in protocol terms."""
+    task: Any = served.task
+    prompts = _instances(arrays["prompt"])
+    if len(prompts) != 1:
+        raise RequestError(
+            f"inputs[0].shape is [{len(prompts)}]: a request carries one prompt", field="inputs[0].shape"
+        )
+    parameters = request.parameters or {}
+    body = {**{k: v for k, v in parameters.items() if k in GENERATION_PARAMETERS}, "prompt": prompts[0]}
+    try:
+        settings = task.parse(body)
+    except RequestError as error:
+        field = "inputs[0].data" if error.field == "prompt" else f"parameters.{error.field}"
+        raise RequestError(f"{field}: {error.message}", code=error.code, field=field) from None
+    texts = task.generate(settings)
+    outputs = [ResponseOutput(name="text", shape=[len(texts)], datatype="BYTES", data=texts)]
     response = InferenceResponse(
         model_name=served.name,
         model_version=str(served.version),
         id=request.id,
-        outputs=[_output(name, results[name]) for name in dict.fromkeys(wanted)],
+        outputs=[o for o in outputs if o.name in wanted],
     )
-    return response, batches.pop()
+    return Inferred(response, len(texts), tokens=settings.max_new_tokens * len(texts))
 
 
 def register_protocol_routes(app: APIGatewayHttpResolver, runtime: ModelRuntime) -> None:
@@ -314,7 +364,7 @@ def register_protocol_routes(app: APIGatewayHttpResolver, runtime: ModelRuntime)
             versions=[str(v) for v in runtime.service.registry.list_versions(served.name)],
             platform=PLATFORM,
             inputs=[metadata_tensor(spec) for spec in served.task.request_inputs()],
-            outputs=[metadata_tensor(spec) for spec in served.task.predictor.outputs],
+            outputs=[metadata_tensor(spec) for spec in served.task.request_outputs()],
         )
 
     def ready(model: str, version: str | None) -> ModelReadyResponse:
@@ -324,16 +374,24 @@ def register_protocol_routes(app: APIGatewayHttpResolver, runtime: ModelRuntime)
     def run(model: str, version: str | None, request: InferenceRequest) -> InferenceResponse:
         served = served_model(model, version)
         started = time.perf_counter()
-        response, batch = infer(served, request, runtime.settings.max_batch)
-        record_prediction(
-            served.name,
-            served.version,
-            batch,
-            (time.perf_counter() - started) * 1000.0,
-            cold_start=runtime.take_cold_start(),
-            load_ms=runtime.take_load_ms(),
-        )
-        return response
+        result = infer(served, request, runtime.settings.max_batch)
+        elapsed_ms = (time.perf_counter() - started) * 1000.0
+        cold, load_ms = runtime.take_cold_start(), runtime.take_load_ms()
+        if result.tokens is not None:
+            record_generation(
+                served.name,
+                served.version,
+                result.batch,
+                elapsed_ms,
+                tokens=result.tokens,
+                cold_start=cold,
+                load_ms=load_ms,
+            )
+        else:
+            record_prediction(
+                served.name, served.version, result.batch, elapsed_ms, cold_start=cold, load_ms=load_ms
+            )
+        return result.response
 
     tags = ["Open Inference Protocol v2"]
     docs: dict[str, Any] = {"tags": tags, "responses": error_responses(404, 410, 503)}

@@ -98,6 +98,22 @@ def record_prediction(
         metrics.add_metric(name=label_metric_name(label), unit=MetricUnit.Count, value=count)
 
 
+def record_generation(
+    model: str,
+    version: int,
+    sequences: int,
+    latency_ms: float,
+    *,
+    tokens: int,
+    cold_start: bool = False,
+    load_ms: float | None = None,
+) -> None:
+    """A generation request: counted like a prediction (one instance per sequence, the decoding
+    loop's time as latency), plus the number of tokens it generated."""
+    record_prediction(model, version, sequences, latency_ms, cold_start=cold_start, load_ms=load_ms)
+    metrics.add_metric(name="GeneratedTokens", unit=MetricUnit.Count, value=tokens)
+
+
 def record_metadata_request(
     model: str, version: int, *, cold_start: bool = False, load_ms: float | None = None
 ) -> None:

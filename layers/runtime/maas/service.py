@@ -139,7 +139,7 @@ class ModelService:
                 name=self.name,
                 version=version,
                 manifest=local.manifest,
-                task=task_for(predictor, local.manifest),
+                task=task_for(predictor, local.manifest, local.directory),
                 load_ms=(time.perf_counter() - started) * 1000.0,
             )
             self._loaded[version] = served

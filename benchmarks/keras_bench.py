@@ -1,0 +1,342 @@
+"""The Keras families: cold start against a TensorFlow SavedModel handler, generation cost per
+token, warm handler overhead over ``session.run``, and ONNX sizes.
+
+``make bench`` runs it as part of ``benchmarks.run``; ``python -m benchmarks.keras_bench`` runs it
+alone (it builds the layer, starts a moto server and trains small versions itself).
+
+- Cold start (digits_cnn, spam_lstm): a fresh interpreter per run, spawn to first response,
+  through the real handler with the model fetched from the local S3, against the AWS-samples way
+  (a SavedModel zip from the same S3, loaded with TensorFlow). A/B alternating, one thread on
+  both sides, median/min/max and peak RSS. The TensorFlow side finds TensorFlow in this virtual
+  environment's site-packages (a TensorFlow layer would not fit Lambda's 250 MB limit anyway).
+- Generation (moby_gen): tokens per second, and time(400 new tokens) / time(100 new tokens);
+  with a one-step graph that ratio stays near 4 (the prompt is a fixed cost), a model that
+  re-reads its whole text at every step would approach 16.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import logging
+import os
+import sys
+import sysconfig
+import tempfile
+import time
+import zipfile
+from collections.abc import Callable
+from contextlib import redirect_stdout
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.stats import alternate, percentile, ratio, summary
+from maas.predictor import Predictor
+from maas.registry import ModelRegistry
+from training.data import PROJECT_ROOT
+from training.local import (
+    LambdaContext,
+    create_bucket,
+    environment,
+    function_environment,
+    load_function_module,
+    local_aws_environment,
+    moto_server,
+)
+from training.options import TrainOptions
+from training.template import function_for_model
+
+COLD_START_MODELS = ("digits_cnn", "spam_lstm")
+TRAINING: dict[str, dict[str, Any]] = {
+    "digits_cnn": {"epochs": 10},
+    "spam_lstm": {"epochs": 2},
+    "spam_mlp": {"epochs": 3},
+    "moby_gen": {"epochs": 1, "limit": 200_000},
+}
+TARGETS = {"cold_start_keras": ("<=", 0.1), "generation_400_vs_100": ("<=", 4.4)}
+
+
+def log(message: str) -> None:
+    print(f"[bench keras] {message}", file=sys.stderr, flush=True)
+
+
+def train_and_publish(work: Path, registry: ModelRegistry) -> dict[str, Any]:
+    """Train each Keras model (small epochs), publish it and point ``production`` at it."""
+    import importlib
+
+    trained: dict[str, Any] = {}
+    for model, options in TRAINING.items():
+        log(f"training {model} {options}")
+        module = importlib.import_module(f"training.models.{model}")
+        trained[model] = module.train_model(replace(TrainOptions(out=work / model, quiet=True), **options))
+        version = registry.publish(work / model).version
+        registry.set_alias(model, "production", version)
+    return trained
+
+
+def publish_saved_models(trained: dict[str, Any], work: Path, registry: ModelRegistry) -> dict[str, str]:
+    """The baseline's artifacts: each model as a TensorFlow SavedModel zip in the same bucket."""
+    keys: dict[str, str] = {}
+    for model in COLD_START_MODELS:
+        folder = work / f"{model}-savedmodel"
+        trained[model].model.export(str(folder), verbose=False)
+        archive = work / f"{model}-savedmodel.zip"
+        with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as bundle:
+            for path in folder.rglob("*"):
+                bundle.write(path, path.relative_to(folder))
+        keys[model] = f"baselines/{model}/saved_model.zip"
+        registry.s3.upload_file(str(archive), registry.bucket, keys[model])
+    registry.s3.upload_file(
+        str(trained["spam_lstm"].directory / "tokenizer.json"),
+        registry.bucket,
+        "baselines/spam_lstm/tokenizer.json",
+    )
+    return keys
+
+
+def bench_cold_starts(
+    env: dict[str, str],
+    repeats: int,
+    onnx_paths: list[Path],
+    keys: dict[str, str],
+    one_cold_start: Callable[..., dict[str, float]],
+) -> dict[str, Any]:
+    site_packages = Path(sysconfig.get_paths()["purelib"])
+    tf_paths = [PROJECT_ROOT / "benchmarks" / "baselines", site_packages]
+    results: dict[str, Any] = {}
+    for model in COLD_START_MODELS:
+        event = PROJECT_ROOT / "events" / model / "predict.json"
+        handler_dir = PROJECT_ROOT / "functions" / model
+        model_env = {
+            **env,
+            "MODEL_NAME": model,
+            "POWERTOOLS_SERVICE_NAME": model,
+            "BASELINE_KEY": keys[model],
+            **(
+                {"BASELINE_TOKENIZER_KEY": "baselines/spam_lstm/tokenizer.json"}
+                if model == "spam_lstm"
+                else {}
+            ),
+            "TF_CPP_MIN_LOG_LEVEL": "3",
+            "TF_NUM_INTRAOP_THREADS": "1",
+            "TF_NUM_INTEROP_THREADS": "1",
+        }
+        runs: dict[str, list[dict[str, float]]] = {"onnx": [], "keras_handler": []}
+
+        def timed(
+            kind: str, paths: list[Path], runs: dict[str, list[dict[str, float]]] = runs, **kw: Any
+        ) -> float:
+            run = one_cold_start(kind, kw["handler_dir"], kw["event"], kw["env"], paths)
+            runs[kind].append(run)
+            return run["seconds"]
+
+        common = {"handler_dir": handler_dir, "event": event, "env": model_env}
+        log(f"cold start {model}: {repeats} fresh interpreters per side, alternating")
+        onnx, tf = alternate(
+            lambda common=common, runs=runs: timed("onnx", onnx_paths, runs, **common),
+            lambda common=common, runs=runs: timed("keras_handler", tf_paths, runs, **common),
+            repeats,
+        )
+        results[model] = {
+            "onnx_handler_s": summary(onnx),
+            "tensorflow_savedmodel_handler_s": summary(tf),
+            "ratio": ratio(onnx, tf),
+            "onnx_peak_rss_mb": summary([r["peak_rss_mb"] for r in runs["onnx"]]),
+            "tensorflow_peak_rss_mb": summary([r["peak_rss_mb"] for r in runs["keras_handler"]]),
+        }
+    return results
+
+
+def _handler(model: str, env: dict[str, str]) -> Callable[[dict[str, Any]], float]:
+    """The model's real handler, warm, timed per call; its EMF output goes to an in-memory sink."""
+    spec = function_for_model(model)
+    with environment(function_environment(spec, env)):
+        module = load_function_module(spec)
+        module.runtime.reset()
+    context = LambdaContext(function_name=spec.logical_id, memory_limit_in_mb=spec.memory_mb)
+    sink = io.StringIO()
+
+    def call(event: dict[str, Any]) -> float:
+        with environment(function_environment(spec, env)), redirect_stdout(sink):
+            started = time.perf_counter()
+            response = module.lambda_handler(event, context)
+            elapsed = (time.perf_counter() - started) * 1000
+        if response["statusCode"] != 200:
+            raise RuntimeError(f"{model} answered {response}")
+        sink.seek(0)
+        sink.truncate()
+        return elapsed
+
+    return call
+
+
+def _event(model: str, name: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    event: dict[str, Any] = json.loads((PROJECT_ROOT / "events" / model / name).read_text())
+    if body is not None:
+        event = {**event, "body": json.dumps(body), "isBase64Encoded": False}
+    return event
+
+
+def bench_generation(env: dict[str, str], repeats: int) -> dict[str, Any]:
+    call = _handler("moby_gen", env)
+    base = {"prompt": "Call me Ishmael", "num_return_sequences": 1, "temperature": 0}
+    short = _event("moby_gen", "generate.json", {**base, "max_new_tokens": 100})
+    long = _event("moby_gen", "generate.json", {**base, "max_new_tokens": 400})
+    for _ in range(2):
+        call(short)
+        call(long)
+    t400, t100 = alternate(lambda: call(long), lambda: call(short), repeats)
+    return {
+        "prompt_chars": len(base["prompt"]),
+        "ms_100_tokens": summary(t100),
+        "ms_400_tokens": summary(t400),
+        "tokens_per_s_400": summary([400 / (t / 1000) for t in t400]),
+        "ratio_400_vs_100": ratio(t400, t100),
+    }
+
+
+def bench_warm_overhead(trained: dict[str, Any], env: dict[str, str], requests: int) -> dict[str, Any]:
+    """Per model: the full handler on a one-instance request against ``session.run`` on the same
+    input (for the generator, the same number of one-step runs), alternating."""
+    results: dict[str, Any] = {}
+    for model in ("digits_cnn", "spam_lstm", "spam_mlp", "moby_gen"):
+        call = _handler(model, env)
+        predictor = Predictor(trained[model].directory / "model.onnx", threads=1)
+        manifest = trained[model].manifest
+        if model == "moby_gen":
+            body = {"prompt": "Call me Ishmael", "max_new_tokens": 20, "temperature": 0}
+            event = _event(model, "generate.json", body)
+            units = manifest["provenance"]["parameters"]["gru_units"]
+            steps = len(body["prompt"]) + body["max_new_tokens"] - 1
+            feeds = {"token": np.array([3], np.int32), "state": np.zeros((1, units), np.float32)}
+
+            def session(
+                feeds: dict[str, np.ndarray] = feeds, steps: int = steps, p: Predictor = predictor
+            ) -> float:
+                started = time.perf_counter()
+                for _ in range(steps):
+                    p.run(feeds)
+                return (time.perf_counter() - started) * 1000
+        else:
+            sample = _event(model, "predict.json")
+            instance = json.loads(sample["body"])["instances"][:1]
+            event = _event(model, "predict.json", {"instances": instance})
+            from maas.tasks import task_for
+
+            feeds = task_for(predictor, manifest, trained[model].directory).prepare(instance)
+
+            def session(feeds: dict[str, np.ndarray] = feeds, p: Predictor = predictor) -> float:
+                started = time.perf_counter()
+                p.run(feeds)
+                return (time.perf_counter() - started) * 1000
+
+        for _ in range(20):
+            call(event)
+            session()
+        handler, alone = alternate(lambda call=call, event=event: call(event), session, requests)
+        results[model] = {
+            "requests": requests,
+            "handler_ms_p50": percentile(handler, 50),
+            "session_run_ms_p50": percentile(alone, 50),
+            "overhead_ms_p50": percentile(handler, 50) - percentile(alone, 50),
+            "handler_ms_p99": percentile(handler, 99),
+            "session_run_ms_p99": percentile(alone, 99),
+        }
+    return results
+
+
+def run_keras_benchmarks(
+    work: Path,
+    registry: ModelRegistry,
+    env: dict[str, str],
+    onnx_paths: list[Path],
+    one_cold_start: Callable[..., dict[str, float]],
+    repeats: int,
+    requests: int,
+) -> dict[str, Any]:
+    """Everything above, inside a running moto server (``env`` points the handlers at it)."""
+    trained = train_and_publish(work, registry)
+    keys = publish_saved_models(trained, work, registry)
+    cache = {**env, "MODEL_CACHE_DIR": str(work / "cache")}
+    cold = bench_cold_starts(env, repeats, onnx_paths, keys, one_cold_start)
+    log("generation: 400 against 100 new tokens, alternating")
+    generation = bench_generation(cache, max(5, repeats))
+    log(f"warm overhead: {requests} one-instance requests per side and model")
+    warm = bench_warm_overhead(trained, cache, requests)
+    sizes = {model: t.manifest["model"]["size"] / 1e6 for model, t in trained.items()}
+    return {"cold_start": cold, "generation": generation, "warm_overhead": warm, "onnx_mb": sizes}
+
+
+def verdict(name: str, value: float) -> str:
+    op, target = TARGETS[name]
+    met = value <= target if op == "<=" else value >= target
+    return f"{'met' if met else 'MISSED'} (target {op} {target:g})"
+
+
+def markdown_rows(keras: dict[str, Any]) -> list[str]:
+    """Rows for the README's benchmark table (same columns as ``benchmarks.run.markdown``)."""
+
+    def spread(s: dict[str, Any], fmt: str = "{:.3f}") -> str:
+        return f"{fmt.format(s['median'])} ({fmt.format(s['min'])}–{fmt.format(s['max'])})"
+
+    rows = []
+    for model, cold in keras["cold_start"].items():
+        rows.append(
+            f"| cold start {model}, s (n={cold['onnx_handler_s']['n']}) | {spread(cold['onnx_handler_s'])} | "
+            f"{spread(cold['tensorflow_savedmodel_handler_s'])} TensorFlow SavedModel | {spread(cold['ratio'], '{:.2f}')} | "
+            f"{verdict('cold_start_keras', cold['ratio']['median'])} |"
+        )
+        rows.append(
+            f"| {model} peak RSS at first response, MB | {cold['onnx_peak_rss_mb']['median']:.0f} | "
+            f"{cold['tensorflow_peak_rss_mb']['median']:.0f} | "
+            f"{cold['onnx_peak_rss_mb']['median'] / cold['tensorflow_peak_rss_mb']['median']:.2f} | |"
+        )
+    generation = keras["generation"]
+    rows.append(
+        f"| moby_gen greedy, ms for 100 / 400 new tokens (n={generation['ms_400_tokens']['n']}) | "
+        f"{spread(generation['ms_100_tokens'], '{:.1f}')} / {spread(generation['ms_400_tokens'], '{:.1f}')} | "
+        f"{generation['tokens_per_s_400']['median']:.0f} tokens/s | 400 vs 100: {spread(generation['ratio_400_vs_100'], '{:.2f}')} | "
+        f"{verdict('generation_400_vs_100', generation['ratio_400_vs_100']['median'])} |"
+    )
+    for model, warm in keras["warm_overhead"].items():
+        rows.append(
+            f"| {model} warm one-instance p50, ms (n={warm['requests']}) | {warm['handler_ms_p50']:.3f} handler | "
+            f"{warm['session_run_ms_p50']:.3f} session.run | +{warm['overhead_ms_p50']:.3f} ms | |"
+        )
+    sizes = ", ".join(f"{m} {mb:.2f}" for m, mb in keras["onnx_mb"].items())
+    rows.append(f"| Keras model.onnx, MB | {sizes} | | | |")
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    from benchmarks import run
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeats", type=int, default=5, help="cold starts per side and model")
+    parser.add_argument("--requests", type=int, default=200, help="warm requests per side and model")
+    args = parser.parse_args(argv)
+    os.environ.update(run.ONE_THREAD)
+    work = Path(tempfile.mkdtemp(prefix="maas-bench-keras-"))
+    log("sam build (the layer the cold start imports)")
+    built = run.sam_build(work / "sam")
+    paths = run.lambda_like_paths(built, PROJECT_ROOT / "build" / "bench")
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    with moto_server() as endpoint, environment(local_aws_environment(endpoint)):
+        create_bucket(run.BUCKET)
+        registry = ModelRegistry(run.BUCKET)
+        env = {**os.environ, "MODEL_BUCKET": run.BUCKET, "POWERTOOLS_METRICS_NAMESPACE": "MaasBench"}
+        results = run_keras_benchmarks(
+            work, registry, env, paths["onnx"], run.one_cold_start, args.repeats, args.requests
+        )
+    run.RESULTS.mkdir(parents=True, exist_ok=True)
+    (run.RESULTS / "keras-latest.json").write_text(json.dumps(results, indent=2) + "\n")
+    print("\n".join(markdown_rows(results)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,25 @@
+"""moby_gen: character-level GRU text generator; a one-step ONNX graph decoded by the layer.
+
+Thin on purpose: the model is named here; everything else lives in the layer's ``maas`` package.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from maas.http import build_http_app
+from maas.observability import logger, metrics, traced
+from maas.runtime import ModelRuntime
+
+runtime = ModelRuntime("moby_gen")
+app = build_http_app(runtime, generation=True)
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)
+@metrics.log_metrics
+@traced
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

@@ -1,0 +1,135 @@
+"""The Keras trainers: manifests that say what was made, the tokeniser artifact, the parity gate,
+CIFAR-10 when it cannot be downloaded, and a served side that never imports a training framework."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from maas.errors import ParityError
+from maas.sequences import PAD, UNKNOWN, Tokenizer
+from training import cli
+from training.data import PROJECT_ROOT
+from training.options import TrainOptions
+
+KERAS_FIXTURES = ["trained_spam_lstm", "trained_digits_cnn", "trained_spam_mlp", "trained_moby_gen"]
+
+
+@pytest.mark.parametrize("fixture", KERAS_FIXTURES)
+def test_each_manifest_records_task_opset_metrics_parity_and_artifacts(
+    fixture: str, request: pytest.FixtureRequest
+) -> None:
+    trained = request.getfixturevalue(fixture)
+    manifest = json.loads((trained.directory / "manifest.json").read_text())
+    assert manifest == trained.manifest
+    assert manifest["framework"]["name"] == "keras"
+    assert manifest["framework"]["converter"].startswith("tf2onnx 1.17")
+    assert manifest["onnx"]["opsets"]["ai.onnx"] == 17
+    assert manifest["parity"]["passed"] is True and manifest["parity"]["label_disagreements"] == 0
+    assert manifest["parity"]["max_abs_diff"] <= 1e-4
+    for filename, entry in manifest["artifacts"].items():
+        assert (trained.directory / filename).stat().st_size == entry["size"]
+        assert (
+            manifest["io"][{"tokenizer.json": "tokenizer", "vocabulary.json": "vocabulary"}[filename]]
+            == filename
+        )
+    if manifest["task"] == "text-generation":
+        assert manifest["parity"]["compared"] == "greedy tokens" and manifest["parity"]["rows"] == 160
+        assert 1.0 < manifest["metrics"]["perplexity"] < len(trained.characters)
+    else:
+        assert manifest["parity"]["rows"] == manifest["metrics"]["rows"]
+        assert 0.5 < manifest["metrics"]["accuracy"] <= 1.0 and "f1" in manifest["metrics"]
+
+
+def test_the_lstm_tokeniser_is_a_versioned_artifact_the_runtime_reads(trained_spam_lstm: Any) -> None:
+    stored = Tokenizer.from_file(trained_spam_lstm.directory / "tokenizer.json")
+    assert stored == trained_spam_lstm.tokenizer
+    assert stored.vocabulary[:2] == ("<pad>", "<unk>") and stored.sequence_length == 200
+
+
+def test_the_tokeniser_lowercases_pads_in_front_and_keeps_the_first_words() -> None:
+    tokenizer = Tokenizer(("<pad>", "<unk>", "free", "money", "don't"), 4)
+    encoded = tokenizer.encode(["FREE money!", "Don't   send free money now", "ü"])
+    assert encoded.tolist() == [[PAD, PAD, 2, 3], [4, UNKNOWN, 2, 3], [PAD, PAD, PAD, UNKNOWN]]
+
+
+def untrained_export(real_export: Any) -> Any:
+    """A faulty converter: it exports a network of the right shape, but not the trained one."""
+
+    def export(model: Any, shape: tuple[int, ...]) -> Any:
+        from training.models import digits_cnn
+
+        return real_export(digits_cnn.build_model(shape, model.output_shape[-1]), shape)
+
+    return export
+
+
+def test_the_parity_gate_refuses_a_graph_that_answers_differently(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from training.models import digits_cnn
+
+    monkeypatch.setattr(digits_cnn, "export_onnx", untrained_export(digits_cnn.export_onnx))
+    with pytest.raises(ParityError, match="refusing to write digits_cnn"):
+        digits_cnn.train(TrainOptions(out=tmp_path / "refused", epochs=1, limit=400, quiet=True))
+    code = cli.main(
+        ["train", "digits_cnn", "--out", str(tmp_path / "m"), "--epochs", "1", "--limit", "400", "--quiet"]
+    )
+    assert code == 1
+    assert "refusing to write digits_cnn" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir()), "nothing written, no staging folder left behind"
+
+
+def test_cifar10_unreachable_is_one_line_and_non_zero(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """This machine has no network beyond package registries: the download cannot succeed here."""
+    code = cli.main(["train", "digits_cnn", "--dataset", "cifar10", "--out", str(tmp_path / "c"), "--quiet"])
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert code == 1
+    assert len(errors) == 1 and errors[0].startswith("error: CIFAR-10 could not be downloaded")
+    assert not (tmp_path / "c").exists()
+
+
+def test_the_generator_step_graph_costs_the_same_per_token(trained_moby_gen: Any) -> None:
+    """One step: (token, state) -> (logits, state); nothing in the graph grows with the text."""
+    from maas.predictor import Predictor
+
+    predictor = Predictor(trained_moby_gen.directory / "model.onnx")
+    shapes = {spec.name: spec.shape for spec in [*predictor.inputs, *predictor.outputs]}
+    units = trained_moby_gen.manifest["provenance"]["parameters"]["gru_units"]
+    assert shapes == {
+        "token": (None,),
+        "state": (None, units),
+        "logits": (None, len(trained_moby_gen.characters)),
+        "state_out": (None, units),
+    }
+    state = np.zeros((1, units), np.float32)
+    logits, state = predictor.run({"token": np.array([3], np.int32), "state": state}).values()
+    assert logits.shape == (1, len(trained_moby_gen.characters)) and np.any(state != 0)
+
+
+SERVED_CHECK = """
+import sys
+sys.path[:0] = [{layer!r}, {function!r}]
+import app
+from maas import generation, images, png, sequences, tasks
+banned = ("tensorflow", "keras", "tf2onnx", "sklearn", "skl2onnx", "PIL", "pandas", "torch")
+print(sorted(m for m in sys.modules if m.split(".")[0] in banned))
+"""
+
+
+@pytest.mark.parametrize("model", ["spam_lstm", "digits_cnn", "spam_mlp", "moby_gen"])
+def test_a_function_and_the_layer_import_no_training_framework(model: str) -> None:
+    code = SERVED_CHECK.format(
+        layer=str(PROJECT_ROOT / "layers" / "runtime"), function=str(PROJECT_ROOT / "functions" / model)
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

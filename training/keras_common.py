@@ -1,0 +1,136 @@
+"""What the Keras trainers share: TensorFlow set up quietly and reproducibly, epoch progress,
+and the export of a ``tf.function`` with an explicit input signature through tf2onnx.
+
+``tf2onnx.convert.from_keras`` fails with Keras 3 (``KeyError: 'keras_tensor_…'``); converting
+a ``tf.function`` that calls the trained layers works and matches Keras to about 1e-7. The
+function returns a dict, so the ONNX outputs carry those names. What is written, and only after
+the parity gate, is decided by ``training.export.write_version`` like for every other trainer.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import onnx
+
+from maas.predictor import Predictor
+from maas.tasks import Task
+from training.export import ParityReport, compare_classifier
+from training.progress import Progress
+
+OPSET = 17
+
+
+def tensorflow() -> Any:
+    """Import TensorFlow (seconds, so only when a Keras model is trained), quiet and on the CPU."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+    import tensorflow as tf
+
+    return tf
+
+
+def seed_everything(seed: int) -> None:
+    """Same seed, same weights and same batches: a retrain reproduces a version."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+
+
+def epoch_progress(progress: Progress, epochs: int) -> Any:
+    """A Keras callback that prints one progress line per epoch with its figures."""
+    import keras
+
+    class EpochProgress(keras.callbacks.Callback):  # type: ignore[misc]
+        def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+            figures = ", ".join(f"{k} {v:.4f}" for k, v in sorted((logs or {}).items()))
+            progress(f"epoch {epoch + 1}/{epochs}: {figures}")
+
+    return EpochProgress()
+
+
+def compiled(layers: Sequence[Any], *, learning_rate: float, loss: Any, metrics: Sequence[str] = ()) -> Any:
+    """A Keras ``Sequential`` of ``layers``, compiled with Adam."""
+    import keras
+
+    model = keras.Sequential(list(layers))
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss, metrics=list(metrics))
+    return model
+
+
+def fit(model: Any, x: Any, y: Any, *, epochs: int, batch_size: int, progress: Progress) -> None:
+    """Shuffled mini-batches (the order follows the seed), one progress line per epoch."""
+    model.fit(
+        x,
+        y,
+        epochs=epochs,
+        batch_size=batch_size,
+        shuffle=True,
+        verbose=0,
+        callbacks=[epoch_progress(progress, epochs)],
+    )
+
+
+def export_model(
+    model: Any, shape: Sequence[int], dtype: str, input_name: str, output_name: str
+) -> onnx.ModelProto:
+    """ONNX of a one-input Keras model: ``input_name`` (batch, *shape) -> ``output_name``."""
+    tf = tensorflow()
+
+    @tf.function(input_signature=[tf.TensorSpec([None, *shape], tf.as_dtype(dtype), name=input_name)])
+    def serve(inputs: Any) -> dict[str, Any]:
+        return {output_name: model(inputs, training=False)}
+
+    return export_function(serve)
+
+
+def served_classifier_parity(
+    adapter: type[Task],
+    manifest: dict[str, Any],
+    inputs: list[Any],
+    reference_labels: np.ndarray,
+    reference: np.ndarray,
+    to_probabilities: Callable[[np.ndarray], np.ndarray] = np.asarray,
+) -> Callable[[Predictor], ParityReport]:
+    """The parity gate's check for a classifier: the served path (the runtime's own adapter,
+    preprocessing and validation included) on the raw held-out inputs against the source model."""
+
+    def parity(predictor: Predictor) -> ParityReport:
+        served = adapter(predictor, manifest)
+        feeds = served.prepare(inputs)
+        raw = predictor.run(feeds)[str(served.io["probability_output"])]
+        labels = [p["label"] for p in served.predict(feeds)]
+        return compare_classifier(np.array(labels), to_probabilities(raw), reference_labels, reference)
+
+    return parity
+
+
+def export_function(function: Any, opset: int = OPSET) -> onnx.ModelProto:
+    """ONNX of a ``tf.function`` with an input signature (the names of its inputs and outputs)."""
+    tensorflow()
+    import tf2onnx
+
+    model, _ = tf2onnx.convert.from_function(function, input_signature=function.input_signature, opset=opset)
+    return model
+
+
+def opsets_of(model: onnx.ModelProto) -> dict[str, int]:
+    return {entry.domain or "ai.onnx": entry.version for entry in model.opset_import}
+
+
+def keras_framework(architecture: str) -> dict[str, Any]:
+    """The manifest's ``framework``: versions of everything that made the graph."""
+    import keras
+    import tf2onnx
+
+    tf = tensorflow()
+    return {
+        "name": "keras",
+        "version": keras.__version__,
+        "backend": f"tensorflow {tf.__version__}",
+        "converter": f"tf2onnx {tf2onnx.__version__} (from_function, explicit input signature)",
+        "architecture": architecture,
+    }

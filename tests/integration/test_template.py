@@ -93,17 +93,27 @@ def test_nothing_served_imports_a_training_framework() -> None:
     assert [str(p) for p in served if pattern.search(p.read_text())] == []
 
 
+def protocol_routes(model: str) -> set[tuple[str, str]]:
+    """The Open Inference Protocol's six model routes (maas/inference_protocol.py)."""
+    base, version = f"/v2/models/{model}", f"/v2/models/{model}/versions/{{version}}"
+    return {("GET", base), ("GET", f"{base}/ready"), ("POST", f"{base}/infer")} | {
+        ("GET", version),
+        ("GET", f"{version}/ready"),
+        ("POST", f"{version}/infer"),
+    }
+
+
 def test_each_model_has_its_function_routes_and_log_group() -> None:
-    specs = {spec.model_name: spec for spec in functions()}
+    specs = {spec.model_name: spec for spec in functions() if spec.model_name}
     for model in ("spam_nb", "spam_lstm", "digits_cnn", "spam_mlp"):
         assert {(r.method, r.path) for r in specs[model].routes} == {
             ("POST", f"/models/{model}/predict"),
             ("GET", f"/models/{model}"),
-        }
+        } | protocol_routes(model)
     assert {(r.method, r.path) for r in specs["moby_gen"].routes} == {
         ("POST", "/models/moby_gen/generate"),
         ("GET", "/models/moby_gen"),
-    }
+    } | protocol_routes("moby_gen")
     assert all((spec.code_dir / "app.py").is_file() and spec.memory_mb >= 1024 for spec in specs.values())
 
 

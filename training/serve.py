@@ -82,7 +82,9 @@ class RouteTable:
 
 
 def is_text(content_type: str | None) -> bool:
-    return bool(content_type) and bool(_TEXT_TYPES.match(content_type.split(";")[0].strip().lower()))  # type: ignore[union-attr]
+    if not content_type:
+        return False
+    return bool(_TEXT_TYPES.match(content_type.split(";")[0].strip().lower()))
 
 
 def build_event(
@@ -176,7 +178,6 @@ class LocalApi:
         self.table = table
         self.overrides = dict(overrides)
         self._lock = threading.Lock()  # handlers share os.environ and module state: one at a time
-        self.last_event: dict[str, Any] | None = None
 
     def handle(
         self, method: str, target: str, headers: list[tuple[str, str]], body: bytes, source_ip: str
@@ -197,7 +198,6 @@ class LocalApi:
         )
         spec = self.table.functions[route.function]
         with self._lock:
-            self.last_event = event
             try:
                 result = call_handler(spec, event, self.overrides)
             except Exception:  # a crashed invocation: API Gateway answers 500

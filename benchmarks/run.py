@@ -27,7 +27,7 @@ from typing import Any
 import joblib
 import numpy as np
 
-from benchmarks import keras_bench
+from benchmarks import batch_bench, keras_bench
 from benchmarks.stats import alternate, percentile, ratio, summary
 from maas.predictor import Predictor
 from maas.registry import ModelRegistry
@@ -296,6 +296,8 @@ def markdown(results: dict[str, Any]) -> str:
         f"| spam_nb model.onnx, MB | {sizes['onnx_mb']['spam_nb']:.2f} | | | |",
         *(keras_bench.markdown_rows(results["keras"]) if "keras" in results else []),
     ]
+    if "events" in results:  # S3 batch files and SQS batches (benchmarks/batch_bench.py)
+        rows.extend(batch_bench.markdown_rows(results["events"]))
     machine = results["machine"]
     header = (
         f"Measured {results['date']} on {machine['cpus']} CPUs ({machine['platform']}, Python {machine['python']}), "
@@ -381,6 +383,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         log("batch throughput: session.run against predict_proba")
         batch = bench_batch(trained, work / "spam_nb", repeats=max(5, args.repeats))
+        events = batch_bench.run(trained, work / "spam_nb", repeats=max(5, args.repeats))
         log("Keras families: cold start against TensorFlow, generation, warm overhead, sizes")
         keras = keras_bench.run_keras_benchmarks(
             work, registry, env, paths["onnx"], one_cold_start, args.repeats, args.requests
@@ -397,6 +400,7 @@ def main(argv: list[str] | None = None) -> int:
         "cold_start": cold,
         "warm_overhead": warm,
         "batch": batch,
+        "events": events,
         "sizes": sizes,
         "keras": keras,
         "elapsed_s": time.perf_counter() - started,

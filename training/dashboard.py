@@ -37,12 +37,32 @@ class Panel:
 
 
 PANELS: tuple[Panel, ...] = (
-    Panel(model="spam_nb", function="SpamNbFunction", labels=("ham", "spam")),
-    Panel(model="spam_lstm", function="SpamLstmFunction", labels=("ham", "spam")),
-    Panel(model="digits_cnn", function="DigitsCnnFunction", labels=tuple(str(digit) for digit in range(10))),
-    Panel(model="spam_mlp", function="SpamMlpFunction", labels=("ham", "spam")),
+    Panel(
+        model="spam_nb",
+        function="SpamNbFunction",
+        labels=("ham", "spam"),
+        dead_letter_queue="SpamNbDeadLetterQueue",
+    ),
+    Panel(
+        model="spam_lstm",
+        function="SpamLstmFunction",
+        labels=("ham", "spam"),
+        dead_letter_queue="SpamLstmDeadLetterQueue",
+    ),
+    Panel(
+        model="digits_cnn",
+        function="DigitsCnnFunction",
+        labels=tuple(str(digit) for digit in range(10)),
+        dead_letter_queue="DigitsCnnDeadLetterQueue",
+    ),
+    Panel(
+        model="spam_mlp",
+        function="SpamMlpFunction",
+        labels=("ham", "spam"),
+        dead_letter_queue="SpamMlpDeadLetterQueue",
+    ),
     # a generator has no labels: its row shows the sequences it generated (InstancesScored)
-    Panel(model="moby_gen", function="MobyGenFunction"),
+    Panel(model="moby_gen", function="MobyGenFunction", dead_letter_queue="MobyGenDeadLetterQueue"),
 )
 
 

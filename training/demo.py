@@ -1,9 +1,11 @@
 """``make demo``: the whole path on this machine, no Docker and no AWS account.
 
-A moto server on 127.0.0.1 stands in for S3; every model (spam_nb, then the Keras families) is
+A moto server on 127.0.0.1 stands in for S3 and SQS; every model (spam_nb, then the Keras families) is
 trained by our own trainer (small epochs: this is a demo), published as a version, promoted to
 ``production`` and queried through its function's real handler with the sample events in
-``events/``. ``--quick`` trains on small slices (the end-to-end test runs it that way).
+``events/``. Then spam_nb scores a file of inputs dropped into the data bucket and answers a
+batch of requests sent to its queue. ``--quick`` trains on small slices (the end-to-end test runs
+it that way).
 """
 
 from __future__ import annotations
@@ -17,14 +19,19 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import boto3
+
 from maas.registry import ModelRegistry
 from training.data import PROJECT_ROOT
+from training.event_sources import create_queue_with_dlq, poll_once, s3_put_event
 from training.local import create_bucket, environment, invoke, local_aws_environment, moto_server, read_event
 from training.metrics_report import format_table, summarise
 from training.options import TrainOptions
 
 BUCKET = "maas-models-demo"
+DATA_BUCKET = "maas-data-demo"
 ALIAS = "production"
+ENVIRONMENT = {"MODEL_BUCKET": BUCKET, "DATA_BUCKET": DATA_BUCKET}
 # The Keras families: (model, what it is, demo training options, --quick training options).
 KERAS_MODELS: tuple[tuple[str, str, dict[str, Any], dict[str, Any]], ...] = (
     ("spam_lstm", "Embedding -> LSTM spam filter", {"epochs": 2}, {"epochs": 1, "limit": 800}),
@@ -113,10 +120,62 @@ def _held_out(manifest: dict[str, Any]) -> str:
 def _invoke_events(model: str, log: Any) -> None:
     for path in sorted((PROJECT_ROOT / "events" / model).glob("*.json")):
         event = read_event(path)
+        if "routeKey" not in event:
+            continue  # the S3 and SQS samples are played in steps 5 and 6, with real objects and queues
         with redirect_stdout(log):  # the handler's EMF metric records and logs go to the demo log
-            response = invoke(model, event, {"MODEL_BUCKET": BUCKET})
+            response = invoke(model, event, ENVIRONMENT)
         _say(f"   [{path.relative_to(PROJECT_ROOT)}]")
         _show_response(event, response)
+
+
+def _batch_file() -> dict[str, Any]:
+    """Drop the sample input file under inputs/spam_nb/ and deliver its S3 event to the handler."""
+    create_bucket(DATA_BUCKET)
+    key = "inputs/spam_nb/sample.jsonl"
+    s3 = boto3.client("s3")
+    s3.upload_file(str(PROJECT_ROOT / "events" / "spam_nb" / "inputs" / "sample.jsonl"), DATA_BUCKET, key)
+    response = invoke("spam_nb", s3_put_event("spam_nb", DATA_BUCKET, key), ENVIRONMENT)
+    outcome: dict[str, Any] = response["files"][0]
+    return outcome
+
+
+def _show_batch(outcome: dict[str, Any]) -> None:
+    s3 = boto3.client("s3")
+    _say(
+        f"   {outcome['rows']} rows: {outcome['scored']} scored, {outcome['failed']} refused, by spam_nb version "
+        f"{outcome['model_version']} in {outcome['timings_ms']['total']:.0f} ms"
+    )
+    for name, key in [*outcome["outputs"].items(), ("summary", outcome["success_object"])]:
+        _say(f"   {name:<11} s3://{DATA_BUCKET}/{key}")
+    body = s3.get_object(Bucket=DATA_BUCKET, Key=outcome["outputs"]["predictions"])["Body"].read().decode()
+    for line in body.splitlines()[:4]:
+        row = json.loads(line)
+        shown = row["prediction"]["label"] if row["prediction"] else f"refused ({row['error']})"
+        _say(f"    line {row['line']}  id {row['id']!s:<8} {shown}")
+
+
+def _async_requests(log: Any) -> None:
+    sqs = boto3.client("sqs")
+    queue_url, dlq_url = create_queue_with_dlq("maas-spam_nb-requests-demo")
+    sample = read_event(PROJECT_ROOT / "events" / "spam_nb" / "sqs_mixed_batch.json")
+    for record in sample["Records"]:
+        sqs.send_message(QueueUrl=queue_url, MessageBody=record["body"])
+    _say(f"   sent {len(sample['Records'])} messages (events/spam_nb/sqs_mixed_batch.json) to {queue_url}")
+    rounds = 0
+    while rounds < 10:
+        with redirect_stdout(log):
+            polled = poll_once("spam_nb", queue_url, ENVIRONMENT)
+        if polled.received == 0:
+            break
+        rounds += 1
+        _say(f"   poll {rounds}: {polled.received} received, {len(polled.failed_ids)} reported as failures")
+    listed = boto3.client("s3").list_objects_v2(Bucket=DATA_BUCKET, Prefix="results/spam_nb/")
+    for obj in listed.get("Contents", []):
+        _say(f"   result     s3://{DATA_BUCKET}/{obj['Key']}")
+    dead = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["ApproximateNumberOfMessages"])
+    _say(
+        f"   dead-letter queue holds {dead['Attributes']['ApproximateNumberOfMessages']} messages (the bad ones)"
+    )
 
 
 def run_demo(workdir: Path, *, quick: bool = False) -> int:
@@ -153,7 +212,7 @@ def run_demo(workdir: Path, *, quick: bool = False) -> int:
         alias = registry.set_alias("spam_nb", ALIAS, published.version)
         _say(f"   alias {ALIAS} -> version {alias.version}")
 
-        _say("4. invoke the spam_nb function's real handler with the sample events")
+        _say("4. invoke the spam_nb function's real handler with the sample HTTP events")
         _invoke_events("spam_nb", log)
         for step, (model, what, options, quick_options) in enumerate(KERAS_MODELS, start=1):
             _say(f"4.{step} {model} ({what}): train with Keras, export with tf2onnx, check parity, publish")
@@ -164,9 +223,15 @@ def run_demo(workdir: Path, *, quick: bool = False) -> int:
             registry.set_alias(model, ALIAS, version)
             _say(f"   {_held_out(manifest)}; published {model} version {version}, alias {ALIAS} -> {version}")
             _invoke_events(model, log)
-        _say(f"5. the handler's logs and EMF metric records are in {log_path}")
-        _say("6. stopping the moto server")
-    _say(f"7. metrics summary (maas metrics {log_path}):")
+        with redirect_stdout(log):
+            scored = _batch_file()
+        _say(f"5. S3 batch scoring: dropped {scored['input']['key']} into s3://{DATA_BUCKET}/")
+        _show_batch(scored)
+        _say("6. SQS async requests: a queue with a dead-letter queue (maxReceiveCount 3), a mixed batch")
+        _async_requests(log)
+        _say(f"7. the handler's logs and EMF metric records are in {log_path}")
+        _say("8. stopping the moto server")
+    _say(f"9. metrics summary (maas metrics {log_path}):")
     with log_path.open() as lines:
         _say(format_table(summarise(lines)))
     return 0

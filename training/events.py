@@ -1,15 +1,19 @@
 """Regenerate the sample events under ``events/<model>/`` from ``sam local generate-event``.
 
 The events are committed; this script documents and repeats how they were made:
-``python -m training.events``. Each is SAM's HTTP API (payload 2.0) event, edited for one route,
-so it works as it is with ``sam local invoke -e`` and with ``maas invoke --event``.
+``python -m training.events``. The HTTP ones are SAM's HTTP API (payload 2.0) event, edited for
+one route; the S3 one is SAM's ``s3 put`` event naming the sample input file (its real size and
+ETag); the SQS ones are SAM's ``sqs receive-message`` event, one record per request message. All
+work as they are with ``sam local invoke -e`` and with ``maas invoke --event``.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import subprocess
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +109,70 @@ def png_base64(image: list[list[float]], mode: str = "L") -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
+DATA_BUCKET = "maas-data"
+SAMPLE_INPUTS = ("sample.jsonl", "sample.csv")
+
+
+def _sam_event(*args: str) -> dict[str, Any]:
+    command = ["sam", "local", "generate-event", *args]
+    event: dict[str, Any] = json.loads(
+        subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    )
+    return event
+
+
+def generate_s3_put_event(bucket: str, key: str, content: bytes) -> dict[str, Any]:
+    """SAM's s3 put event for ``key``, with the real size and ETag (MD5) of ``content``."""
+    event = _sam_event("s3", "put", "--bucket", bucket, "--key", key)
+    obj = event["Records"][0]["s3"]["object"]
+    obj["size"] = len(content)
+    obj["eTag"] = hashlib.md5(content).hexdigest()
+    return event
+
+
+def generate_sqs_event(queue: str, bodies: list[str]) -> dict[str, Any]:
+    """SAM's sqs receive-message event with one record per body (SAM does not escape a body itself)."""
+    template = _sam_event("sqs", "receive-message", "--queue-name", queue, "--body", "BODY")["Records"][0]
+    records = []
+    for index, body in enumerate(bodies):
+        record = json.loads(json.dumps(template))
+        record["messageId"] = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{queue}/{body}/{index}"))
+        record["receiptHandle"] = f"receipt-{record['messageId']}"
+        record["body"] = body
+        record["md5OfBody"] = hashlib.md5(body.encode()).hexdigest()
+        records.append(record)
+    return {"Records": records}
+
+
+def write_event_source_events(model: str, requests: list[dict[str, Any]], invalid: dict[str, Any]) -> None:
+    """``s3_put.json`` naming ``inputs/sample.jsonl`` (its real size and ETag), ``sqs_batch.json``
+    (valid requests) and ``sqs_mixed_batch.json`` (valid, not JSON, invalid, no request_id, valid)."""
+    model_dir = EVENTS_DIR / model
+    content = (model_dir / "inputs" / "sample.jsonl").read_bytes()
+    write(
+        model_dir / "s3_put.json", generate_s3_put_event(DATA_BUCKET, f"inputs/{model}/sample.jsonl", content)
+    )
+    queue = f"maas-{model}-requests"
+    bodies = [json.dumps({"request_id": f"req-{i}", **request}) for i, request in enumerate(requests)]
+    write(model_dir / "sqs_batch.json", generate_sqs_event(queue, bodies))
+    mixed = [
+        bodies[0],
+        "this is not JSON {",
+        json.dumps({"request_id": "req-bad-instances", **invalid}),
+        json.dumps(requests[0]),
+        bodies[1],
+    ]
+    write(model_dir / "sqs_mixed_batch.json", generate_sqs_event(queue, mixed))
+
+
+def write_sample_input(model: str, rows: list[Any]) -> None:
+    """``events/<model>/inputs/sample.jsonl``: one instance (or request) per line."""
+    path = EVENTS_DIR / model / "inputs" / "sample.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    print(f"wrote {path.relative_to(PROJECT_ROOT)}")
+
+
 def write(path: Path, event: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(event, indent=2) + "\n")
@@ -170,6 +238,22 @@ def main() -> None:
     write(
         registry_dir / "index.json",
         generate_http_event("POST", "/v2/repository/index", {"ready": True}, base64_body=False),
+    )
+    # S3 batch inputs and SQS requests (spam_nb's sample.jsonl is written by hand: it shows every row form)
+    pairs = [{"instances": SPAM_TEXTS[i : i + 2]} for i in range(3)]
+    bad_texts = {"instances": ["a fine text", 42, ""]}
+    for model in ("spam_nb", "spam_lstm", "spam_mlp"):
+        if model != "spam_nb":
+            write_sample_input(model, [*SPAM_TEXTS, 42, ""])
+        write_event_source_events(model, pairs, bad_texts)
+    write_sample_input("digits_cnn", [*images, [[0.5] * 3] * 3])
+    image_pairs = [{"instances": images[i : i + 2]} for i in range(2)]
+    write_event_source_events("digits_cnn", image_pairs, {"instances": [images[0], [[0.5] * 3] * 3]})
+    short = {"max_new_tokens": 40, "temperature": 0}
+    prompts = ["Call me Ishmael", "The whale", "It was the ship"]
+    write_sample_input("moby_gen", [*({"prompt": p, **short} for p in prompts), {"prompt": ""}, prompts[0]])
+    write_event_source_events(
+        "moby_gen", [{"prompt": p, **short} for p in prompts], {"prompt": "", "max_new_tokens": 10}
     )
 
 

@@ -100,6 +100,7 @@ class LambdaContext:
 
 
 _MODULES: dict[Path, ModuleType] = {}
+_LAST_ENVIRONMENT: dict[str, dict[str, str]] = {}
 
 
 def load_function_module(spec: FunctionSpec) -> ModuleType:
@@ -133,8 +134,13 @@ def call_handler(
     spec: FunctionSpec, event: dict[str, Any], overrides: Mapping[str, str] | None = None
 ) -> Any:
     """Run the function's real handler on ``event`` in this process, with its environment, as Lambda would."""
-    with environment(function_environment(spec, overrides)):
+    values = function_environment(spec, overrides)
+    with environment(values):
         module = load_function_module(spec)
+        runtime = getattr(module, "runtime", None)
+        if _LAST_ENVIRONMENT.get(spec.logical_id, values) != values and runtime is not None:
+            runtime.reset()  # settings are read once per environment: new variables, new environment
+        _LAST_ENVIRONMENT[spec.logical_id] = values
         handler: Callable[[dict[str, Any], Any], Any] = getattr(module, spec.handler)
         context = LambdaContext(
             function_name=spec.logical_id, memory_limit_in_mb=spec.memory_mb, timeout_s=spec.timeout_s

@@ -101,6 +101,11 @@ def test_make_demo_trains_publishes_promotes_and_prints_predictions(tmp_path: Pa
     assert "published spam_nb version 1" in out and "alias production -> version 1" in out
     assert "POST /models/spam_nb/predict -> 200, answered by spam_nb version 1" in out
     assert "spam  p=" in out and "ham   p=" in out
+    assert "8 rows: 5 scored, 3 refused, by spam_nb version 1" in out
+    assert "predictions s3://maas-data-demo/outputs/spam_nb/sample.jsonl." in out
+    assert "poll 1: 5 received, 3 reported as failures" in out
+    assert "result     s3://maas-data-demo/results/spam_nb/req-0.json" in out
+    assert "dead-letter queue holds 3 messages" in out
     for model in ("spam_lstm", "digits_cnn", "spam_mlp"):
         assert f"published {model} version 1, alias production -> 1" in out
         assert f"POST /models/{model}/predict -> 200, answered by {model} version 1" in out

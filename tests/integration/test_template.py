@@ -146,26 +146,124 @@ def test_the_http_api_uses_iam_authorisation_by_default() -> None:
     assert auth["DefaultAuthorizer"] == "AWS_IAM"
 
 
+def model_functions() -> list[Any]:
+    """The functions that serve a model (the registry function serves the server-wide routes)."""
+    return [spec for spec in functions() if spec.model_name]
+
+
+def _statements(spec: Any) -> list[dict[str, Any]]:
+    """The function's own role's statements (each function has one; SAM's would add ``sqs:*`` on ``*``)."""
+    role = resources()[spec.logical_id]["Properties"]["Role"]
+    assert isinstance(role, Intrinsic) and role.tag == "GetAtt"
+    role_id = role.value.split(".")[0]
+    properties = resources()[role_id]["Properties"]
+    assert [str(arn.value) for arn in properties["ManagedPolicyArns"][:1]] == [
+        "arn:${AWS::Partition}:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
+    ]
+    return [s for policy in properties["Policies"] for s in policy["PolicyDocument"]["Statement"]]
+
+
+def test_each_function_consumes_only_its_own_queue_and_fails_only_into_its_own_dead_letter_queue() -> None:
+    everything = resources()
+    for spec in model_functions():
+        events = everything[spec.logical_id]["Properties"]["Events"].values()
+        (queue,) = [e["Properties"]["Queue"].value for e in events if e["Type"] == "SQS"]
+        on_queues = [s for s in _statements(spec) if any(a.startswith("sqs:") for a in _actions(s))]
+        assert {r for s in on_queues for r in _resources_of(s)} == {
+            queue,
+            f"{everything[queue.split('.')[0]]['Properties']['RedrivePolicy']['deadLetterTargetArn'].value}",
+        }
+        assert all("*" not in a for s in on_queues for a in _actions(s))
+        failure = everything[spec.logical_id]["Properties"]["EventInvokeConfig"]["DestinationConfig"][
+            "OnFailure"
+        ]
+        assert failure["Type"] == "SQS" and failure["Destination"].value.split(".")[0] in str(on_queues)
+
+
+def _actions(statement: dict[str, Any]) -> list[str]:
+    return statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+
+
+def _resources_of(statement: dict[str, Any]) -> list[str]:
+    found = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+    assert all(isinstance(r, Intrinsic) for r in found)
+    return [str(r.value) for r in found]
+
+
 def test_each_function_reads_only_its_own_model_prefix() -> None:
+    """A model function reads its own model; the registry function lists and reads tags of all."""
     for spec in functions():
-        props = resources()[spec.logical_id]["Properties"]
-        statements = [s for policy in props["Policies"] for s in policy["Statement"]]
-        for statement in statements:
-            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
-            assert all(
-                a.startswith("s3:") and "*" not in a and not a.startswith(("s3:Put", "s3:Delete"))
-                for a in actions
-            ), actions
-            resource = statement["Resource"]
-            assert isinstance(resource, Intrinsic)
-            # a model function reads its own model; the registry function lists and reads tags of all
-            prefix = f"models/{spec.model_name}/*" if spec.model_name else "models/*"
+        prefix = f"models/{spec.model_name}/*" if spec.model_name else "models/*"
+        for statement in _statements(spec):
+            actions = _actions(statement)
+            assert all(a.startswith(("s3:", "sqs:")) and "*" not in a for a in actions), actions
+            on_models = [r for r in _resources_of(statement) if "ModelsBucket" in r]
+            if not on_models:
+                continue
+            assert not any(a.startswith(("s3:Put", "s3:Delete")) for a in actions), actions
             if not spec.model_name:
                 assert set(actions) <= {"s3:ListBucket", "s3:GetObjectTagging"}, actions
             if actions == ["s3:ListBucket"]:
                 assert statement["Condition"]["StringLike"]["s3:prefix"] == [prefix]
             else:
-                assert resource.value == f"${{ModelsBucket.Arn}}/{prefix}"
+                assert on_models == [f"${{ModelsBucket.Arn}}/{prefix}"]
+
+
+def test_each_function_reads_its_inputs_and_writes_its_outputs_and_results_only() -> None:
+    data = "arn:${AWS::Partition}:s3:::${DataBucketName}"
+    for spec in model_functions():
+        model = spec.model_name
+        on_data = [s for s in _statements(spec) if any("DataBucketName" in r for r in _resources_of(s))]
+        reads = [s for s in on_data if all(a.startswith("s3:Get") for a in _actions(s))]
+        writes = [s for s in on_data if s not in reads]
+        assert [r for s in reads for r in _resources_of(s)] == [f"{data}/inputs/{model}/*"]
+        assert sorted(r for s in writes for r in _resources_of(s)) == [
+            f"{data}/outputs/{model}/*",
+            f"{data}/results/{model}/*",
+        ]
+        assert {a for s in writes for a in _actions(s)} <= {"s3:PutObject", "s3:AbortMultipartUpload"}
+
+
+def test_data_bucket_is_encrypted_private_tls_only_and_expires_old_outputs() -> None:
+    bucket = resources()["DataBucket"]["Properties"]
+    assert bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert all(bucket["PublicAccessBlockConfiguration"].values())
+    rules = {rule["Id"]: rule for rule in bucket["LifecycleConfiguration"]["Rules"]}
+    assert rules["ExpireOutputs"]["Prefix"] == "outputs/" and rules["ExpireResults"]["Prefix"] == "results/"
+    assert rules["AbortIncompleteUploads"]["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"] == 1
+    statements = resources()["DataBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert any(
+        s["Effect"] == "Deny" and s["Condition"]["Bool"]["aws:SecureTransport"] == "false" for s in statements
+    )
+
+
+def test_each_function_has_its_s3_prefix_queue_dead_letter_queue_and_alarm() -> None:
+    everything = resources()
+    for spec in model_functions():
+        props = everything[spec.logical_id]["Properties"]
+        events = props["Events"].values()
+        (s3,) = [e["Properties"] for e in events if e["Type"] == "S3"]
+        assert s3["Bucket"].value == "DataBucket"
+        assert s3["Filter"]["S3Key"]["Rules"] == [{"Name": "prefix", "Value": f"inputs/{spec.model_name}/"}]
+        (sqs,) = [e["Properties"] for e in events if e["Type"] == "SQS"]
+        assert sqs["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+        queue_id = sqs["Queue"].value.split(".")[0]
+        queue = everything[queue_id]["Properties"]
+        assert queue["VisibilityTimeout"] >= 6 * props["Timeout"]
+        assert queue["RedrivePolicy"]["maxReceiveCount"] == 3
+        dlq_id = queue["RedrivePolicy"]["deadLetterTargetArn"].value.split(".")[0]
+        assert everything[dlq_id]["Type"] == "AWS::SQS::Queue"
+        alarms = [
+            r["Properties"]
+            for r in everything.values()
+            if r["Type"] == "AWS::CloudWatch::Alarm"
+            and r["Properties"].get("Namespace") == "AWS/SQS"
+            and r["Properties"]["Dimensions"][0]["Value"].value == f"{dlq_id}.QueueName"
+        ]
+        assert len(alarms) == 1
+        alarm = alarms[0]
+        assert alarm["MetricName"] == "ApproximateNumberOfMessagesVisible"
+        assert alarm["ComparisonOperator"] == "GreaterThanThreshold" and alarm["Threshold"] == 0
 
 
 def test_functions_use_python312_the_layer_and_powertools_settings() -> None:

@@ -47,6 +47,12 @@ class UnsupportedMediaType(RequestError):
     code = "unsupported_media_type"
 
 
+class UnreadableInput(RequestError):
+    """A batch input object that cannot be read at all: unknown format, not gzip, not UTF-8."""
+
+    code = "unreadable_input"
+
+
 class NotFound(MaasError):
     """A model, version, alias or route that does not exist."""
 

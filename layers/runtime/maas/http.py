@@ -220,15 +220,18 @@ def read_json_object(event: Any, max_bytes: int) -> dict[str, Any]:
         raise PayloadTooLarge(
             f"the body is {len(encoded)} bytes, at most {max_bytes} are accepted", field="body"
         )
+    return parse_json_object(encoded, "the body")
+
+
+def parse_json_object(raw: bytes | str, what: str) -> dict[str, Any]:
+    """A JSON object from an HTTP body or a queue message; anything else is a ``RequestError``."""
     try:
-        document = json.loads(encoded.decode("utf-8"))
+        document = json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
     except (UnicodeDecodeError, ValueError) as error:
-        raise RequestError(
-            f"the body is not valid JSON: {error}", code="invalid_json", field="body"
-        ) from None
+        raise RequestError(f"{what} is not valid JSON: {error}", code="invalid_json", field="body") from None
     if not isinstance(document, dict):
         raise RequestError(
-            f"the body must be a JSON object, got {type(document).__name__}",
+            f"{what} must be a JSON object, got {type(document).__name__}",
             code="invalid_type",
             field="body",
         )

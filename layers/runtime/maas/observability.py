@@ -135,3 +135,65 @@ def record_error(model: str, status: int, code: str, *, cold_start: bool = False
         by_code.add_dimension(name="model", value=model)
         by_code.add_dimension(name="service", value=_service(model))
         by_code.add_dimension(name="error_code", value=code)
+
+
+def _record_counts(
+    model: str,
+    version: int | None,
+    counts: dict[str, int],
+    *,
+    latency_ms: float | None = None,
+    cold_start: bool = False,
+    load_ms: float | None = None,
+) -> None:
+    """Counters of one invocation of an event source, with the usual dimensions and cold-start facts."""
+    _dimensions(model, version)
+    for name, value in counts.items():
+        metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+    if latency_ms is not None:
+        metrics.add_metric(name="InferenceLatency", unit=MetricUnit.Milliseconds, value=latency_ms)
+    _cold_and_load(cold_start, load_ms)
+
+
+def record_batch_file(
+    model: str,
+    version: int,
+    scored: int,
+    failed: int,
+    latency_ms: float,
+    *,
+    files: int = 1,
+    cold_start: bool = False,
+    load_ms: float | None = None,
+) -> None:
+    """S3 batch scoring: the files and rows of one invocation, and their total ``session.run`` time."""
+    counts = {"BatchFiles": files, "BatchRowsScored": scored, "BatchRowsFailed": failed}
+    _record_counts(model, version, counts, latency_ms=latency_ms, cold_start=cold_start, load_ms=load_ms)
+
+
+def record_unreadable_input(model: str, code: str, *, cold_start: bool = False) -> None:
+    """An input object that could not be read at all (it gets an error object, not a retry)."""
+    metrics.add_metadata(key="error_code", value=code)
+    _record_counts(model, None, {"BatchUnreadableInputs": 1}, cold_start=cold_start)
+
+
+def record_ignored_objects(model: str, count: int, *, cold_start: bool = False) -> None:
+    """S3 records for objects outside the model's input prefix: a notification set up wrongly."""
+    _record_counts(model, None, {"BatchIgnoredObjects": count}, cold_start=cold_start)
+
+
+def record_async_batch(
+    model: str,
+    version: int,
+    scored: int,
+    failed: int,
+    instances: int,
+    latency_ms: float,
+    *,
+    cold_start: bool = False,
+    load_ms: float | None = None,
+) -> None:
+    """One SQS batch: requests answered and failed (left to retry or the dead-letter queue)."""
+    counts = {"AsyncRequestsScored": scored, "AsyncRequestsFailed": failed, "InstancesScored": instances}
+    latency = latency_ms if instances else None
+    _record_counts(model, version, counts, latency_ms=latency, cold_start=cold_start, load_ms=load_ms)

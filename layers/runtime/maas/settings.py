@@ -53,6 +53,7 @@ class Settings:
     max_batch: int = 256
     max_body_bytes: int = 1_048_576
     session_threads: int = 1
+    batch_chunk_rows: int = 256
 
     @classmethod
     def from_env(cls, model_name: str | None = None, environ: Mapping[str, str] | None = None) -> Settings:
@@ -80,4 +81,5 @@ class Settings:
             max_batch=_int(env, "MAX_BATCH", 256),
             max_body_bytes=_int(env, "MAX_BODY_BYTES", 1_048_576),
             session_threads=_int(env, "SESSION_THREADS", 1),
+            batch_chunk_rows=_int(env, "BATCH_CHUNK_ROWS", 256),
         )

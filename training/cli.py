@@ -1,4 +1,4 @@
-"""``maas``: train, publish and inspect models, invoke functions locally, run the demo."""
+"""``maas``: train, publish and inspect models, invoke and serve functions locally, run the demo."""
 
 from __future__ import annotations
 
@@ -167,6 +167,28 @@ def cmd_invoke(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from training.serve import DEFAULT_BUCKET, serve
+
+    serve(args.host, args.port, args.bucket or os.environ.get("MODEL_BUCKET") or DEFAULT_BUCKET, os.environ)
+    return 0
+
+
+def cmd_openapi(args: argparse.Namespace) -> int:
+    from training.openapi import OPENAPI_PATH, check, write
+
+    path = Path(args.out) if args.out else OPENAPI_PATH
+    if args.check:
+        problems = check(path)
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        print(f"{path}: {'out of date' if problems else 'up to date'}")
+        return 1 if problems else 0
+    write(path)
+    print(f"wrote {path}")
+    return 0
+
+
 def cmd_metrics(args: argparse.Namespace) -> int:
     from training.metrics_report import format_table, plot, summarise
 
@@ -291,6 +313,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--env", action="append", default=[], metavar="KEY=VALUE", help="extra environment for the function"
     )
     invoke.set_defaults(func=cmd_invoke)
+
+    serve = commands.add_parser(
+        "serve", help="development server: template.yaml's HTTP API on a local port, real handlers, no Docker"
+    )
+    serve.add_argument("--port", type=int, default=3000, help="0 picks a free port")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument(
+        "--bucket", default=None, help=f"registry bucket (default: $MODEL_BUCKET, else {'maas-local-models'})"
+    )
+    serve.set_defaults(func=cmd_serve)
+
+    openapi = commands.add_parser("openapi", help="write the OpenAPI document generated from the routes")
+    openapi.add_argument("--out", default=None, help="default: openapi.json at the repository root")
+    openapi.add_argument("--check", action="store_true", help="exit 1 if the committed document is stale")
+    openapi.set_defaults(func=cmd_openapi)
 
     metrics = commands.add_parser("metrics", help="summarise the EMF metric lines of a handler log")
     metrics.add_argument("logfile", help="a log with the handlers' EMF lines (maas invoke/serve, the demo)")

@@ -67,6 +67,18 @@ def _show_response(event: dict[str, Any], response: dict[str, Any]) -> None:
         _say(f"{route} -> {status}, answered by {body['model_name']} version {body['model_version']}")
         for text in body["continuations"]:
             _say(f"    {body['prompt']!r} -> {' '.join(text.split())[:70]!r}")
+    elif "platform" in body:  # Open Inference Protocol v2 model metadata
+        inputs = ", ".join(f"{t['name']} {t['datatype']}{t['shape']}" for t in body["inputs"])
+        _say(
+            f"{route} -> {status}: {body['name']} ({body['platform']}), versions {body['versions']}, inputs {inputs}"
+        )
+    elif "outputs" in body:  # Open Inference Protocol v2 infer
+        tensors = ", ".join(
+            f"{o['name']} {o['datatype']}{o['shape']} {_short(o['data'])}" for o in body["outputs"]
+        )
+        _say(
+            f"{route} -> {status}, answered by {body['model_name']} version {body['model_version']}: {tensors}"
+        )
     elif "model_version" in body:
         metrics = body.get("metrics", {})
         _say(
@@ -76,6 +88,10 @@ def _show_response(event: dict[str, Any], response: dict[str, Any]) -> None:
         )
     else:
         _say(f"{route} -> {status}: {body}")
+
+
+def _short(values: list[Any]) -> list[Any]:
+    return [round(v, 3) if isinstance(v, float) else v for v in values[:4]]
 
 
 def _describe_instance(instance: Any) -> str:

@@ -190,6 +190,16 @@ def write_model_events(model: str, verb: str, requests: dict[str, tuple[dict[str
     )
 
 
+def write_protocol_events(model: str, infer: dict[str, Any]) -> None:
+    """``metadata.json`` (``GET /v2/models/<model>``) and ``infer.json`` (``POST .../infer``)."""
+    path = f"/v2/models/{model}"
+    write(EVENTS_DIR / model / "metadata.json", generate_http_event("GET", path, None, base64_body=False))
+    write(
+        EVENTS_DIR / model / "infer.json",
+        generate_http_event("POST", f"{path}/infer", infer, base64_body=False),
+    )
+
+
 def main() -> None:
     texts = {"instances": SPAM_TEXTS}
     write_model_events(
@@ -213,6 +223,21 @@ def main() -> None:
     )
     write_model_events(
         "moby_gen", "generate", {"generate": (GENERATE, False), "generate_greedy": (GENERATE_GREEDY, False)}
+    )
+    # Open Inference Protocol v2: each model's metadata and one infer request of tensors.
+    text_input = {"name": "text", "shape": [2, 1], "datatype": "BYTES", "data": SPAM_TEXTS[:2]}
+    for model in ("spam_nb", "spam_lstm", "spam_mlp"):
+        write_protocol_events(model, {"id": "sample-1", "inputs": [text_input]})
+    image_input = {"name": "image", "shape": [2, 8, 8, 1], "datatype": "FP32", "data": images[:2]}
+    write_protocol_events("digits_cnn", {"id": "sample-1", "inputs": [image_input]})
+    prompt = {"name": "prompt", "shape": [1], "datatype": "BYTES", "data": [GENERATE_GREEDY["prompt"]]}
+    parameters = {"max_new_tokens": 40, "temperature": 0}
+    write_protocol_events("moby_gen", {"id": "sample-1", "inputs": [prompt], "parameters": parameters})
+    registry_dir = EVENTS_DIR / "registry"
+    write(registry_dir / "live.json", generate_http_event("GET", "/v2/health/live", None, base64_body=False))
+    write(
+        registry_dir / "index.json",
+        generate_http_event("POST", "/v2/repository/index", {"ready": True}, base64_body=False),
     )
     # S3 batch inputs and SQS requests (spam_nb's sample.jsonl is written by hand: it shows every row form)
     pairs = [{"instances": SPAM_TEXTS[i : i + 2]} for i in range(3)]

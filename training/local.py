@@ -130,9 +130,10 @@ def function_environment(spec: FunctionSpec, overrides: Mapping[str, str] | None
     return values
 
 
-def invoke(model: str, event: dict[str, Any], overrides: Mapping[str, str] | None = None) -> Any:
-    """Run ``model``'s real handler on ``event`` in this process, as Lambda would."""
-    spec = function_for_model(model)
+def call_handler(
+    spec: FunctionSpec, event: dict[str, Any], overrides: Mapping[str, str] | None = None
+) -> Any:
+    """Run the function's real handler on ``event`` in this process, with its environment, as Lambda would."""
     values = function_environment(spec, overrides)
     with environment(values):
         module = load_function_module(spec)
@@ -145,6 +146,11 @@ def invoke(model: str, event: dict[str, Any], overrides: Mapping[str, str] | Non
             function_name=spec.logical_id, memory_limit_in_mb=spec.memory_mb, timeout_s=spec.timeout_s
         )
         return handler(event, context)
+
+
+def invoke(model: str, event: dict[str, Any], overrides: Mapping[str, str] | None = None) -> Any:
+    """Run ``model``'s real handler on ``event`` in this process, as Lambda would."""
+    return call_handler(function_for_model(model), event, overrides)
 
 
 def read_event(path: Path) -> dict[str, Any]:

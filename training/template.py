@@ -116,8 +116,12 @@ def functions(path: Path = TEMPLATE) -> list[FunctionSpec]:
 
 
 def function_for_model(model: str, path: Path = TEMPLATE) -> FunctionSpec:
+    """The function serving ``model``; a function without a model (``registry``) by its service name."""
     for spec in functions(path):
         if spec.model_name == model:
+            return spec
+    for spec in functions(path):
+        if spec.model_name is None and spec.environment.get("POWERTOOLS_SERVICE_NAME") == model:
             return spec
     known = sorted(s.model_name for s in functions(path) if s.model_name)
     raise ConfigurationError(

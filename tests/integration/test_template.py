@@ -93,17 +93,27 @@ def test_nothing_served_imports_a_training_framework() -> None:
     assert [str(p) for p in served if pattern.search(p.read_text())] == []
 
 
+def protocol_routes(model: str) -> set[tuple[str, str]]:
+    """The Open Inference Protocol's six model routes (maas/inference_protocol.py)."""
+    base, version = f"/v2/models/{model}", f"/v2/models/{model}/versions/{{version}}"
+    return {("GET", base), ("GET", f"{base}/ready"), ("POST", f"{base}/infer")} | {
+        ("GET", version),
+        ("GET", f"{version}/ready"),
+        ("POST", f"{version}/infer"),
+    }
+
+
 def test_each_model_has_its_function_routes_and_log_group() -> None:
-    specs = {spec.model_name: spec for spec in functions()}
+    specs = {spec.model_name: spec for spec in functions() if spec.model_name}
     for model in ("spam_nb", "spam_lstm", "digits_cnn", "spam_mlp"):
         assert {(r.method, r.path) for r in specs[model].routes} == {
             ("POST", f"/models/{model}/predict"),
             ("GET", f"/models/{model}"),
-        }
+        } | protocol_routes(model)
     assert {(r.method, r.path) for r in specs["moby_gen"].routes} == {
         ("POST", "/models/moby_gen/generate"),
         ("GET", "/models/moby_gen"),
-    }
+    } | protocol_routes("moby_gen")
     assert all((spec.code_dir / "app.py").is_file() and spec.memory_mb >= 1024 for spec in specs.values())
 
 
@@ -136,6 +146,11 @@ def test_the_http_api_uses_iam_authorisation_by_default() -> None:
     assert auth["DefaultAuthorizer"] == "AWS_IAM"
 
 
+def model_functions() -> list[Any]:
+    """The functions that serve a model (the registry function serves the server-wide routes)."""
+    return [spec for spec in functions() if spec.model_name]
+
+
 def _statements(spec: Any) -> list[dict[str, Any]]:
     """The function's own role's statements (each function has one; SAM's would add ``sqs:*`` on ``*``)."""
     role = resources()[spec.logical_id]["Properties"]["Role"]
@@ -150,7 +165,7 @@ def _statements(spec: Any) -> list[dict[str, Any]]:
 
 def test_each_function_consumes_only_its_own_queue_and_fails_only_into_its_own_dead_letter_queue() -> None:
     everything = resources()
-    for spec in functions():
+    for spec in model_functions():
         events = everything[spec.logical_id]["Properties"]["Events"].values()
         (queue,) = [e["Properties"]["Queue"].value for e in events if e["Type"] == "SQS"]
         on_queues = [s for s in _statements(spec) if any(a.startswith("sqs:") for a in _actions(s))]
@@ -176,7 +191,9 @@ def _resources_of(statement: dict[str, Any]) -> list[str]:
 
 
 def test_each_function_reads_only_its_own_model_prefix() -> None:
+    """A model function reads its own model; the registry function lists and reads tags of all."""
     for spec in functions():
+        prefix = f"models/{spec.model_name}/*" if spec.model_name else "models/*"
         for statement in _statements(spec):
             actions = _actions(statement)
             assert all(a.startswith(("s3:", "sqs:")) and "*" not in a for a in actions), actions
@@ -184,15 +201,17 @@ def test_each_function_reads_only_its_own_model_prefix() -> None:
             if not on_models:
                 continue
             assert not any(a.startswith(("s3:Put", "s3:Delete")) for a in actions), actions
+            if not spec.model_name:
+                assert set(actions) <= {"s3:ListBucket", "s3:GetObjectTagging"}, actions
             if actions == ["s3:ListBucket"]:
-                assert statement["Condition"]["StringLike"]["s3:prefix"] == [f"models/{spec.model_name}/*"]
+                assert statement["Condition"]["StringLike"]["s3:prefix"] == [prefix]
             else:
-                assert on_models == [f"${{ModelsBucket.Arn}}/models/{spec.model_name}/*"]
+                assert on_models == [f"${{ModelsBucket.Arn}}/{prefix}"]
 
 
 def test_each_function_reads_its_inputs_and_writes_its_outputs_and_results_only() -> None:
     data = "arn:${AWS::Partition}:s3:::${DataBucketName}"
-    for spec in functions():
+    for spec in model_functions():
         model = spec.model_name
         on_data = [s for s in _statements(spec) if any("DataBucketName" in r for r in _resources_of(s))]
         reads = [s for s in on_data if all(a.startswith("s3:Get") for a in _actions(s))]
@@ -220,7 +239,7 @@ def test_data_bucket_is_encrypted_private_tls_only_and_expires_old_outputs() -> 
 
 def test_each_function_has_its_s3_prefix_queue_dead_letter_queue_and_alarm() -> None:
     everything = resources()
-    for spec in functions():
+    for spec in model_functions():
         props = everything[spec.logical_id]["Properties"]
         events = props["Events"].values()
         (s3,) = [e["Properties"] for e in events if e["Type"] == "S3"]
@@ -259,7 +278,7 @@ def test_functions_use_python312_the_layer_and_powertools_settings() -> None:
     assert layer["Metadata"]["BuildMethod"] == "makefile"
     assert layer["Properties"]["CompatibleRuntimes"] == ["python3.12"]
     for spec in functions():
-        assert spec.environment["POWERTOOLS_SERVICE_NAME"] == spec.model_name
+        assert spec.environment["POWERTOOLS_SERVICE_NAME"] == (spec.model_name or "registry")
         log_groups = [
             r
             for r in template["Resources"].values()
@@ -328,12 +347,18 @@ def test_every_function_publishes_an_alias_with_a_canary_deployment_and_rollback
         assert group["DeploymentConfigName"]["Fn::Sub"][1]["ConfigName"] == PICKED_DEPLOYMENT
         assert sorted(a["Name"]["Ref"] for a in group["AlarmConfiguration"]["Alarms"]) == sorted(alarms)
         assert group["AutoRollbackConfiguration"]["Enabled"] is True
-        assert "MODEL_VERSION" in props["Environment"]["Variables"], "a pin must be deployable"
+        if spec.model_name:
+            assert "MODEL_VERSION" in props["Environment"]["Variables"], "a pin must be deployable"
 
 
 def api_operations(translated: dict[str, Any], api: str) -> dict[tuple[str, str], dict[str, Any]]:
     paths = translated["Resources"][api]["Properties"]["Body"]["paths"]
-    return {(method.upper(), path): op for path, methods in paths.items() for method, op in methods.items()}
+    any_method = {"X-AMAZON-APIGATEWAY-ANY-METHOD": "ANY"}
+    return {
+        (any_method.get(method.upper(), method.upper()), path): op
+        for path, methods in paths.items()
+        for method, op in methods.items()
+    }
 
 
 def test_both_api_variants_have_the_same_routes_all_authorised_except_health(

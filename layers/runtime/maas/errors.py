@@ -41,6 +41,12 @@ class PayloadTooLarge(RequestError):
     code = "body_too_large"
 
 
+class UnsupportedMediaType(RequestError):
+    """The body's content type is not one the route reads (JSON)."""
+
+    code = "unsupported_media_type"
+
+
 class UnreadableInput(RequestError):
     """A batch input object that cannot be read at all: unknown format, not gzip, not UTF-8."""
 
@@ -51,6 +57,12 @@ class NotFound(MaasError):
     """A model, version, alias or route that does not exist."""
 
     code = "not_found"
+
+
+class Retired(MaasError):
+    """A version asked for by number that exists but was retired: it is never served again."""
+
+    code = "version_not_active"
 
 
 class ModelUnavailable(MaasError):

@@ -17,6 +17,7 @@ import numpy as np
 
 from maas.errors import RequestError
 from maas.predictor import Predictor
+from maas.signature import TensorSpec
 from maas.tasks import Feeds, Task
 
 
@@ -60,6 +61,14 @@ class TextGenerator(Task):
         self.max_new_tokens = int(self.io.get("max_new_tokens", 512))
         self.max_prompt_chars = int(self.io.get("max_prompt_chars", 1000))
         self.max_return_sequences = int(self.io.get("max_return_sequences", 8))
+
+    def request_inputs(self) -> list[TensorSpec]:
+        """A tensor client sends one prompt (``parse``'s other fields travel as ``parameters``)."""
+        return [TensorSpec("prompt", "object", (1,))]
+
+    def request_outputs(self) -> list[TensorSpec]:
+        """And gets one text per returned sequence."""
+        return [TensorSpec("text", "object", (None,))]
 
     def parse(self, body: dict[str, Any]) -> GenerationRequest:
         """The request's fields, each checked: a 400 names the first one that is wrong."""

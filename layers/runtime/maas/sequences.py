@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from maas.predictor import Predictor
+from maas.signature import TensorSpec
 from maas.tasks import Feeds, Task, check_texts
 
 PAD = 0
@@ -89,6 +90,10 @@ class SequenceClassifier(Task):
         self.tokenizer = Tokenizer.from_file(self.artifact("tokenizer"))
         self.input_spec = predictor.inputs[0]
         self.probability_output = str(self.io.get("probability_output", "probability"))
+
+    def request_inputs(self) -> list[TensorSpec]:
+        """Raw text: the tokeniser runs here, not in the graph, so a tensor client sends strings."""
+        return [TensorSpec("text", "object", (None, 1))]
 
     def prepare(self, instances: list[Any], field: str = "instances") -> Feeds:
         texts = check_texts(instances, field)

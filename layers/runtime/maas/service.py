@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from maas.cache import ByteLRU
-from maas.errors import ModelUnavailable, NotFound
+from maas.errors import ModelUnavailable, NotFound, Retired
 from maas.predictor import Predictor
 from maas.registry import STATUS_ACTIVE, ModelRegistry
 from maas.settings import Settings
@@ -105,7 +105,12 @@ class ModelService:
         self._alias = _Resolved(alias.version, now)
         return alias.version
 
-    def load(self, version: int) -> ServedModel:
+    def version(self, version: int) -> ServedModel:
+        """A version asked for by number (the protocol's versioned routes), whatever the aliases say:
+        an unknown version is ``NotFound``, a retired one ``Retired``."""
+        return self.load(version, by_number=True)
+
+    def load(self, version: int, *, by_number: bool = False) -> ServedModel:
         """Download, verify and open a version once; later calls reuse the open session.
 
         The version's status is confirmed at the first load and again once per TTL, so a version
@@ -118,7 +123,7 @@ class ModelService:
             if served is not None and checked is not None and now - checked < self.settings.alias_ttl_seconds:
                 return served
             started = time.perf_counter()
-            self._confirm_active(version)
+            self._confirm_active(version, by_number=by_number)
             self._checked[version] = now
             if served is not None:
                 return served
@@ -135,11 +140,17 @@ class ModelService:
             self._unreported_load_ms = served.load_ms
             return served
 
-    def _confirm_active(self, version: int) -> None:
+    def _confirm_active(self, version: int, *, by_number: bool = False) -> None:
+        """Refuse a version that is missing or not active, in the caller's terms: for a version
+        asked for by number (``by_number``), ``NotFound`` and ``Retired``; else ``ModelUnavailable``."""
         try:
             status = self.registry.status(self.name, version)
         except NotFound as error:
             self._loaded.pop(version)
+            if by_number:
+                raise NotFound(
+                    f"model {self.name!r} has no version {version}", code="version_not_found", field="version"
+                ) from error
             raise ModelUnavailable(
                 f"no usable version of model {self.name!r}: version {version} "
                 f"(alias {self.settings.model_alias!r}) is not in the registry",
@@ -148,10 +159,10 @@ class ModelService:
         if status != STATUS_ACTIVE:
             self._loaded.pop(version)
             pinned = " (pinned by MODEL_VERSION)" if self.settings.model_version == version else ""
-            raise ModelUnavailable(
-                f"model {self.name!r} version {version}{pinned} is {status} and is not served",
-                code="version_not_active",
-            )
+            message = f"model {self.name!r} version {version}{pinned} is {status} and is not served"
+            if by_number:
+                raise Retired(message, code="version_not_active", field="version")
+            raise ModelUnavailable(message, code="version_not_active")
 
     def _referenced(self) -> set[int]:
         """Versions this environment is configured to answer with: never evicted for space."""

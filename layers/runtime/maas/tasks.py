@@ -18,7 +18,7 @@ import numpy as np
 
 from maas.errors import ConfigurationError, RequestError
 from maas.predictor import Predictor
-from maas.signature import cast_batch
+from maas.signature import TensorSpec, cast_batch
 
 Feeds = dict[str, np.ndarray]
 
@@ -73,8 +73,21 @@ class Task:
             for label, row in zip(labels, probabilities, strict=True)
         ]
 
+    def request_inputs(self) -> list[TensorSpec]:
+        """What a tensor client (the Open Inference Protocol) sends: the graph's own inputs, unless
+        preprocessing outside the graph (a tokeniser) makes the request something else (text)."""
+        return list(self.predictor.inputs)
+
+    def request_outputs(self) -> list[TensorSpec]:
+        """What a tensor client gets back: the graph's own outputs, unless the task answers otherwise."""
+        return list(self.predictor.outputs)
+
     def prepare(self, instances: list[Any], field: str = "instances") -> Feeds:
-        raise NotImplementedError
+        """Default: a one-input graph takes the request as it is, checked against its signature."""
+        if len(self.predictor.inputs) != 1:
+            raise ConfigurationError(f"task {self.name!r} must say how to feed a graph of several inputs")
+        spec = self.predictor.inputs[0]
+        return {spec.name: cast_batch(instances, spec, field)}
 
     def predict(self, feeds: Feeds) -> list[dict[str, Any]]:
         raise NotImplementedError

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from maas.errors import MaasError
-from maas.registry import ModelRegistry
+from maas.registry import Alias, ModelRegistry
+from training.lifecycle import Lifecycle
 
 # Trainers are imported only when asked for: scikit-learn and TensorFlow are slow to import.
 TRAINERS = {
@@ -57,13 +58,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _lifecycle(args: argparse.Namespace) -> Lifecycle:
+    return Lifecycle(_registry(args))
+
+
 def cmd_publish(args: argparse.Namespace) -> int:
     from training.progress import Progress
 
-    registry = _registry(args)
-    published = registry.publish(Path(args.dir), progress=Progress("publish"))
+    published = _lifecycle(args).publish(
+        Path(args.dir), alias=args.alias, allow_breaking=args.allow_breaking, progress=Progress("publish")
+    )
     if args.alias:
-        registry.set_alias(published.name, args.alias, published.version)
         print(f"alias {args.alias} -> {published.name} v{published.version}", file=sys.stderr)
     print(published.version)
     return 0
@@ -83,37 +88,71 @@ def cmd_models_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def describe_version(registry: ModelRegistry, name: str, version: int | None) -> dict[str, Any]:
-    aliases = registry.list_aliases(name)
-    if version is None:
-        versions = registry.list_versions(name)
-        if not versions:
-            raise MaasError(f"model {name!r} has no versions in s3://{registry.bucket}", code="not_found")
-        production = next((a for a in aliases if a.alias == "production"), None)
-        version = production.version if production else versions[-1]
-    manifest = registry.read_manifest(name, version)
-    return {
-        "name": name,
-        "version": version,
-        "status": registry.status(name, version),
-        "aliases": sorted(a.alias for a in aliases if a.version == version),
-        "task": manifest.get("task"),
-        "created_at": manifest.get("created_at"),
-        "published_at": manifest.get("published_at"),
-        "sha256": manifest.get("model", {}).get("sha256"),
-        "size": manifest.get("model", {}).get("size"),
-        "labels": manifest.get("labels"),
-        "signature": manifest.get("signature"),
-        "metrics": manifest.get("metrics"),
-        "parity": manifest.get("parity"),
-        "framework": manifest.get("framework"),
-        "onnx": manifest.get("onnx"),
-        "provenance": manifest.get("provenance"),
-    }
-
-
 def cmd_models_describe(args: argparse.Namespace) -> int:
-    print(json.dumps(describe_version(_registry(args), args.name, args.version), indent=2))
+    print(json.dumps(_lifecycle(args).describe(args.name, args.version), indent=2))
+    return 0
+
+
+def _alias_line(alias: Alias) -> str:
+    previous = "-" if alias.previous is None else f"v{alias.previous}"
+    return f"{alias.alias:<16} v{alias.version:<8} {previous:<9} {alias.revision:<9} {alias.updated_at}"
+
+
+def cmd_models_promote(args: argparse.Namespace) -> int:
+    moved = _lifecycle(args).promote(args.name, args.version, args.alias)
+    print(
+        f"{args.name}: alias {moved.alias} -> v{moved.version} (was {_was(moved)}, revision {moved.revision})"
+    )
+    return 0
+
+
+def cmd_models_rollback(args: argparse.Namespace) -> int:
+    moved = _lifecycle(args).rollback(args.name, args.alias)
+    print(
+        f"{args.name}: alias {moved.alias} rolled back -> v{moved.version} "
+        f"(was {_was(moved)}, revision {moved.revision})"
+    )
+    return 0
+
+
+def _was(alias: Alias) -> str:
+    return "unset" if alias.previous is None else f"v{alias.previous}"
+
+
+def cmd_models_aliases(args: argparse.Namespace) -> int:
+    lifecycle = _lifecycle(args)
+    aliases = lifecycle.aliases(args.name)
+    if not aliases:
+        print(f"{args.name} has no aliases")
+        return 0
+    print(f"{'ALIAS':<16} {'VERSION':<9} {'PREVIOUS':<9} {'REVISION':<9} UPDATED")
+    for alias in aliases:
+        print(_alias_line(alias))
+    if args.history:
+        for alias in aliases:
+            print(f"\nhistory of {alias.alias}:")
+            for entry in alias.history:
+                before = "-" if entry.get("previous") is None else f"v{entry['previous']}"
+                print(
+                    f"  r{entry['revision']:<4} {entry['at']}  {entry['action']} {before} -> v{entry['version']}"
+                )
+    return 0
+
+
+def cmd_models_retire(args: argparse.Namespace) -> int:
+    _lifecycle(args).retire(args.name, args.version)
+    print(f"{args.name} v{args.version}: retired (no longer served)")
+    return 0
+
+
+def cmd_models_delete(args: argparse.Namespace) -> int:
+    removed = _lifecycle(args).delete(args.name, args.version)
+    print(f"{args.name} v{args.version}: deleted ({removed} object versions removed)")
+    return 0
+
+
+def cmd_models_diff(args: argparse.Namespace) -> int:
+    print(json.dumps(_lifecycle(args).diff(args.name, args.v1, args.v2), indent=2))
     return 0
 
 
@@ -214,6 +253,11 @@ def build_parser() -> argparse.ArgumentParser:
     publish.add_argument("dir")
     publish.add_argument("--bucket", default=None, help="registry bucket (default: $MODEL_BUCKET)")
     publish.add_argument("--alias", default=None, help="point this alias at the new version")
+    publish.add_argument(
+        "--allow-breaking",
+        action="store_true",
+        help="publish even if the signature is incompatible with the alias's (default production) version",
+    )
     publish.set_defaults(func=cmd_publish)
 
     models = commands.add_parser("models", help="what the registry holds")
@@ -228,6 +272,38 @@ def build_parser() -> argparse.ArgumentParser:
     )
     describe.add_argument("--bucket", default=None)
     describe.set_defaults(func=cmd_models_describe)
+
+    def model_command(
+        name: str, help_text: str, func: Any, *, version: bool = False
+    ) -> argparse.ArgumentParser:
+        sub = model_commands.add_parser(name, help=help_text)
+        sub.add_argument("name")
+        if version:
+            sub.add_argument("version", type=int)
+        sub.add_argument("--bucket", default=None)
+        sub.set_defaults(func=func)
+        return sub
+
+    promote = model_command(
+        "promote", "move an alias to a version (ETag-conditional)", cmd_models_promote, version=True
+    )
+    promote.add_argument("--alias", default="production")
+    rollback = model_command("rollback", "move an alias back to its previous version", cmd_models_rollback)
+    rollback.add_argument("--alias", default="production")
+    aliases = model_command(
+        "aliases", "a model's aliases, their previous versions and revisions", cmd_models_aliases
+    )
+    aliases.add_argument("--history", action="store_true", help="also print each alias's moves")
+    model_command(
+        "retire",
+        "mark a version retired; refused while an alias points to it",
+        cmd_models_retire,
+        version=True,
+    )
+    model_command("delete", "remove a retired version's objects", cmd_models_delete, version=True)
+    diff = model_command("diff", "compare two versions' metrics and signatures", cmd_models_diff)
+    diff.add_argument("v1", type=int)
+    diff.add_argument("v2", type=int)
 
     invoke = commands.add_parser("invoke", help="run a function's handler in-process on an event (no Docker)")
     invoke.add_argument("model")

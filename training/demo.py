@@ -4,8 +4,10 @@ A moto server on 127.0.0.1 stands in for S3 and SQS; every model (spam_nb, then 
 trained by our own trainer (small epochs: this is a demo), published as a version, promoted to
 ``production`` and queried through its function's real handler with the sample events in
 ``events/``. Then spam_nb scores a file of inputs dropped into the data bucket and answers a
-batch of requests sent to its queue. ``--quick`` trains on small slices (the end-to-end test runs
-it that way).
+batch of requests sent to its queue, and the lifecycle (``training/demo_lifecycle.py``) runs: a
+second spam_nb version is published, compared, promoted, rolled back, retired and deleted while
+one warm function environment keeps answering. ``--quick`` trains on small slices (the end-to-end
+test runs it that way).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import boto3
 
 from maas.registry import ModelRegistry
 from training.data import PROJECT_ROOT
+from training.demo_lifecycle import run_lifecycle
 from training.event_sources import create_queue_with_dlq, poll_once, s3_put_event
 from training.local import create_bucket, environment, invoke, local_aws_environment, moto_server, read_event
 from training.metrics_report import format_table, summarise
@@ -229,9 +232,10 @@ def run_demo(workdir: Path, *, quick: bool = False) -> int:
         _show_batch(scored)
         _say("6. SQS async requests: a queue with a dead-letter queue (maxReceiveCount 3), a mixed batch")
         _async_requests(log)
-        _say(f"7. the handler's logs and EMF metric records are in {log_path}")
-        _say("8. stopping the moto server")
-    _say(f"9. metrics summary (maas metrics {log_path}):")
+        step = run_lifecycle(BUCKET, workdir, ALIAS, log, _say, step=7)
+        _say(f"{step}. the handler's logs and EMF metric records are in {log_path}")
+        _say(f"{step + 1}. stopping the moto server")
+    _say(f"{step + 2}. metrics summary (maas metrics {log_path}):")
     with log_path.open() as lines:
         _say(format_table(summarise(lines)))
     return 0

@@ -88,10 +88,15 @@ def functions(path: Path = TEMPLATE) -> list[FunctionSpec]:
             **defaults.get("Environment", {}).get("Variables", {}),
             **props.get("Environment", {}).get("Variables", {}),
         }
+        # each route is declared once per HTTP API variant (IAM and JWT): keep one of each
         routes = tuple(
-            Route(str(event["Properties"]["Method"]).upper(), str(event["Properties"]["Path"]), logical_id)
-            for event in props.get("Events", {}).values()
-            if event.get("Type") == "HttpApi"
+            dict.fromkeys(
+                Route(
+                    str(event["Properties"]["Method"]).upper(), str(event["Properties"]["Path"]), logical_id
+                )
+                for event in props.get("Events", {}).values()
+                if event.get("Type") == "HttpApi"
+            )
         )
         memory = props.get("MemorySize", defaults.get("MemorySize", 128))
         timeout = props.get("Timeout", defaults.get("Timeout", 3))

@@ -106,6 +106,21 @@ def test_make_demo_trains_publishes_promotes_and_prints_predictions(tmp_path: Pa
     assert "poll 1: 5 received, 3 reported as failures" in out
     assert "result     s3://maas-data-demo/results/spam_nb/req-0.json" in out
     assert "dead-letter queue holds 3 messages" in out
+    # the lifecycle: a second version, promoted and rolled back under one warm environment
+    assert "published spam_nb version 2 (signature checked against production)" in out
+    assert "signature: compatible" in out
+    assert "production -> v2 (was v1, revision 2)" in out
+    assert "within the TTL:          200, answered by spam_nb version 1" in out
+    assert "after the TTL:           200, answered by spam_nb version 2" in out
+    assert "production -> v1 (was v2, revision 3)" in out
+    assert out.count("after the TTL:           200, answered by spam_nb version 1") == 1
+    assert "maas models retire spam_nb 1: refused: cannot retire spam_nb version 1" in out
+    assert "maas models retire spam_nb 2: status retired" in out
+    assert (
+        "MODEL_VERSION=2: 503 version_not_active" in out
+        and "version 2 (pinned by MODEL_VERSION) is retired" in out
+    )
+    assert "maas models delete spam_nb 2: 3 object versions removed; versions now [1]" in out
     for model in ("spam_lstm", "digits_cnn", "spam_mlp"):
         assert f"published {model} version 1, alias production -> 1" in out
         assert f"POST /models/{model}/predict -> 200, answered by {model} version 1" in out

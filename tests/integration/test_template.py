@@ -288,6 +288,188 @@ def test_functions_use_python312_the_layer_and_powertools_settings() -> None:
         assert log_groups and log_groups[0]["Properties"]["RetentionInDays"]
 
 
+# --- lifecycle and access control -----------------------------------------------------------------
+
+HEALTH = "/health/"
+PICKED_DEPLOYMENT = "Linear10PercentEvery1Minute"
+
+
+def test_cfn_lint_is_clean_in_both_auth_modes() -> None:
+    for parameters in (
+        ["AuthMode=IAM"],
+        ["AuthMode=JWT", "JwtIssuer=https://issuer.example.com/", "JwtAudience=maas-clients"],
+    ):
+        result = run("cfn-lint", "template.yaml", "--parameters", *parameters)
+        assert result.returncode == 0, (parameters, result.stdout + result.stderr)
+
+
+@pytest.fixture(scope="module")
+def translated() -> dict[str, Any]:
+    """The template after the SAM transform (what CloudFormation receives), without deploying."""
+    from cfnlint.decode import decode
+    from samtranslator.translator.transform import transform
+
+    class NoManagedPolicies:
+        def load(self) -> dict[str, str]:
+            return {}
+
+    template, errors = decode(str(PROJECT_ROOT / "template.yaml"))
+    assert not errors and template is not None
+    for resource in template["Resources"].values():  # local folders: `sam build` uploads them
+        for key in ("CodeUri", "ContentUri"):
+            if key in resource.get("Properties", {}):
+                resource["Properties"][key] = "s3://bucket/key"
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    output: dict[str, Any] = transform(template, {"DeploymentType": PICKED_DEPLOYMENT}, NoManagedPolicies())
+    return output
+
+
+def test_every_function_publishes_an_alias_with_a_canary_deployment_and_rollback_alarms(
+    translated: dict[str, Any],
+) -> None:
+    template = load_template()
+    assert template["Parameters"]["DeploymentType"]["Default"] == "Canary10Percent5Minutes"
+    globals_ = template["Globals"]["Function"]
+    assert globals_["AutoPublishAlias"] == "live"
+    assert globals_["DeploymentPreference"]["Type"] == Intrinsic("Ref", "DeploymentType")
+    out = translated["Resources"]
+    assert functions()
+    for spec in functions():
+        props = resources()[spec.logical_id]["Properties"]
+        alarms = [a.value for a in props["DeploymentPreference"]["Alarms"]]
+        metrics = {resources()[a]["Properties"]["MetricName"] for a in alarms}
+        assert metrics == {"Errors", "Duration"}, spec.logical_id
+        for alarm in alarms:
+            dimensions = {d["Name"]: d["Value"] for d in resources()[alarm]["Properties"]["Dimensions"]}
+            assert dimensions["Resource"] == Intrinsic("Sub", f"${{{spec.logical_id}}}:live")
+        assert out[f"{spec.logical_id}Aliaslive"]["Type"] == "AWS::Lambda::Alias"
+        group = out[f"{spec.logical_id}DeploymentGroup"]["Properties"]
+        assert group["DeploymentConfigName"]["Fn::Sub"][1]["ConfigName"] == PICKED_DEPLOYMENT
+        assert sorted(a["Name"]["Ref"] for a in group["AlarmConfiguration"]["Alarms"]) == sorted(alarms)
+        assert group["AutoRollbackConfiguration"]["Enabled"] is True
+        if spec.model_name:  # the registry function serves no model: nothing to pin
+            assert "MODEL_VERSION" in props["Environment"]["Variables"], "a pin must be deployable"
+
+
+def api_operations(translated: dict[str, Any], api: str) -> dict[tuple[str, str], dict[str, Any]]:
+    paths = translated["Resources"][api]["Properties"]["Body"]["paths"]
+    any_method = "X-AMAZON-APIGATEWAY-ANY-METHOD"  # how the SAM transform writes a route's ANY
+    return {
+        ("ANY" if method.upper() == any_method else method.upper(), path): op
+        for path, methods in paths.items()
+        for method, op in methods.items()
+    }
+
+
+def test_both_api_variants_have_the_same_routes_all_authorised_except_health(
+    translated: dict[str, Any],
+) -> None:
+    iam = api_operations(translated, "HttpApi")
+    jwt = api_operations(translated, "JwtHttpApi")
+    assert iam.keys() == jwt.keys() and iam
+    declared = {(r.method, r.path) for spec in functions() for r in spec.routes}
+    assert declared == set(iam)
+    for (method, path), operation in iam.items():
+        if HEALTH in path:
+            continue
+        assert operation["security"] == [{"AWS_IAM": []}], (method, path)
+        assert jwt[(method, path)]["security"] == [{"JwtAuthorizer": []}], (method, path)
+        uri = operation["x-amazon-apigateway-integration"]["uri"]["Fn::Sub"]
+        assert uri.endswith("Aliaslive}/invocations"), "routes must invoke the alias, not $LATEST"
+    scheme = translated["Resources"]["JwtHttpApi"]["Properties"]["Body"]["components"]["securitySchemes"]
+    jwt_config = scheme["JwtAuthorizer"]["x-amazon-apigateway-authorizer"]["jwtConfiguration"]
+    assert jwt_config["issuer"]["Fn::If"][:2] == ["JwtAuth", {"Ref": "JwtIssuer"}]
+    assert jwt_config["audience"][0]["Fn::If"][:2] == ["JwtAuth", {"Ref": "JwtAudience"}]
+
+
+def test_auth_mode_leaves_exactly_one_api_reachable(translated: dict[str, Any]) -> None:
+    conditions = {"IAM": {"IamAuth": True, "JwtAuth": False}, "JWT": {"IamAuth": False, "JwtAuth": True}}
+    assert load_template()["Parameters"]["AuthMode"]["Default"] == "IAM"
+    for mode, truth in conditions.items():
+        reachable = []
+        for api in ("HttpApi", "JwtHttpApi"):
+            servers = translated["Resources"][api]["Properties"]["Body"]["servers"]
+            condition, if_true, if_false = servers[0]["x-amazon-apigateway-endpoint-configuration"][
+                "disableExecuteApiEndpoint"
+            ]["Fn::If"]
+            disabled = if_true if truth[condition] else if_false
+            if not disabled:
+                reachable.append(api)
+        assert reachable == (["HttpApi"] if mode == "IAM" else ["JwtHttpApi"]), mode
+
+
+def allow_statements() -> Iterator[tuple[str, dict[str, Any]]]:
+    for logical_id, resource in resources().items():
+        props = resource.get("Properties", {})
+        # SAM function policies are documents; an IAM role's are {PolicyName, PolicyDocument}
+        documents = [p.get("PolicyDocument", p) for p in props.get("Policies", []) if isinstance(p, dict)]
+        if resource["Type"] == "AWS::IAM::ManagedPolicy":
+            documents.append(props["PolicyDocument"])
+        for document in documents:
+            for statement in document["Statement"]:
+                if statement["Effect"] == "Allow":
+                    yield logical_id, statement
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def test_no_policy_grants_s3_star_or_every_resource() -> None:
+    seen = 0
+    for owner, statement in allow_statements():
+        seen += 1
+        actions = as_list(statement["Action"])
+        assert "s3:*" not in actions and "*" not in actions, owner
+        assert all(r != "*" for r in as_list(statement["Resource"])), owner
+    assert seen >= 4
+
+
+def permissions_owner(function_id: str) -> str:
+    """The resource holding a function's policies: its own IAM role when it names one."""
+    role = resources()[function_id]["Properties"].get("Role")
+    return str(role.value).split(".")[0] if isinstance(role, Intrinsic) else function_id
+
+
+def on_models_bucket(statement: dict[str, Any]) -> bool:
+    return "ModelsBucket" in str([getattr(r, "value", r) for r in as_list(statement["Resource"])])
+
+
+def test_functions_never_hold_registry_write_and_the_publisher_policies_do() -> None:
+    reads = {"s3:GetObject", "s3:GetObjectVersion", "s3:GetObjectTagging", "s3:ListBucket"}
+    function_ids = {spec.logical_id for spec in functions()}
+    granted: dict[str, set[str]] = {}
+    for owner, statement in allow_statements():
+        if on_models_bucket(statement):
+            granted.setdefault(owner, set()).update(as_list(statement["Action"]))
+    for spec in functions():
+        owner = permissions_owner(spec.logical_id)
+        assert granted[owner] <= reads, spec.logical_id
+        if spec.model_name:
+            assert granted[owner] == reads, spec.logical_id
+    assert function_ids
+    assert {"s3:PutObject", "s3:PutObjectTagging"} <= granted["RegistryPublisherPolicy"]
+    assert not granted["RegistryPublisherPolicy"] & {"s3:DeleteObject", "s3:DeleteObjectVersion"}
+    assert granted["RegistryAdminPolicy"] == {"s3:DeleteObject", "s3:DeleteObjectVersion"}
+
+
+def test_registry_writes_must_be_conditional_and_the_bucket_is_access_logged() -> None:
+    statements = {
+        s.get("Sid"): s
+        for s in resources()["ModelsBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    }
+    versions = statements["VersionsAreWriteOnce"]
+    assert (versions["Effect"], versions["Action"]) == ("Deny", "s3:PutObject")
+    assert versions["Resource"].value == "${ModelsBucket.Arn}/models/*/versions/*"
+    assert versions["Condition"] == {"Null": {"s3:if-none-match": "true"}}
+    aliases = statements["AliasMovesAreConditional"]
+    assert aliases["Condition"] == {"Null": {"s3:if-none-match": "true", "s3:if-match": "true"}}
+    logging = resources()["ModelsBucket"]["Properties"]["LoggingConfiguration"]
+    assert logging["DestinationBucketName"] == Intrinsic("Ref", "AccessLogsBucket")
+    logs = resources()["AccessLogsBucket"]["Properties"]
+    assert logs["BucketEncryption"] and all(logs["PublicAccessBlockConfiguration"].values())
+
+
 def test_the_arm64_layer_carries_aarch64_binaries_and_stays_under_150_mb(built: Path) -> None:
     layer = built / "RuntimeLayerArm64"
     assert list(layer.glob("python/onnxruntime/capi/onnxruntime_pybind11_state.cpython-312-aarch64-*.so"))

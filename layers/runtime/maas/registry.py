@@ -5,10 +5,12 @@ Layout (one bucket, versioning on)::
     models/<name>/versions/<n>/manifest.json   write-once, claims the number (IfNoneMatch="*")
     models/<name>/versions/<n>/model.onnx      tags model=<name>, version=<n>, status=active|retired
     models/<name>/versions/<n>/<artifact>      anything pre/post-processing needs
-    models/<name>/aliases/<alias>.json         {"version": n, "previous": m, "updated_at": ...}
+    models/<name>/versions/<n>/publication.json written last: the S3 version id of every object
+    models/<name>/aliases/<alias>.json         {"version": n, "previous": m, "revision": r, "history": [...]}
 
 Conditional writes make the two races safe: two publishers never get the same number, and two
-alias moves never lose an update.
+alias moves never lose an update. The publication record makes a version complete and pins each
+object's S3 version id, so an object replaced after publication is detected even with equal bytes.
 """
 
 from __future__ import annotations
@@ -33,12 +35,14 @@ if TYPE_CHECKING:
 
 MODEL_FILE = "model.onnx"
 MANIFEST_NAME = "manifest.json"
+PUBLICATION_NAME = "publication.json"
 STATUS_ACTIVE = "active"
 STATUS_RETIRED = "retired"
 ROOT = "models"
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _ALIAS = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _MAX_CLAIM_ATTEMPTS = 50
+HISTORY_LIMIT = 100
 
 Progress = Callable[[str], None]
 
@@ -92,7 +96,11 @@ def _is_precondition(error: ClientError) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class Alias:
-    """Where an alias points, and where it pointed before (for rollback)."""
+    """Where an alias points, where it pointed before (for rollback), and how it got there.
+
+    ``revision`` counts the moves; ``history`` holds the last moves, oldest first, each
+    ``{"revision", "version", "previous", "at", "action"}``.
+    """
 
     name: str
     alias: str
@@ -100,9 +108,17 @@ class Alias:
     previous: int | None
     updated_at: str
     etag: str
+    revision: int = 1
+    history: tuple[dict[str, Any], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return {"version": self.version, "previous": self.previous, "updated_at": self.updated_at}
+        return {
+            "version": self.version,
+            "previous": self.previous,
+            "updated_at": self.updated_at,
+            "revision": self.revision,
+            "history": list(self.history),
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,7 +195,8 @@ class ModelRegistry:
         aliases = [self.get_alias(name, alias) for alias in sorted(names)]
         return [a for a in aliases if a is not None]
 
-    def _get_json(self, key: str) -> tuple[dict[str, Any], str] | None:
+    def _get_json(self, key: str) -> tuple[dict[str, Any], str, str | None] | None:
+        """A JSON object with its ETag and S3 version id, or None when it does not exist."""
         try:
             response = self.s3.get_object(Bucket=self.bucket, Key=key)
         except ClientError as error:
@@ -187,21 +204,30 @@ class ModelRegistry:
                 return None
             raise RegistryError(f"cannot read s3://{self.bucket}/{key}: {error}") from error
         document = json.loads(response["Body"].read())
-        return document, str(response["ETag"])
+        return document, str(response["ETag"]), response.get("VersionId")
 
-    def read_manifest(self, name: str, version: int) -> dict[str, Any]:
+    def read_manifest_object(self, name: str, version: int) -> tuple[dict[str, Any], str | None]:
+        """The manifest and the S3 version id of the object it was read from."""
         found = self._get_json(self.object_key(name, version, MANIFEST_NAME))
         if found is None:
             raise NotFound(
                 f"model {name!r} has no version {version}", code="version_not_found", field="version"
             )
-        return found[0]
+        return found[0], found[2]
+
+    def read_manifest(self, name: str, version: int) -> dict[str, Any]:
+        return self.read_manifest_object(name, version)[0]
+
+    def read_publication(self, name: str, version: int) -> dict[str, Any] | None:
+        """The record written last by ``publish``; None while (or if) the publication is incomplete."""
+        found = self._get_json(self.object_key(name, version, PUBLICATION_NAME))
+        return None if found is None else found[0]
 
     def get_alias(self, name: str, alias: str) -> Alias | None:
         found = self._get_json(self.alias_key(name, alias))
         if found is None:
             return None
-        document, etag = found
+        document, etag, _ = found
         return Alias(
             name=name,
             alias=alias,
@@ -209,10 +235,12 @@ class ModelRegistry:
             previous=None if document.get("previous") is None else int(document["previous"]),
             updated_at=str(document.get("updated_at", "")),
             etag=etag,
+            revision=int(document.get("revision", 1)),
+            history=tuple(document.get("history", [])),
         )
 
-    def status(self, name: str, version: int) -> str:
-        """The version's status tag; a version whose model object is missing is not servable."""
+    def tags(self, name: str, version: int) -> dict[str, str]:
+        """The model object's tags; a version whose model object is missing is not servable."""
         try:
             tags = self.s3.get_object_tagging(
                 Bucket=self.bucket, Key=self.object_key(name, version, MODEL_FILE)
@@ -225,17 +253,35 @@ class ModelRegistry:
                     field="version",
                 ) from error
             raise RegistryError(f"cannot read tags of {name} v{version}: {error}") from error
-        values = {tag["Key"]: tag["Value"] for tag in tags.get("TagSet", [])}
-        return values.get("status", "unknown")
+        return {tag["Key"]: tag["Value"] for tag in tags.get("TagSet", [])}
 
-    def download(self, name: str, version: int, filename: str, destination: Path) -> None:
+    def status(self, name: str, version: int) -> str:
+        """The version's status tag (``active``, ``retired``; ``unknown`` when untagged)."""
+        return self.tags(name, version).get("status", "unknown")
+
+    def object_version_id(self, name: str, version: int, filename: str) -> str | None:
+        """The S3 version id of the object's current version."""
         key = self.object_key(name, version, filename)
         try:
-            self.s3.download_file(self.bucket, key, str(destination))
+            return self.s3.head_object(Bucket=self.bucket, Key=key).get("VersionId")
+        except ClientError as error:
+            if _is_missing(error):
+                raise NotFound(f"s3://{self.bucket}/{key} does not exist", code="object_missing") from error
+            raise RegistryError(f"cannot read s3://{self.bucket}/{key}: {error}") from error
+
+    def download(self, name: str, version: int, filename: str, destination: Path) -> str | None:
+        """Stream the current object to ``destination``; returns its S3 version id."""
+        key = self.object_key(name, version, filename)
+        try:
+            response = self.s3.get_object(Bucket=self.bucket, Key=key)
+            with destination.open("wb") as handle:
+                for chunk in response["Body"].iter_chunks(1 << 20):
+                    handle.write(chunk)
         except ClientError as error:
             if _is_missing(error):
                 raise NotFound(f"s3://{self.bucket}/{key} does not exist", code="object_missing") from error
             raise RegistryError(f"cannot download s3://{self.bucket}/{key}: {error}") from error
+        return response.get("VersionId")
 
     # --- writing ------------------------------------------------------------------------------
 
@@ -243,13 +289,13 @@ class ModelRegistry:
         versions = self.list_versions(name)
         return (versions[-1] + 1) if versions else 1
 
-    def _claim(self, name: str, manifest: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    def _claim(self, name: str, manifest: dict[str, Any]) -> tuple[int, dict[str, Any], str | None]:
         """Claim the next free number by creating its manifest; a taken number is skipped, never overwritten."""
         candidate = self.next_version(name)
         for _ in range(_MAX_CLAIM_ATTEMPTS):
             claimed = {**manifest, "name": name, "version": candidate, "published_at": utc_now()}
             try:
-                self.s3.put_object(
+                response = self.s3.put_object(
                     Bucket=self.bucket,
                     Key=self.object_key(name, candidate, MANIFEST_NAME),
                     Body=json.dumps(claimed, indent=2, sort_keys=True).encode(),
@@ -261,16 +307,19 @@ class ModelRegistry:
                     candidate = max(candidate + 1, self.next_version(name))
                     continue
                 raise RegistryError(f"cannot write to s3://{self.bucket}: {error}") from error
-            return candidate, claimed
+            return candidate, claimed, response.get("VersionId")
         raise Conflict(f"could not claim a version number for {name!r} after {_MAX_CLAIM_ATTEMPTS} attempts")
 
-    def _put_file(self, name: str, version: int, path: Path, *, tags: dict[str, str] | None = None) -> None:
+    def _put_file(
+        self, name: str, version: int, path: Path, *, tags: dict[str, str] | None = None
+    ) -> str | None:
+        """Create one object of a version (never overwrite); returns its S3 version id."""
         extra: dict[str, Any] = {}
         if tags:
             extra["Tagging"] = "&".join(f"{quote(k)}={quote(v)}" for k, v in tags.items())
         with path.open("rb") as body:
             try:
-                self.s3.put_object(
+                response = self.s3.put_object(
                     Bucket=self.bucket,
                     Key=self.object_key(name, version, path.name),
                     Body=body,
@@ -279,6 +328,7 @@ class ModelRegistry:
                 )
             except ClientError as error:
                 raise RegistryError(f"cannot upload {path.name} for {name} v{version}: {error}") from error
+        return response.get("VersionId")
 
     def publish(self, model_dir: Path, *, progress: Progress = _quiet) -> PublishedVersion:
         """Upload a trained model directory as the next version of its model.
@@ -301,22 +351,78 @@ class ModelRegistry:
                 raise NotFound(f"{path} is named in the manifest but missing", code="artifact_missing")
             if sha256_file(path) != expected.get("sha256"):
                 raise Conflict(f"{path} does not match the sha256 in its manifest", code="sha256_mismatch")
-        version, claimed = self._claim(name, manifest)
+        version, claimed, manifest_version_id = self._claim(name, manifest)
         progress(f"claimed {name} version {version}")
+        version_ids = {MANIFEST_NAME: manifest_version_id}
         for filename in files:
             if filename == MODEL_FILE:
                 continue
-            self._put_file(name, version, model_dir / filename)
+            version_ids[filename] = self._put_file(name, version, model_dir / filename)
         tags = {"model": name, "version": str(version), "status": STATUS_ACTIVE}
-        self._put_file(name, version, model_dir / MODEL_FILE, tags=tags)
+        version_ids[MODEL_FILE] = self._put_file(name, version, model_dir / MODEL_FILE, tags=tags)
+        self._write_publication(name, version, version_ids)
         progress(f"uploaded {len(files)} file(s) to s3://{self.bucket}/{self.version_prefix(name, version)}")
         return PublishedVersion(name=name, version=version, manifest=claimed)
 
-    def set_alias(self, name: str, alias: str, version: int) -> Alias:
-        """Point ``alias`` at ``version``, remembering the previous target.
+    def _write_publication(self, name: str, version: int, version_ids: dict[str, str | None]) -> None:
+        """Written last: a version without it is incomplete, and it pins each object's S3 version id."""
+        record = {
+            "name": name,
+            "version": version,
+            "published_at": utc_now(),
+            "objects": {filename: {"version_id": vid} for filename, vid in sorted(version_ids.items())},
+        }
+        try:
+            self.s3.put_object(
+                Bucket=self.bucket,
+                Key=self.object_key(name, version, PUBLICATION_NAME),
+                Body=json.dumps(record, indent=2).encode(),
+                ContentType="application/json",
+                IfNoneMatch="*",
+            )
+        except ClientError as error:
+            raise RegistryError(f"cannot record the publication of {name} v{version}: {error}") from error
+
+    def set_status(self, name: str, version: int, status: str) -> None:
+        """Change the status tag of a version's model object (its other tags are kept)."""
+        tags = {**self.tags(name, version), "status": status}
+        try:
+            self.s3.put_object_tagging(
+                Bucket=self.bucket,
+                Key=self.object_key(name, version, MODEL_FILE),
+                Tagging={"TagSet": [{"Key": k, "Value": v} for k, v in sorted(tags.items())]},
+            )
+        except ClientError as error:
+            raise RegistryError(f"cannot tag {name} v{version} as {status}: {error}") from error
+
+    def delete_version(self, name: str, version: int) -> int:
+        """Remove every S3 version of every object of a version; returns how many were deleted."""
+        prefix = self.version_prefix(name, version)
+        paginator = self.s3.get_paginator("list_object_versions")
+        doomed: list[dict[str, str]] = []
+        try:
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+                for entry in [*page.get("Versions", []), *page.get("DeleteMarkers", [])]:
+                    doomed.append({"Key": entry["Key"], "VersionId": entry["VersionId"]})
+            # the manifest last: until it goes, the number stays claimed and is never reused
+            doomed.sort(key=lambda entry: entry["Key"].endswith(MANIFEST_NAME))
+            for start in range(0, len(doomed), 1000):
+                self.s3.delete_objects(
+                    Bucket=self.bucket, Delete={"Objects": doomed[start : start + 1000], "Quiet": True}
+                )
+        except ClientError as error:
+            raise RegistryError(f"cannot delete {name} v{version}: {error}") from error
+        return len(doomed)
+
+    def set_alias(
+        self, name: str, alias: str, version: int, *, action: str = "promote", expected: Alias | None = None
+    ) -> Alias:
+        """Point ``alias`` at ``version``, remembering the previous target and the move in its history.
 
         The write is conditional on the alias object's ETag (or on its absence), so a concurrent
         move makes this one fail with ``Conflict`` instead of being silently overwritten.
+        ``expected`` is the alias as the caller read it (a rollback decides from it); by default
+        it is read here.
         """
         self.read_manifest(name, version)
         status = self.status(name, version)
@@ -326,11 +432,24 @@ class ModelRegistry:
                 code="version_not_active",
                 field="version",
             )
-        current = self.get_alias(name, alias)
+        current = expected if expected is not None else self.get_alias(name, alias)
+        now = utc_now()
+        revision = 1 if current is None else current.revision + 1
+        previous = None if current is None else current.version
+        entry = {
+            "revision": revision,
+            "version": int(version),
+            "previous": previous,
+            "at": now,
+            "action": action,
+        }
+        history = [*(current.history if current else ()), entry][-HISTORY_LIMIT:]
         document = {
             "version": int(version),
-            "previous": None if current is None else current.version,
-            "updated_at": utc_now(),
+            "previous": previous,
+            "updated_at": now,
+            "revision": revision,
+            "history": history,
         }
         condition = {"IfNoneMatch": "*"} if current is None else {"IfMatch": current.etag}
         try:
@@ -350,5 +469,5 @@ class ModelRegistry:
                 ) from error
             raise RegistryError(f"cannot write alias {alias!r} of {name!r}: {error}") from error
         return Alias(
-            name, alias, int(version), document["previous"], document["updated_at"], str(response["ETag"])
+            name, alias, int(version), previous, now, str(response["ETag"]), revision, tuple(history)
         )

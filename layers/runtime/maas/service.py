@@ -2,6 +2,12 @@
 
 One ``ModelService`` lives per execution environment. Nothing here touches AWS until the first
 request asks for a model, so importing a handler is cheap and safe in tests.
+
+A warm environment re-reads its alias, and the status of the version it serves, after
+``ALIAS_TTL_SECONDS``: a promotion, rollback or retirement takes effect without a redeploy. A
+request holds its ``ServedModel`` until it answers, so a switch never changes the version under a
+request in flight. Loaded versions live in a byte-bounded LRU cache; a version that is neither
+the alias's nor the pinned one is unloaded (and its files removed from /tmp) when space is needed.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from maas.cache import ByteLRU
 from maas.errors import ModelUnavailable, NotFound, Retired
 from maas.predictor import Predictor
 from maas.registry import STATUS_ACTIVE, ModelRegistry
@@ -60,11 +67,14 @@ class ModelService:
     registry: ModelRegistry
     store: ModelStore
     clock: Callable[[], float] = time.monotonic
-    _loaded: dict[int, ServedModel] = field(default_factory=dict)
-    _status_read: dict[int, float] = field(default_factory=dict)
+    _loaded: ByteLRU[int, ServedModel] = field(init=False)
+    _checked: dict[int, float] = field(default_factory=dict)
     _alias: _Resolved | None = None
     _unreported_load_ms: float | None = None
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _lock: threading.RLock = field(default_factory=threading.RLock)
+
+    def __post_init__(self) -> None:
+        self._loaded = ByteLRU(self.settings.model_cache_bytes, on_evict=self._unload)
 
     @classmethod
     def from_settings(cls, settings: Settings, s3_client: Any | None = None) -> ModelService:
@@ -97,42 +107,26 @@ class ModelService:
 
     def version(self, version: int) -> ServedModel:
         """A version asked for by number (the protocol's versioned routes), whatever the aliases say:
-        an unknown version is ``NotFound``, a retired one ``Retired``. Its status is read again after
-        the alias TTL, so retiring a loaded version stops it being served without a redeploy."""
-        served = self.load(version, by_number=True)
-        if self.clock() - self._status_read.get(version, 0.0) >= self.settings.alias_ttl_seconds:
-            self._check_status(version, by_number=True)
-        return served
-
-    def _check_status(self, version: int, *, by_number: bool) -> None:
-        """Refuse a version that is missing or not active, in the caller's terms."""
-        try:
-            status = self.registry.status(self.name, version)
-        except NotFound as error:
-            if by_number:
-                raise NotFound(
-                    f"model {self.name!r} has no version {version}", code="version_not_found", field="version"
-                ) from error
-            raise ModelUnavailable(
-                f"no usable version of model {self.name!r}: version {version} "
-                f"(alias {self.settings.model_alias!r}) is not in the registry",
-                code="no_usable_version",
-            ) from error
-        self._status_read[version] = self.clock()
-        if status != STATUS_ACTIVE:
-            message = f"model {self.name!r} version {version} is {status} and is not served"
-            if by_number:
-                raise Retired(message, code="version_not_active", field="version")
-            raise ModelUnavailable(message, code="version_not_active")
+        an unknown version is ``NotFound``, a retired one ``Retired``."""
+        return self.load(version, by_number=True)
 
     def load(self, version: int, *, by_number: bool = False) -> ServedModel:
-        """Download, verify and open a version once; later calls reuse the open session."""
+        """Download, verify and open a version once; later calls reuse the open session.
+
+        The version's status is confirmed at the first load and again once per TTL, so a version
+        retired while loaded stops being served, also when ``MODEL_VERSION`` pins it.
+        """
         with self._lock:
+            now = self.clock()
             served = self._loaded.get(version)
-            if served is not None:
+            checked = self._checked.get(version)
+            if served is not None and checked is not None and now - checked < self.settings.alias_ttl_seconds:
                 return served
             started = time.perf_counter()
-            self._check_status(version, by_number=by_number)
+            self._confirm_active(version, by_number=by_number)
+            self._checked[version] = now
+            if served is not None:
+                return served
             local: LocalVersion = self.store.fetch(self.name, version)
             predictor = Predictor(local.model_path, threads=self.settings.session_threads)
             served = ServedModel(
@@ -142,9 +136,55 @@ class ModelService:
                 task=task_for(predictor, local.manifest, local.directory),
                 load_ms=(time.perf_counter() - started) * 1000.0,
             )
-            self._loaded[version] = served
+            self._loaded.put(version, served, local.size_bytes, protected=self._referenced())
             self._unreported_load_ms = served.load_ms
             return served
+
+    def _confirm_active(self, version: int, *, by_number: bool = False) -> None:
+        """Refuse a version that is missing or not active, in the caller's terms: for a version
+        asked for by number (``by_number``), ``NotFound`` and ``Retired``; else ``ModelUnavailable``."""
+        try:
+            status = self.registry.status(self.name, version)
+        except NotFound as error:
+            self._loaded.pop(version)
+            if by_number:
+                raise NotFound(
+                    f"model {self.name!r} has no version {version}", code="version_not_found", field="version"
+                ) from error
+            raise ModelUnavailable(
+                f"no usable version of model {self.name!r}: version {version} "
+                f"(alias {self.settings.model_alias!r}) is not in the registry",
+                code="no_usable_version",
+            ) from error
+        if status != STATUS_ACTIVE:
+            self._loaded.pop(version)
+            pinned = " (pinned by MODEL_VERSION)" if self.settings.model_version == version else ""
+            message = f"model {self.name!r} version {version}{pinned} is {status} and is not served"
+            if by_number:
+                raise Retired(message, code="version_not_active", field="version")
+            raise ModelUnavailable(message, code="version_not_active")
+
+    def _referenced(self) -> set[int]:
+        """Versions this environment is configured to answer with: never evicted for space."""
+        referenced = {self._alias.version} if self._alias is not None else set()
+        if self.settings.model_version:
+            referenced.add(self.settings.model_version)
+        return referenced
+
+    def _unload(self, version: int, _: ServedModel) -> None:
+        """Evicted from the cache: drop the session (requests in flight keep theirs) and the files."""
+        self._checked.pop(version, None)
+        self.store.evict(self.name, version)
+
+    def loaded_versions(self) -> list[int]:
+        """The versions with an open session, least recently used first."""
+        with self._lock:
+            return self._loaded.keys()
+
+    @property
+    def cached_bytes(self) -> int:
+        with self._lock:
+            return self._loaded.total_bytes
 
     def refresh_after_restore(self) -> None:
         """After a SnapStart restore: forget an alias resolution older than its TTL (by wall

@@ -11,6 +11,7 @@ from pathlib import Path
 from maas.errors import ConfigurationError
 
 DEFAULT_ALIAS = "production"
+DEFAULT_CACHE_BYTES = 256 * 1024 * 1024
 
 
 def _int(environ: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
@@ -50,6 +51,7 @@ class Settings:
     model_version: int | None = None
     alias_ttl_seconds: float = 60.0
     model_cache_dir: Path = Path(tempfile.gettempdir()) / "maas-models"
+    model_cache_bytes: int = DEFAULT_CACHE_BYTES
     max_batch: int = 256
     max_body_bytes: int = 1_048_576
     session_threads: int = 1
@@ -78,6 +80,7 @@ class Settings:
             model_version=_int(env, "MODEL_VERSION", 0) if pinned else None,
             alias_ttl_seconds=_float(env, "ALIAS_TTL_SECONDS", 60.0),
             model_cache_dir=Path(env.get("MODEL_CACHE_DIR") or Path(tempfile.gettempdir()) / "maas-models"),
+            model_cache_bytes=_int(env, "MODEL_CACHE_BYTES", DEFAULT_CACHE_BYTES),
             max_batch=_int(env, "MAX_BATCH", 256),
             max_body_bytes=_int(env, "MAX_BODY_BYTES", 1_048_576),
             session_threads=_int(env, "SESSION_THREADS", 1),

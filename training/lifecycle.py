@@ -1,0 +1,286 @@
+"""The model lifecycle on the registry: publish safely, promote, roll back, retire, delete, inspect.
+
+This is the Python API that ``maas models ...`` wraps. It runs on an operator's (or CI's) machine
+with the registry publisher/admin policy; the serving functions never import it and never hold
+write permissions. The rules live here, the S3 mechanics in ``maas.registry``:
+
+- an alias move is conditional on the alias object's ETag: of two concurrent moves one wins and
+  the other fails with ``Conflict`` (code ``alias_conflict``) and can simply be retried;
+- a version an alias points to cannot be retired; only a retired version can be deleted;
+- publishing refuses a signature that would break the alias's clients unless ``allow_breaking``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from maas.errors import Conflict, NotFound
+from maas.registry import (
+    MANIFEST_NAME,
+    STATUS_RETIRED,
+    Alias,
+    ModelRegistry,
+    Progress,
+    PublishedVersion,
+)
+from maas.settings import DEFAULT_ALIAS
+
+
+@dataclass(frozen=True, slots=True)
+class SignatureChange:
+    """One difference between two signatures; ``breaking`` when a client of the old one can fail."""
+
+    kind: str  # "input" | "output" | "labels"
+    name: str
+    change: str
+    breaking: bool
+
+    def __str__(self) -> str:
+        return (
+            f"labels {self.change}" if self.kind == "labels" else f"{self.kind} {self.name!r} {self.change}"
+        )
+
+
+def _specs(signature: dict[str, Any], side: str) -> dict[str, dict[str, Any]]:
+    return {str(spec["name"]): spec for spec in signature.get(side, [])}
+
+
+def _shape_text(shape: list[Any]) -> str:
+    return "[" + ", ".join("N" if d is None else str(d) for d in shape) + "]"
+
+
+def signature_changes(old: dict[str, Any], new: dict[str, Any]) -> list[SignatureChange]:
+    """What changed from ``old`` to ``new`` manifests' signatures (and labels), breaking or not.
+
+    Breaking: an input or output removed, an input added, a dtype or a fixed dimension changed,
+    the label set changed. Not breaking: an output added.
+    """
+    changes: list[SignatureChange] = []
+    for side, kind in (("inputs", "input"), ("outputs", "output")):
+        before = _specs(old.get("signature", {}), side)
+        after = _specs(new.get("signature", {}), side)
+        for name in sorted(before.keys() - after.keys()):
+            changes.append(SignatureChange(kind, name, "was removed", True))
+        for name in sorted(after.keys() - before.keys()):
+            changes.append(SignatureChange(kind, name, "was added", kind == "input"))
+        for name in sorted(before.keys() & after.keys()):
+            was, now = before[name], after[name]
+            if was.get("dtype") != now.get("dtype"):
+                changes.append(
+                    SignatureChange(
+                        kind, name, f"changed dtype {was.get('dtype')} -> {now.get('dtype')}", True
+                    )
+                )
+            if list(was.get("shape", [])) != list(now.get("shape", [])):
+                changes.append(
+                    SignatureChange(
+                        kind,
+                        name,
+                        f"changed shape {_shape_text(was.get('shape', []))} -> {_shape_text(now.get('shape', []))}",
+                        True,
+                    )
+                )
+    old_labels, new_labels = list(old.get("labels", [])), list(new.get("labels", []))
+    if old_labels != new_labels:
+        changes.append(SignatureChange("labels", "labels", f"changed {old_labels} -> {new_labels}", True))
+    return changes
+
+
+def _quiet(_: str) -> None:
+    """No progress lines."""
+
+
+def _metric_delta(before: Any, after: Any) -> float | None:
+    if isinstance(before, int | float) and isinstance(after, int | float):
+        return round(float(after) - float(before), 6)
+    return None
+
+
+class Lifecycle:
+    """Lifecycle operations over one registry bucket."""
+
+    def __init__(self, registry: ModelRegistry) -> None:
+        self.registry = registry
+
+    # --- publishing --------------------------------------------------------------------------
+
+    def publish(
+        self,
+        model_dir: Path,
+        *,
+        alias: str | None = None,
+        allow_breaking: bool = False,
+        progress: Progress | None = None,
+    ) -> PublishedVersion:
+        """Publish a version folder, refusing a signature that breaks the alias's current version.
+
+        The check is against ``alias`` (default: ``production``) if it points anywhere; with
+        ``alias`` given, the alias is then moved to the new version.
+        """
+        manifest_path = model_dir / MANIFEST_NAME
+        manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+        name = str(manifest.get("name", ""))
+        target = self.registry.get_alias(name, alias or DEFAULT_ALIAS) if name else None
+        if target is not None and not allow_breaking:
+            current = self.registry.read_manifest(name, target.version)
+            breaking = [c for c in signature_changes(current, manifest) if c.breaking]
+            if breaking:
+                raise Conflict(
+                    f"refusing to publish {name}: its signature is incompatible with version {target.version} "
+                    f"(alias {target.alias!r}): "
+                    + "; ".join(map(str, breaking))
+                    + ". Pass --allow-breaking to publish anyway.",
+                    code="incompatible_signature",
+                    field="signature",
+                )
+        published = self.registry.publish(model_dir, progress=progress or _quiet)
+        if alias:
+            self.promote(published.name, published.version, alias)
+        return published
+
+    # --- aliases -----------------------------------------------------------------------------
+
+    def promote(self, name: str, version: int, alias: str) -> Alias:
+        """Move ``alias`` to ``version``; fails with ``alias_conflict`` if someone moved it meanwhile."""
+        return self.registry.set_alias(name, alias, int(version), action="promote")
+
+    def rollback(self, name: str, alias: str) -> Alias:
+        """Move ``alias`` back to the version it pointed to before its last move."""
+        current = self._alias(name, alias)
+        if current.previous is None:
+            raise Conflict(
+                f"alias {alias!r} of {name!r} has no previous version to roll back to",
+                code="no_previous_version",
+                field="alias",
+            )
+        return self.registry.set_alias(name, alias, current.previous, action="rollback", expected=current)
+
+    def aliases(self, name: str) -> list[Alias]:
+        return self.registry.list_aliases(name)
+
+    def history(self, name: str, alias: str) -> list[dict[str, Any]]:
+        return list(self._alias(name, alias).history)
+
+    def _alias(self, name: str, alias: str) -> Alias:
+        found = self.registry.get_alias(name, alias)
+        if found is None:
+            raise NotFound(f"model {name!r} has no alias {alias!r}", code="alias_not_found", field="alias")
+        return found
+
+    def aliases_of(self, name: str, version: int) -> list[str]:
+        return sorted(a.alias for a in self.registry.list_aliases(name) if a.version == int(version))
+
+    # --- retiring and deleting ---------------------------------------------------------------
+
+    def retire(self, name: str, version: int) -> None:
+        """Mark a version retired (its object tag); refused while an alias points to it."""
+        self.registry.read_manifest(name, version)
+        pointing = self.aliases_of(name, version)
+        if pointing:
+            raise Conflict(
+                f"cannot retire {name} version {version}: alias(es) {', '.join(pointing)} point to it; "
+                "promote another version first",
+                code="version_aliased",
+                field="version",
+            )
+        self.registry.set_status(name, version, STATUS_RETIRED)
+
+    def delete(self, name: str, version: int) -> int:
+        """Remove a retired version's objects (all their S3 versions); refused unless retired."""
+        self.registry.read_manifest(name, version)
+        status = self.registry.status(name, version)
+        if status != STATUS_RETIRED:
+            raise Conflict(
+                f"cannot delete {name} version {version}: it is {status}; retire it first",
+                code="version_not_retired",
+                field="version",
+            )
+        pointing = self.aliases_of(name, version)
+        if pointing:  # retired versions cannot be aliased, but an old alias may predate the tag
+            raise Conflict(
+                f"cannot delete {name} version {version}: alias(es) {', '.join(pointing)} point to it",
+                code="version_aliased",
+                field="version",
+            )
+        return self.registry.delete_version(name, version)
+
+    # --- inspecting --------------------------------------------------------------------------
+
+    def describe(self, name: str, version: int | None = None) -> dict[str, Any]:
+        """Status, aliases pointing at the version, metrics, parity, provenance, sha256 and integrity."""
+        aliases = self.registry.list_aliases(name)
+        if version is None:
+            versions = self.registry.list_versions(name)
+            if not versions:
+                raise NotFound(f"model {name!r} has no versions in s3://{self.registry.bucket}")
+            default = next((a for a in aliases if a.alias == DEFAULT_ALIAS), None)
+            version = default.version if default else versions[-1]
+        manifest = self.registry.read_manifest(name, version)
+        publication = self.registry.read_publication(name, version)
+        return {
+            "name": name,
+            "version": version,
+            "status": self.registry.status(name, version),
+            "aliases": sorted(a.alias for a in aliases if a.version == version),
+            "task": manifest.get("task"),
+            "created_at": manifest.get("created_at"),
+            "published_at": manifest.get("published_at"),
+            "sha256": manifest.get("model", {}).get("sha256"),
+            "size": manifest.get("model", {}).get("size"),
+            "labels": manifest.get("labels"),
+            "signature": manifest.get("signature"),
+            "metrics": manifest.get("metrics"),
+            "parity": manifest.get("parity"),
+            "framework": manifest.get("framework"),
+            "onnx": manifest.get("onnx"),
+            "provenance": manifest.get("provenance"),
+            "publication": publication,
+            "integrity": self._integrity(name, version, publication),
+        }
+
+    def _integrity(self, name: str, version: int, publication: dict[str, Any] | None) -> str:
+        """``intact``, or what a serving function would refuse: an incomplete or replaced version."""
+        if publication is None:
+            return "incomplete: no publication record"
+        replaced = [
+            filename
+            for filename, recorded in sorted(publication.get("objects", {}).items())
+            if self.registry.object_version_id(name, version, filename) != recorded.get("version_id")
+        ]
+        return f"replaced after publication: {', '.join(replaced)}" if replaced else "intact"
+
+    def diff(self, name: str, first: int, second: int) -> dict[str, Any]:
+        """Two versions side by side: metrics (with deltas) and signature changes from first to second."""
+        old = self.registry.read_manifest(name, first)
+        new = self.registry.read_manifest(name, second)
+        old_metrics, new_metrics = old.get("metrics", {}), new.get("metrics", {})
+        metrics = {
+            key: {
+                str(first): old_metrics.get(key),
+                str(second): new_metrics.get(key),
+                "delta": _metric_delta(old_metrics.get(key), new_metrics.get(key)),
+            }
+            for key in sorted(old_metrics.keys() | new_metrics.keys())
+            if not isinstance(old_metrics.get(key, new_metrics.get(key)), dict | list)
+        }
+        changes = signature_changes(old, new)
+        return {
+            "name": name,
+            "versions": [first, second],
+            "status": {
+                str(first): self.registry.status(name, first),
+                str(second): self.registry.status(name, second),
+            },
+            "metrics": metrics,
+            "signature_changes": [
+                {"kind": c.kind, "name": c.name, "change": c.change, "breaking": c.breaking} for c in changes
+            ],
+            "compatible": not any(c.breaking for c in changes),
+            "sha256": {
+                str(first): old.get("model", {}).get("sha256"),
+                str(second): new.get("model", {}).get("sha256"),
+            },
+        }

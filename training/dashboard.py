@@ -104,7 +104,10 @@ def _row(panel: Panel, y: int) -> list[dict[str, Any]]:
     latency = [
         _ours("InferenceLatency", panel, stat=stat, label=f"inference {stat}")
         for stat in ("p50", "p90", "p99")
-    ] + [_lambda("Duration", panel, stat="p99", label="function p99")]
+    ] + [
+        _ours("RequestLatency", panel, stat="p99", label="HTTP request p99"),
+        _lambda("Duration", panel, stat="p99", label="invocation p99 (batches too)"),
+    ]
     cold = [
         _ours("ColdStart", panel, stat="Sum"),
         _ours("ModelLoadTime", panel, stat="Maximum", yAxis="right"),

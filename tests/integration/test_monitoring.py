@@ -114,12 +114,11 @@ def test_every_model_function_has_a_dashboard_row_and_alarms(template: dict[str,
         for resource in template["Resources"].values()
         if resource["Type"] == "AWS::CloudWatch::Alarm"
     }
-    for logical_id in models.values():
-        watched = [text for text in alarmed if f'"{logical_id}"' in text]
-        kinds = {
-            name for name in ("Errors", "Duration", "Throttles") for text in watched if f'"{name}"' in text
-        }
-        assert kinds == {"Errors", "Duration", "Throttles"}, logical_id
+    for model, logical_id in models.items():
+        watched = [text for text in alarmed if f'"{logical_id}"' in text or f'"Value": "{model}"' in text]
+        wanted = ("Errors", "RequestLatency", "Throttles")
+        kinds = {name for name in wanted for text in watched if f'"{name}"' in text}
+        assert kinds == set(wanted), logical_id
 
 
 def test_dashboard_and_alarms_reference_only_metrics_the_handlers_emit(
@@ -137,6 +136,7 @@ def test_dashboard_and_alarms_reference_only_metrics_the_handlers_emit(
     ours = {(name, dims) for ns, name, dims in referenced_metrics(template) if ns == namespace}
     assert {name for name, _ in ours} >= {
         "InferenceLatency",
+        "RequestLatency",
         "ColdStart",
         "ModelLoadTime",
         "InvalidRequests",

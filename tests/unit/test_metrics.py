@@ -44,6 +44,7 @@ def test_a_cold_prediction_reports_requests_latency_load_time_cold_start_and_lab
         "Requests": "Count",
         "InstancesScored": "Count",
         "InferenceLatency": "Milliseconds",
+        "RequestLatency": "Milliseconds",
         "ColdStart": "Count",
         "ModelLoadTime": "Milliseconds",
         "PredictedLabel_ham": "Count",
@@ -51,6 +52,7 @@ def test_a_cold_prediction_reports_requests_latency_load_time_cold_start_and_lab
     }
     assert main["Requests"] == [1.0] and main["InstancesScored"] == [3.0] and main["ColdStart"] == [1.0]
     assert main["InferenceLatency"][0] > 0 and main["ModelLoadTime"][0] > main["InferenceLatency"][0]
+    assert main["RequestLatency"][0] > main["ModelLoadTime"][0], "the request waited for the load"
     assert (main["PredictedLabel_ham"], main["PredictedLabel_spam"]) == ([2.0], [1.0])
     assert len(records) == 1, "one EMF record per invocation"
 

@@ -6,12 +6,13 @@ gives all three to the same handler, and only the event itself says which one it
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
 
-from maas.observability import logger
+from maas.observability import logger, record_request_latency
 from maas.runtime import ModelRuntime
 
 Handler = Callable[[dict[str, Any], Any], Any]
@@ -41,6 +42,9 @@ def build_handler(runtime: ModelRuntime, http_app: APIGatewayHttpResolver) -> Ha
         if source != "http":
             logger.error("event from a source this function does not handle", extra={"source": source})
             return {"ignored": source}
-        return http_app.resolve(event, context)
+        started = time.perf_counter()
+        response = http_app.resolve(event, context)
+        record_request_latency(runtime.model_name, (time.perf_counter() - started) * 1000.0)
+        return response
 
     return handle

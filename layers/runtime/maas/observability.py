@@ -197,3 +197,14 @@ def record_async_batch(
     counts = {"AsyncRequestsScored": scored, "AsyncRequestsFailed": failed, "InstancesScored": instances}
     latency = latency_ms if instances else None
     _record_counts(model, version, counts, latency_ms=latency, cold_start=cold_start, load_ms=load_ms)
+
+
+def record_request_latency(model: str, latency_ms: float) -> None:
+    """An HTTP request's time through the handler (routing, validation, inference, response).
+
+    Only HTTP requests report it, so latency alarms watch what callers wait for and are not set
+    off by S3 batch files or SQS batches, whose invocations last seconds by design.
+    """
+    if "model" not in metrics.dimension_set:
+        _dimensions(model)
+    metrics.add_metric(name="RequestLatency", unit=MetricUnit.Milliseconds, value=latency_ms)

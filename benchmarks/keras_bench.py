@@ -17,7 +17,6 @@ alone (it builds the layer, starts a moto server and trains small versions itsel
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import logging
 import os
@@ -27,28 +26,24 @@ import tempfile
 import time
 import zipfile
 from collections.abc import Callable
-from contextlib import redirect_stdout
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from benchmarks.handlers import warm_handler
 from benchmarks.stats import alternate, percentile, ratio, summary
 from maas.predictor import Predictor
 from maas.registry import ModelRegistry
 from training.data import PROJECT_ROOT
 from training.local import (
-    LambdaContext,
     create_bucket,
     environment,
-    function_environment,
-    load_function_module,
     local_aws_environment,
     moto_server,
 )
 from training.options import TrainOptions
-from training.template import function_for_model
 
 COLD_START_MODELS = ("digits_cnn", "spam_lstm")
 TRAINING: dict[str, dict[str, Any]] = {
@@ -151,29 +146,6 @@ def bench_cold_starts(
     return results
 
 
-def _handler(model: str, env: dict[str, str]) -> Callable[[dict[str, Any]], float]:
-    """The model's real handler, warm, timed per call; its EMF output goes to an in-memory sink."""
-    spec = function_for_model(model)
-    with environment(function_environment(spec, env)):
-        module = load_function_module(spec)
-        module.runtime.reset()
-    context = LambdaContext(function_name=spec.logical_id, memory_limit_in_mb=spec.memory_mb)
-    sink = io.StringIO()
-
-    def call(event: dict[str, Any]) -> float:
-        with environment(function_environment(spec, env)), redirect_stdout(sink):
-            started = time.perf_counter()
-            response = module.lambda_handler(event, context)
-            elapsed = (time.perf_counter() - started) * 1000
-        if response["statusCode"] != 200:
-            raise RuntimeError(f"{model} answered {response}")
-        sink.seek(0)
-        sink.truncate()
-        return elapsed
-
-    return call
-
-
 def _event(model: str, name: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
     event: dict[str, Any] = json.loads((PROJECT_ROOT / "events" / model / name).read_text())
     if body is not None:
@@ -182,7 +154,7 @@ def _event(model: str, name: str, body: dict[str, Any] | None = None) -> dict[st
 
 
 def bench_generation(env: dict[str, str], repeats: int) -> dict[str, Any]:
-    call = _handler("moby_gen", env)
+    call = warm_handler("moby_gen", env)
     base = {"prompt": "Call me Ishmael", "num_return_sequences": 1, "temperature": 0}
     short = _event("moby_gen", "generate.json", {**base, "max_new_tokens": 100})
     long = _event("moby_gen", "generate.json", {**base, "max_new_tokens": 400})
@@ -204,7 +176,7 @@ def bench_warm_overhead(trained: dict[str, Any], env: dict[str, str], requests: 
     input (for the generator, the same number of one-step runs), alternating."""
     results: dict[str, Any] = {}
     for model in ("digits_cnn", "spam_lstm", "spam_mlp", "moby_gen"):
-        call = _handler(model, env)
+        call = warm_handler(model, env)
         predictor = Predictor(trained[model].directory / "model.onnx", threads=1)
         manifest = trained[model].manifest
         if model == "moby_gen":

@@ -10,7 +10,6 @@ README embeds between its ``bench`` markers.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import logging
 import os
@@ -19,7 +18,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from contextlib import redirect_stdout
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,22 +26,19 @@ import joblib
 import numpy as np
 
 from benchmarks import batch_bench, keras_bench
+from benchmarks.handlers import warm_handler
 from benchmarks.stats import alternate, percentile, ratio, summary
 from maas.predictor import Predictor
 from maas.registry import ModelRegistry
 from training.data import PROJECT_ROOT
 from training.local import (
-    LambdaContext,
     create_bucket,
     environment,
-    function_environment,
-    load_function_module,
     local_aws_environment,
     moto_server,
 )
 from training.models import spam_nb
 from training.options import TrainOptions
-from training.template import function_for_model
 
 RESULTS = PROJECT_ROOT / "benchmarks" / "results"
 BUCKET = "maas-bench-models"
@@ -160,34 +155,20 @@ def bench_warm_overhead(model_dir: Path, env: dict[str, str], requests: int) -> 
     text = json.loads(json.loads((PROJECT_ROOT / "events" / "spam_nb" / "predict.json").read_text())["body"])
     feeds = {"text": np.asarray(text["instances"][:1], dtype=object).reshape(-1, 1)}
     predictor = Predictor(model_dir / "model.onnx", threads=1)
-    spec = function_for_model("spam_nb")
-    with environment(function_environment(spec, env)):
-        module = load_function_module(spec)
-        module.runtime.reset()
-    context = LambdaContext(function_name=spec.logical_id, memory_limit_in_mb=spec.memory_mb)
-    sink = io.StringIO()
+    call = warm_handler("spam_nb", env)
 
     def handler() -> float:
-        with redirect_stdout(sink):
-            started = time.perf_counter()
-            response = module.lambda_handler(event, context)
-            elapsed = (time.perf_counter() - started) * 1000
-        if response["statusCode"] != 200:
-            raise RuntimeError(f"handler answered {response}")
-        sink.seek(0)
-        sink.truncate()
-        return elapsed
+        return call(event)
 
     def session_run() -> float:
         started = time.perf_counter()
         predictor.run(feeds)
         return (time.perf_counter() - started) * 1000
 
-    with environment(function_environment(spec, env)):
-        for _ in range(20):  # warm both: load, allocate, fill caches
-            handler()
-            session_run()
-        through_handler, alone = alternate(handler, session_run, requests)
+    for _ in range(20):  # warm both: load, allocate, fill caches
+        handler()
+        session_run()
+    through_handler, alone = alternate(handler, session_run, requests)
     return {
         "requests": requests,
         "handler_ms": {"p50": percentile(through_handler, 50), "p99": percentile(through_handler, 99)},

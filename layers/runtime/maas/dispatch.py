@@ -11,8 +11,9 @@ from collections.abc import Callable
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
+from aws_lambda_powertools.logging import correlation_paths
 
-from maas.observability import logger, record_request_latency
+from maas.observability import logger, metrics, record_request_latency, traced
 from maas.runtime import ModelRuntime
 
 Handler = Callable[[dict[str, Any], Any], Any]
@@ -48,3 +49,17 @@ def build_handler(runtime: ModelRuntime, http_app: APIGatewayHttpResolver) -> Ha
         return response
 
     return handle
+
+
+def lambda_handler_for(runtime: ModelRuntime, http_app: APIGatewayHttpResolver) -> Handler:
+    """A model function's Lambda entry point: structured-log context, one EMF flush per
+    invocation, tracing when enabled, around ``build_handler``'s dispatch."""
+    handle = build_handler(runtime, http_app)
+
+    @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)
+    @metrics.log_metrics
+    @traced
+    def lambda_handler(event: dict[str, Any], context: Any) -> Any:
+        return handle(event, context)
+
+    return lambda_handler

@@ -32,17 +32,17 @@ from benchmarks.batch_child import score_in_child, write_rows
 from benchmarks.stats import alternate, ratio, summary
 from maas.predictor import Predictor
 from maas.registry import ModelRegistry
-from training.event_sources import s3_put_event, sqs_event
-from training.local import (
+from ops.event_sources import s3_put_event, sqs_event
+from ops.local import (
     LambdaContext,
     create_bucket,
     environment,
     load_function_module,
     local_aws_environment,
 )
+from ops.template import function_for_model
 from training.models import spam_nb
 from training.options import TrainOptions
-from training.template import function_for_model
 
 DATA_BUCKET = "maas-bench-data"
 MODELS_BUCKET = "maas-bench-batch-models"

@@ -19,9 +19,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ops.event_sources import s3_put_event
+from ops.local import invoke
 from training.data import PROJECT_ROOT
-from training.event_sources import s3_put_event
-from training.local import invoke
 
 
 def peak_rss_kb() -> int:

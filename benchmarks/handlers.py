@@ -8,8 +8,8 @@ from collections.abc import Callable
 from contextlib import redirect_stdout
 from typing import Any
 
-from training.local import LambdaContext, environment, function_environment, load_function_module
-from training.template import function_for_model
+from ops.local import LambdaContext, environment, function_environment, load_function_module
+from ops.template import function_for_model
 
 
 def warm_handler(model: str, env: dict[str, str]) -> Callable[[dict[str, Any]], float]:

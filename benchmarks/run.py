@@ -30,13 +30,13 @@ from benchmarks.handlers import warm_handler
 from benchmarks.stats import alternate, percentile, ratio, summary
 from maas.predictor import Predictor
 from maas.registry import ModelRegistry
-from training.data import PROJECT_ROOT
-from training.local import (
+from ops.local import (
     create_bucket,
     environment,
     local_aws_environment,
     moto_server,
 )
+from training.data import PROJECT_ROOT
 from training.models import spam_nb
 from training.options import TrainOptions
 

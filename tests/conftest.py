@@ -18,17 +18,17 @@ import pytest
 from moto import mock_aws
 
 from maas.registry import ModelRegistry
-from training.data import PROJECT_ROOT
-from training.local import (
+from ops.local import (
     LambdaContext,
     environment,
     load_function_module,
     local_aws_environment,
     moto_server,
 )
+from ops.template import function_for_model
+from training.data import PROJECT_ROOT
 from training.models import spam_nb
 from training.options import TrainOptions
-from training.template import function_for_model
 
 EVENTS = PROJECT_ROOT / "events"
 BUCKET = "maas-test-models"

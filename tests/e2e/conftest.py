@@ -20,9 +20,9 @@ import requests
 
 from maas.predictor import Predictor
 from maas.registry import MODEL_FILE, ModelRegistry
+from ops.local import create_bucket
 from tests.conftest import FunctionUnderTest, body_of, load_event, with_json_body
 from training.data import PROJECT_ROOT
-from training.local import create_bucket
 
 MODELS_BUCKET = "maas-events-models"
 DATA_BUCKET = "maas-data"  # the bucket the stored s3_put.json event names

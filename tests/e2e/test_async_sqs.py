@@ -8,10 +8,10 @@ from typing import Any
 import boto3
 import pytest
 
+from ops.event_sources import create_queue_with_dlq, poll_once
 from tests.conftest import FunctionUnderTest, load_event
 from tests.e2e.conftest import Stack, http_predictions
 from tests.unit.test_metrics import emf_records
-from training.event_sources import create_queue_with_dlq, poll_once
 
 
 def bodies(event: dict[str, Any]) -> list[str]:

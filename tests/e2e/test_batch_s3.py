@@ -12,11 +12,11 @@ import pytest
 
 from benchmarks.batch_child import score_in_child, write_rows
 from maas.observability import logger
+from ops.event_sources import s3_put_event
 from tests.conftest import FunctionUnderTest, load_event
 from tests.e2e.conftest import Stack, http_predictions
 from tests.unit.test_metrics import emf_records
 from training.data import PROJECT_ROOT
-from training.event_sources import s3_put_event
 
 INPUTS = PROJECT_ROOT / "events" / "spam_nb" / "inputs"
 

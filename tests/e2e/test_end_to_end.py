@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+from ops.local import create_bucket, invoke
 from tests.conftest import load_event, with_json_body
 from training.data import PROJECT_ROOT
-from training.local import create_bucket, invoke
 from training.models import spam_nb
 
 MAAS = str(Path(sys.executable).parent / "maas")

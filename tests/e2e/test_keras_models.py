@@ -14,8 +14,8 @@ import pytest
 from PIL import Image
 
 from maas.registry import ModelRegistry
+from ops.local import create_bucket
 from tests.conftest import FunctionUnderTest, body_of, load_event, make_function, with_json_body
-from training.local import create_bucket
 
 BUCKET = "maas-keras-models"
 MODELS = ("spam_lstm", "digits_cnn", "spam_mlp", "moby_gen")

@@ -23,9 +23,9 @@ import pytest
 
 from maas.errors import Conflict
 from maas.registry import Alias, ModelRegistry
+from ops.lifecycle import Lifecycle
+from ops.local import create_bucket
 from training.data import PROJECT_ROOT
-from training.lifecycle import Lifecycle
-from training.local import create_bucket
 
 MAAS = str(Path(sys.executable).parent / "maas")
 BUCKET = "maas-e2e-lifecycle"

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import requests
 
+from ops.events import SPAM_TEXTS
 from tests.conftest import load_event
 from tests.e2e.conftest import Served, start_serve
-from training.events import SPAM_TEXTS
 
 TEXTS = SPAM_TEXTS[:2]  # the sample events' texts: the small test model calls them spam, ham
 

@@ -24,10 +24,10 @@ from schemathesis.specs.openapi.checks import (
 )
 from tritonclient.utils import InferenceServerException
 
+from ops.events import SPAM_TEXTS
+from ops.openapi import OPENAPI_PATH
 from tests.conftest import load_event
 from tests.e2e.conftest import Served
-from training.events import SPAM_TEXTS
-from training.openapi import OPENAPI_PATH
 
 FUZZ_EXAMPLES = 25
 # What "matches the document" means here: never a 5xx, a documented status, content type and body.

@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 
 from maas.registry import ModelRegistry
+from ops import dashboard
+from ops.template import Intrinsic, functions, load_template
 from tests.conftest import load_event, make_function, with_json_body
 from tests.unit.test_metrics import emf_records
-from training import dashboard
-from training.template import Intrinsic, functions, load_template
 
 LAMBDA_METRICS = {"Invocations", "Errors", "Throttles", "Duration"}
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
+from ops.template import Intrinsic, functions, load_template
 from training.data import PROJECT_ROOT
-from training.template import Intrinsic, functions, load_template
 
 LAYER_LIMIT_BYTES = 150 * 1024 * 1024
 TRAINING_ONLY = ("sklearn", "scikit_learn", "tensorflow", "keras", "tf2onnx", "skl2onnx", "torch")

@@ -17,10 +17,10 @@ from maas.predictor import Predictor
 from maas.registry import MODEL_FILE, ModelRegistry
 from maas.service import ServedModel
 from maas.tasks import Task
+from ops.local import LambdaContext, load_function_module
+from ops.template import functions
 from tests.conftest import BUCKET, body_of, load_event, make_function, with_json_body
 from tests.unit.test_metrics import emf_records
-from training.local import LambdaContext, load_function_module
-from training.template import functions
 
 
 @pytest.fixture(scope="module")

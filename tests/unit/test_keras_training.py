@@ -15,7 +15,7 @@ import pytest
 
 from maas.errors import ParityError
 from maas.sequences import PAD, UNKNOWN, Tokenizer
-from training import cli
+from ops import cli
 from training.data import PROJECT_ROOT
 from training.options import TrainOptions
 

@@ -11,8 +11,8 @@ import pytest
 
 from maas.errors import Conflict
 from maas.registry import ModelRegistry
+from ops.lifecycle import Lifecycle, signature_changes
 from tests.conftest import BUCKET
-from training.lifecycle import Lifecycle, signature_changes
 
 
 @pytest.fixture

@@ -83,7 +83,7 @@ def test_invalid_requests_are_counted_by_error_code(
 def test_maas_metrics_summarises_a_real_handler_log(
     function: Any, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    from training import cli
+    from ops import cli
 
     for name in ("predict.json", "predict_base64.json", "predict.json"):
         function(load_event("spam_nb", name))

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from maas.registry import ModelRegistry
+from ops.lifecycle import Lifecycle
 from tests.conftest import BUCKET, body_of, load_event, make_function
-from training.lifecycle import Lifecycle
 
 PREDICT = load_event("spam_nb", "predict.json")
 

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from training.local import load_function_module
-from training.openapi import OPENAPI_PATH, check, registered_routes
-from training.serve import RouteTable, build_event
-from training.template import functions
+from ops.local import load_function_module
+from ops.openapi import OPENAPI_PATH, check, registered_routes
+from ops.serve import RouteTable, build_event
+from ops.template import functions
 
 SAM = str(Path(sys.executable).parent / "sam")
 # Keys API Gateway sends only when there is something to send, or only with an authorizer.

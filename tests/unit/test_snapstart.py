@@ -15,8 +15,8 @@ from maas.http import build_http_app
 from maas.observability import metrics
 from maas.registry import ModelRegistry
 from maas.runtime import ModelRuntime
+from ops.local import LambdaContext
 from tests.conftest import BUCKET, load_event
-from training.local import LambdaContext
 
 
 @pytest.fixture

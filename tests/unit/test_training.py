@@ -11,7 +11,7 @@ import pytest
 from sklearn.pipeline import Pipeline
 
 from maas.errors import ParityError
-from training import cli
+from ops import cli
 from training.data import load_spamassassin, split_by_id
 from training.models import spam_nb
 from training.options import TrainOptions

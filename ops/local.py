@@ -22,8 +22,8 @@ from typing import Any
 
 import boto3
 
+from ops.template import FunctionSpec, function_for_model
 from training.data import PROJECT_ROOT
-from training.template import FunctionSpec, function_for_model
 
 LAYER_DIR = PROJECT_ROOT / "layers" / "runtime"
 REGION = "us-east-1"

@@ -15,11 +15,11 @@ from typing import IO, Any
 
 from maas.errors import MaasError
 from maas.registry import ModelRegistry
+from ops.lifecycle import Lifecycle
+from ops.local import invoke, read_event
+from ops.template import function_for_model
 from training.data import PROJECT_ROOT
-from training.lifecycle import Lifecycle
-from training.local import invoke, read_event
 from training.options import TrainOptions
-from training.template import function_for_model
 
 TTL_SECONDS = 2
 Say = Callable[[str], None]
@@ -29,7 +29,7 @@ class WarmFunction:
     """The spam_nb handler in one execution environment that stays warm between calls."""
 
     def __init__(self, bucket: str, log: IO[str], **extra: str) -> None:
-        from training.local import load_function_module
+        from ops.local import load_function_module
 
         self.module = load_function_module(function_for_model("spam_nb"))
         self.module.runtime.reset()  # a new execution environment

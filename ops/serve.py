@@ -26,8 +26,8 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import boto3
 
-from training.local import call_handler, create_bucket, environment, local_aws_environment, moto_server
-from training.template import FunctionSpec, Route, functions
+from ops.local import call_handler, create_bucket, environment, local_aws_environment, moto_server
+from ops.template import FunctionSpec, Route, functions
 
 DEFAULT_BUCKET = "maas-local-models"
 LOCAL_CREDENTIALS_KEY = "testing"

@@ -1,7 +1,7 @@
 """Regenerate the sample events under ``events/<model>/`` from ``sam local generate-event``.
 
 The events are committed; this script documents and repeats how they were made:
-``python -m training.events``. The HTTP ones are SAM's HTTP API (payload 2.0) event, edited for
+``python -m ops.events``. The HTTP ones are SAM's HTTP API (payload 2.0) event, edited for
 one route; the S3 one is SAM's ``s3 put`` event naming the sample input file (its real size and
 ETag); the SQS ones are SAM's ``sqs receive-message`` event, one record per request message. All
 work as they are with ``sam local invoke -e`` and with ``maas invoke --event``.

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from training.template import TEMPLATE
+from ops.template import TEMPLATE
 
 NAMESPACE = "Maas"
 START = "# dashboard:start"

@@ -13,7 +13,7 @@ from typing import Any
 
 from maas.errors import MaasError
 from maas.registry import Alias, ModelRegistry
-from training.lifecycle import Lifecycle
+from ops.lifecycle import Lifecycle
 
 # Trainers are imported only when asked for: scikit-learn and TensorFlow are slow to import.
 TRAINERS = {
@@ -157,7 +157,7 @@ def cmd_models_diff(args: argparse.Namespace) -> int:
 
 
 def cmd_invoke(args: argparse.Namespace) -> int:
-    from training.local import invoke, read_event
+    from ops.local import invoke, read_event
 
     overrides = dict(item.split("=", 1) for item in args.env)
     if args.bucket:
@@ -168,14 +168,14 @@ def cmd_invoke(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from training.serve import DEFAULT_BUCKET, serve
+    from ops.serve import DEFAULT_BUCKET, serve
 
     serve(args.host, args.port, args.bucket or os.environ.get("MODEL_BUCKET") or DEFAULT_BUCKET, os.environ)
     return 0
 
 
 def cmd_openapi(args: argparse.Namespace) -> int:
-    from training.openapi import OPENAPI_PATH, check, write
+    from ops.openapi import OPENAPI_PATH, check, write
 
     path = Path(args.out) if args.out else OPENAPI_PATH
     if args.check:
@@ -190,7 +190,7 @@ def cmd_openapi(args: argparse.Namespace) -> int:
 
 
 def cmd_metrics(args: argparse.Namespace) -> int:
-    from training.metrics_report import format_table, plot, summarise
+    from ops.metrics_report import format_table, plot, summarise
 
     path = Path(args.logfile)
     if not path.is_file():
@@ -205,7 +205,7 @@ def cmd_metrics(args: argparse.Namespace) -> int:
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
-    from training import dashboard
+    from ops import dashboard
 
     if args.write:
         changed = dashboard.write()
@@ -219,7 +219,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from training.demo import run_demo
+    from ops.demo import run_demo
 
     return run_demo(Path(args.workdir), quick=args.quick)
 
@@ -336,7 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     board = commands.add_parser("dashboard", help="check (or --write) template.yaml's CloudWatch dashboard")
     board.add_argument(
-        "--write", action="store_true", help="rewrite the dashboard block from training/dashboard.py"
+        "--write", action="store_true", help="rewrite the dashboard block from ops/dashboard.py"
     )
     board.set_defaults(func=cmd_dashboard)
 

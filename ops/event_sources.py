@@ -18,8 +18,8 @@ from urllib.parse import quote_plus
 
 import boto3
 
+from ops.local import REGION, invoke
 from training.data import PROJECT_ROOT
-from training.local import REGION, invoke
 
 EVENTS_DIR = PROJECT_ROOT / "events"
 

@@ -4,7 +4,7 @@ A moto server on 127.0.0.1 stands in for S3 and SQS; every model (spam_nb, then 
 trained by our own trainer (small epochs: this is a demo), published as a version, promoted to
 ``production`` and queried through its function's real handler with the sample events in
 ``events/``. Then spam_nb scores a file of inputs dropped into the data bucket and answers a
-batch of requests sent to its queue, and the lifecycle (``training/demo_lifecycle.py``) runs: a
+batch of requests sent to its queue, and the lifecycle (``ops/demo_lifecycle.py``) runs: a
 second spam_nb version is published, compared, promoted, rolled back, retired and deleted while
 one warm function environment keeps answering. ``--quick`` trains on small slices (the end-to-end
 test runs it that way).
@@ -24,11 +24,11 @@ from typing import Any
 import boto3
 
 from maas.registry import ModelRegistry
+from ops.demo_lifecycle import run_lifecycle
+from ops.event_sources import create_queue_with_dlq, poll_once, s3_put_event
+from ops.local import create_bucket, environment, invoke, local_aws_environment, moto_server, read_event
+from ops.metrics_report import format_table, summarise
 from training.data import PROJECT_ROOT
-from training.demo_lifecycle import run_lifecycle
-from training.event_sources import create_queue_with_dlq, poll_once, s3_put_event
-from training.local import create_bucket, environment, invoke, local_aws_environment, moto_server, read_event
-from training.metrics_report import format_table, summarise
 from training.options import TrainOptions
 
 BUCKET = "maas-models-demo"

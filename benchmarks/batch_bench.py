@@ -30,8 +30,7 @@ import numpy as np
 
 from benchmarks.batch_child import score_in_child, write_rows
 from benchmarks.stats import alternate, ratio, summary
-from maas.predictor import Predictor
-from maas.registry import ModelRegistry
+from maas.core.predictor import Predictor
 from ops.event_sources import s3_put_event, sqs_event
 from ops.local import (
     LambdaContext,
@@ -40,6 +39,7 @@ from ops.local import (
     load_function_module,
     local_aws_environment,
 )
+from ops.registry_admin import RegistryAdmin
 from ops.template import function_for_model
 from training.models import spam_nb
 from training.options import TrainOptions
@@ -195,7 +195,7 @@ def run(trained: spam_nb.Trained, model_dir: Path, repeats: int = 5, rows: int =
     with separate_moto_server() as endpoint, environment(local_aws_environment(endpoint)):
         create_bucket(MODELS_BUCKET)
         create_bucket(DATA_BUCKET)
-        registry = ModelRegistry(MODELS_BUCKET)
+        registry = RegistryAdmin(MODELS_BUCKET)
         registry.set_alias("spam_nb", "production", registry.publish(model_dir).version)
         environ = {
             "MODEL_BUCKET": MODELS_BUCKET,

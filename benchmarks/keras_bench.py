@@ -34,14 +34,14 @@ import numpy as np
 
 from benchmarks.handlers import warm_handler
 from benchmarks.stats import alternate, percentile, ratio, summary
-from maas.predictor import Predictor
-from maas.registry import ModelRegistry
+from maas.core.predictor import Predictor
 from ops.local import (
     create_bucket,
     environment,
     local_aws_environment,
     moto_server,
 )
+from ops.registry_admin import RegistryAdmin
 from training.data import PROJECT_ROOT
 from training.options import TrainOptions
 
@@ -59,7 +59,7 @@ def log(message: str) -> None:
     print(f"[bench keras] {message}", file=sys.stderr, flush=True)
 
 
-def train_and_publish(work: Path, registry: ModelRegistry) -> dict[str, Any]:
+def train_and_publish(work: Path, registry: RegistryAdmin) -> dict[str, Any]:
     """Train each Keras model (small epochs), publish it and point ``production`` at it."""
     import importlib
 
@@ -73,7 +73,7 @@ def train_and_publish(work: Path, registry: ModelRegistry) -> dict[str, Any]:
     return trained
 
 
-def publish_saved_models(trained: dict[str, Any], work: Path, registry: ModelRegistry) -> dict[str, str]:
+def publish_saved_models(trained: dict[str, Any], work: Path, registry: RegistryAdmin) -> dict[str, str]:
     """The baseline's artifacts: each model as a TensorFlow SavedModel zip in the same bucket."""
     keys: dict[str, str] = {}
     for model in COLD_START_MODELS:
@@ -197,7 +197,7 @@ def bench_warm_overhead(trained: dict[str, Any], env: dict[str, str], requests: 
             sample = _event(model, "predict.json")
             instance = json.loads(sample["body"])["instances"][:1]
             event = _event(model, "predict.json", {"instances": instance})
-            from maas.tasks import task_for
+            from maas.core.tasks import task_for
 
             feeds = task_for(predictor, manifest, trained[model].directory).prepare(instance)
 
@@ -223,7 +223,7 @@ def bench_warm_overhead(trained: dict[str, Any], env: dict[str, str], requests: 
 
 def run_keras_benchmarks(
     work: Path,
-    registry: ModelRegistry,
+    registry: RegistryAdmin,
     env: dict[str, str],
     onnx_paths: list[Path],
     one_cold_start: Callable[..., dict[str, float]],
@@ -299,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     with moto_server() as endpoint, environment(local_aws_environment(endpoint)):
         create_bucket(run.BUCKET)
-        registry = ModelRegistry(run.BUCKET)
+        registry = RegistryAdmin(run.BUCKET)
         env = {**os.environ, "MODEL_BUCKET": run.BUCKET, "POWERTOOLS_METRICS_NAMESPACE": "MaasBench"}
         results = run_keras_benchmarks(
             work, registry, env, paths["onnx"], run.one_cold_start, args.repeats, args.requests

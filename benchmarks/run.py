@@ -28,14 +28,14 @@ import numpy as np
 from benchmarks import batch_bench, keras_bench
 from benchmarks.handlers import warm_handler
 from benchmarks.stats import alternate, percentile, ratio, summary
-from maas.predictor import Predictor
-from maas.registry import ModelRegistry
+from maas.core.predictor import Predictor
 from ops.local import (
     create_bucket,
     environment,
     local_aws_environment,
     moto_server,
 )
+from ops.registry_admin import RegistryAdmin
 from training.data import PROJECT_ROOT
 from training.models import spam_nb
 from training.options import TrainOptions
@@ -343,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
         create_bucket(BUCKET)
         log("training spam_nb (full corpus)")
         trained = spam_nb.train_model(TrainOptions(out=work / "spam_nb", quiet=True))
-        registry = ModelRegistry(BUCKET)
+        registry = RegistryAdmin(BUCKET)
         published = registry.publish(work / "spam_nb")
         registry.set_alias("spam_nb", "production", published.version)
         joblib.dump(trained.pipeline, work / "model.joblib")

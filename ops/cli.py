@@ -11,9 +11,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from maas.errors import MaasError
-from maas.registry import Alias, ModelRegistry
+from maas.core.errors import MaasError
+from maas.core.registry import Alias
 from ops.lifecycle import Lifecycle
+from ops.registry_admin import RegistryAdmin
 
 # Trainers are imported only when asked for: scikit-learn and TensorFlow are slow to import.
 TRAINERS = {
@@ -25,11 +26,11 @@ TRAINERS = {
 }
 
 
-def _registry(args: argparse.Namespace) -> ModelRegistry:
+def _registry(args: argparse.Namespace) -> RegistryAdmin:
     bucket = args.bucket or os.environ.get("MODEL_BUCKET")
     if not bucket:
         raise MaasError("no registry bucket: pass --bucket or set MODEL_BUCKET", code="configuration_error")
-    return ModelRegistry(bucket)
+    return RegistryAdmin(bucket)
 
 
 def cmd_train(args: argparse.Namespace) -> int:

@@ -23,11 +23,11 @@ from typing import Any
 
 import boto3
 
-from maas.registry import ModelRegistry
 from ops.demo_lifecycle import run_lifecycle
 from ops.event_sources import create_queue_with_dlq, poll_once, s3_put_event
 from ops.local import create_bucket, environment, invoke, local_aws_environment, moto_server, read_event
 from ops.metrics_report import format_table, summarise
+from ops.registry_admin import RegistryAdmin
 from training.data import PROJECT_ROOT
 from training.options import TrainOptions
 
@@ -206,7 +206,7 @@ def run_demo(workdir: Path, *, quick: bool = False) -> int:
             f"{parity['max_abs_probability_diff']:.2e}"
         )
 
-        registry = ModelRegistry(BUCKET)
+        registry = RegistryAdmin(BUCKET)
         published = registry.publish(workdir / "spam_nb")
         _say(
             f"3. published spam_nb version {published.version} to s3://{BUCKET}/"

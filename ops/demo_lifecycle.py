@@ -13,10 +13,10 @@ from contextlib import redirect_stdout
 from pathlib import Path
 from typing import IO, Any
 
-from maas.errors import MaasError
-from maas.registry import ModelRegistry
+from maas.core.errors import MaasError
 from ops.lifecycle import Lifecycle
 from ops.local import invoke, read_event
+from ops.registry_admin import RegistryAdmin
 from ops.template import function_for_model
 from training.data import PROJECT_ROOT
 from training.options import TrainOptions
@@ -58,7 +58,7 @@ def run_lifecycle(bucket: str, workdir: Path, alias: str, log: IO[str], say: Say
     """Run the lifecycle steps, numbered from ``step``; returns the next step number."""
     from training.models import spam_nb
 
-    registry = ModelRegistry(bucket)
+    registry = RegistryAdmin(bucket)
     lifecycle = Lifecycle(registry)
 
     say(f"{step}. train a second spam_nb (another split, seed 29) and publish it without moving {alias}")

@@ -2,7 +2,7 @@
 
 This is the Python API that ``maas models ...`` wraps. It runs on an operator's (or CI's) machine
 with the registry publisher/admin policy; the serving functions never import it and never hold
-write permissions. The rules live here, the S3 mechanics in ``maas.registry``:
+write permissions. The rules live here, the S3 mechanics in ``maas.core.registry``:
 
 - an alias move is conditional on the alias object's ETag: of two concurrent moves one wins and
   the other fails with ``Conflict`` (code ``alias_conflict``) and can simply be retried;
@@ -17,16 +17,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from maas.errors import Conflict, NotFound
-from maas.registry import (
+from maas.core.errors import Conflict, NotFound
+from maas.core.registry import (
     MANIFEST_NAME,
     STATUS_RETIRED,
     Alias,
-    ModelRegistry,
     Progress,
     PublishedVersion,
 )
-from maas.settings import DEFAULT_ALIAS
+from maas.core.settings import DEFAULT_ALIAS
+from ops.registry_admin import RegistryAdmin
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +102,7 @@ def _metric_delta(before: Any, after: Any) -> float | None:
 class Lifecycle:
     """Lifecycle operations over one registry bucket."""
 
-    def __init__(self, registry: ModelRegistry) -> None:
+    def __init__(self, registry: RegistryAdmin) -> None:
         self.registry = registry
 
     # --- publishing --------------------------------------------------------------------------

@@ -1,13 +1,14 @@
 """The docker-free stand-ins for AWS during development: a moto server and in-process invokes.
 
 ``sam local invoke`` needs a container runtime; ``invoke`` below runs a function's real handler
-in this process instead, with the layer's folder first on ``sys.path`` (as ``/opt/python`` is in
-Lambda), the environment declared in ``template.yaml`` and a Lambda-like context.
+(the layer's entry module its ``Handler`` names) in this process instead, with the layer's folder
+first on ``sys.path`` (as ``/opt/python`` is in Lambda), the environment declared in
+``template.yaml`` and a Lambda-like context.
 """
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import json
 import os
 import sys
@@ -17,7 +18,6 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import boto3
@@ -99,25 +99,26 @@ class LambdaContext:
         return max(0, int((self._deadline - time.monotonic()) * 1000))
 
 
-_MODULES: dict[Path, ModuleType] = {}
+_FUNCTIONS: dict[str, Any] = {}
 _LAST_ENVIRONMENT: dict[str, dict[str, str]] = {}
 
 
-def load_function_module(spec: FunctionSpec) -> ModuleType:
-    """Import a function's handler module from its code folder, once per process."""
-    source = spec.code_dir / f"{spec.module}.py"
-    module = _MODULES.get(source)
-    if module is not None:
-        return module
+def load_function_module(spec: FunctionSpec) -> Any:
+    """A function's handler, as one execution environment holds it: its entry module in the layer
+    (``maas.entry.model`` …) imported once per process, and one instance of it per function
+    (``create``), so that several functions can run side by side in one process."""
+    instance = _FUNCTIONS.get(spec.logical_id)
+    if instance is not None:
+        return instance
     if str(LAYER_DIR) not in sys.path:
         sys.path.insert(0, str(LAYER_DIR))
-    module_spec = importlib.util.spec_from_file_location(f"lambda_function_{spec.code_dir.name}", source)
-    if module_spec is None or module_spec.loader is None:
-        raise ImportError(f"cannot import {source}")
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    _MODULES[source] = module
-    return module
+    module = importlib.import_module(spec.module)
+    create = getattr(module, "create", None)
+    if create is None:
+        raise ImportError(f"{spec.module} has no create(): it is not one of the layer's entry modules")
+    instance = create(spec.model_name)
+    _FUNCTIONS[spec.logical_id] = instance
+    return instance
 
 
 def function_environment(spec: FunctionSpec, overrides: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -1,8 +1,8 @@
 """The OpenAPI 3 document of the HTTP API, generated from the typed routes the code registers.
 
-A few resolvers make the API: a classifier function's and a generator function's (the same routes
-for every model of a kind, with the model as a path parameter) and the registry function's. Powertools generates each one's document
-from the route signatures; this module merges them and writes ``openapi.json``, which is committed
+Two resolvers make the API: a model function's (the same routes for every model, with the model as
+a path parameter: the multi-model function answers the same ones) and the registry function's.
+Powertools generates each one's document from the route signatures; this module merges them and writes ``openapi.json``, which is committed
 and checked by the tests against the code and against ``template.yaml``.
 """
 
@@ -15,9 +15,10 @@ from typing import Any
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
 
 import maas
-from maas.http import build_http_app
-from maas.registry_api import RegistryRuntime, build_registry_app
-from maas.runtime import ModelRuntime
+from maas.core.registry import ModelRegistry
+from maas.core.runtime import ModelRuntime
+from maas.http.app import build_model_app
+from maas.http.server import build_server_app
 from training.data import PROJECT_ROOT
 
 OPENAPI_PATH = PROJECT_ROOT / "openapi.json"
@@ -34,12 +35,11 @@ _UNUSED_SCHEMAS = ("HTTPValidationError", "ValidationError", "ResponseValidation
 
 
 def apps() -> list[APIGatewayHttpResolver]:
-    """The resolvers whose routes make the API: a classifier's and a generator's (generic in the
-    model) and the registry function's."""
+    """The resolvers whose routes make the API: a model function's (generic in the model) and
+    the registry function's. Nothing is called: no registry is needed to build them."""
     return [
-        build_http_app(ModelRuntime("model")),
-        build_http_app(ModelRuntime("model"), generation=True),
-        build_registry_app(RegistryRuntime()),
+        build_model_app(ModelRuntime("model")),
+        build_server_app(lambda: ModelRegistry("unused")),
     ]
 
 

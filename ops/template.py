@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from maas.errors import ConfigurationError
+from maas.core.errors import ConfigurationError
 from training.data import PROJECT_ROOT
 
 TEMPLATE = PROJECT_ROOT / "template.yaml"

@@ -17,7 +17,6 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from maas.registry import ModelRegistry
 from ops.local import (
     LambdaContext,
     environment,
@@ -25,6 +24,7 @@ from ops.local import (
     local_aws_environment,
     moto_server,
 )
+from ops.registry_admin import RegistryAdmin
 from ops.template import function_for_model
 from training.data import PROJECT_ROOT
 from training.models import spam_nb
@@ -117,8 +117,8 @@ def s3() -> Iterator[Any]:
 
 
 @pytest.fixture
-def registry(s3: Any) -> ModelRegistry:
-    return ModelRegistry(BUCKET, s3)
+def registry(s3: Any) -> RegistryAdmin:
+    return RegistryAdmin(BUCKET, s3)
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from maas.errors import TrainingError
+from maas.core.errors import TrainingError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SPAMASSASSIN = PROJECT_ROOT / "data" / "spamassassin.jsonl.gz"

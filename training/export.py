@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 import onnxruntime
 
-from maas.errors import ParityError
-from maas.predictor import Predictor
-from maas.registry import MANIFEST_NAME, MODEL_FILE, sha256_file
+from maas.core.errors import ParityError
+from maas.core.predictor import Predictor
+from maas.core.registry import MANIFEST_NAME, MODEL_FILE, sha256_file
 from training.data import PROJECT_ROOT
 from training.progress import Progress
 

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import onnx
 
-from maas.predictor import Predictor
-from maas.tasks import Task
+from maas.core.predictor import Predictor
+from maas.core.tasks.base import Classifier
 from training.export import ParityReport, compare_classifier
 from training.progress import Progress
 
@@ -88,7 +88,7 @@ def export_model(
 
 
 def served_classifier_parity(
-    adapter: type[Task],
+    adapter: type[Classifier],
     manifest: dict[str, Any],
     inputs: list[Any],
     reference_labels: np.ndarray,

@@ -18,9 +18,10 @@ import boto3
 import pytest
 import requests
 
-from maas.predictor import Predictor
-from maas.registry import MODEL_FILE, ModelRegistry
+from maas.core.predictor import Predictor
+from maas.core.registry import MODEL_FILE
 from ops.local import create_bucket
+from ops.registry_admin import RegistryAdmin
 from tests.conftest import FunctionUnderTest, body_of, load_event, with_json_body
 from training.data import PROJECT_ROOT
 
@@ -66,10 +67,10 @@ def stack(moto_endpoint: str, spam_nb_dir: Path, tmp_path_factory: pytest.TempPa
     if MODELS_BUCKET not in {b["Name"] for b in s3.list_buckets()["Buckets"]}:
         create_bucket(MODELS_BUCKET)
         create_bucket(DATA_BUCKET)
-        registry = ModelRegistry(MODELS_BUCKET)
+        registry = RegistryAdmin(MODELS_BUCKET)
         published = registry.publish(spam_nb_dir)
         registry.set_alias("spam_nb", "production", published.version)
-    version = ModelRegistry(MODELS_BUCKET).get_alias("spam_nb", "production")
+    version = RegistryAdmin(MODELS_BUCKET).get_alias("spam_nb", "production")
     assert version is not None
     return Stack(moto_endpoint, MODELS_BUCKET, DATA_BUCKET, version.version, tmp_path_factory.mktemp("cache"))
 
@@ -112,7 +113,7 @@ LISTENING = re.compile(r"listening on (http://[\d.]+:\d+)")
 @dataclass(frozen=True)
 class Served:
     url: str
-    registry: ModelRegistry
+    registry: RegistryAdmin
     log: Path
 
     def get(self, path: str) -> requests.Response:
@@ -159,7 +160,7 @@ def serve_api(
     """Every model behind `maas serve`: spam_nb versions 1-3 (production -> 1, version 3 retired),
     one version (production) of each Keras model."""
     create_bucket(SERVE_BUCKET)
-    registry = ModelRegistry(SERVE_BUCKET)
+    registry = RegistryAdmin(SERVE_BUCKET)
     for _ in range(3):
         registry.publish(spam_nb_dir)
     registry.set_alias("spam_nb", "production", 1)

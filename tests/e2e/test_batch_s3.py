@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from benchmarks.batch_child import score_in_child, write_rows
-from maas.observability import logger
+from maas.core.observability import logger
 from ops.event_sources import s3_put_event
 from tests.conftest import FunctionUnderTest, load_event
 from tests.e2e.conftest import Stack, http_predictions

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from maas.registry import ModelRegistry
+from ops.registry_admin import RegistryAdmin
 from tests.conftest import FunctionUnderTest, body_of, load_event, with_json_body
 from tests.e2e.conftest import Stack
 from training.data import PROJECT_ROOT
@@ -24,7 +24,7 @@ def keras_functions(
     trained_spam_mlp: Any,
     trained_moby_gen: Any,
 ) -> dict[str, FunctionUnderTest]:
-    registry = ModelRegistry(stack.models_bucket)
+    registry = RegistryAdmin(stack.models_bucket)
     for trained in (trained_spam_lstm, trained_digits_cnn, trained_spam_mlp, trained_moby_gen):
         name = trained.manifest["name"]
         if registry.get_alias(name, "production") is None:

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from maas.registry import ModelRegistry
 from ops.local import create_bucket
+from ops.registry_admin import RegistryAdmin
 from tests.conftest import FunctionUnderTest, body_of, load_event, make_function, with_json_body
 
 BUCKET = "maas-keras-models"
@@ -31,7 +31,7 @@ def served(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> dict[str, FunctionUnderTest]:
     create_bucket(BUCKET)
-    registry = ModelRegistry(BUCKET)
+    registry = RegistryAdmin(BUCKET)
     cache = tmp_path_factory.mktemp("cache")
     functions = {}
     for trained in (trained_spam_lstm, trained_digits_cnn, trained_spam_mlp, trained_moby_gen):

@@ -21,10 +21,11 @@ from typing import Any
 import boto3
 import pytest
 
-from maas.errors import Conflict
-from maas.registry import Alias, ModelRegistry
+from maas.core.errors import Conflict
+from maas.core.registry import Alias
 from ops.lifecycle import Lifecycle
 from ops.local import create_bucket
+from ops.registry_admin import RegistryAdmin
 from training.data import PROJECT_ROOT
 
 MAAS = str(Path(sys.executable).parent / "maas")
@@ -58,7 +59,7 @@ class AtomicPuts:
         return getattr(self._client, name)
 
 
-class RacingRegistry(ModelRegistry):
+class RacingRegistry(RegistryAdmin):
     """Reads the alias, then waits until the other mover has read it too: both decide on one ETag."""
 
     def __init__(self, s3: Any, barrier: threading.Barrier) -> None:
@@ -73,16 +74,16 @@ class RacingRegistry(ModelRegistry):
 
 
 @pytest.fixture(scope="module")
-def race_registry(moto_endpoint: str, spam_nb_dir: Path) -> ModelRegistry:
+def race_registry(moto_endpoint: str, spam_nb_dir: Path) -> RegistryAdmin:
     create_bucket(RACE_BUCKET)
-    registry = ModelRegistry(RACE_BUCKET, boto3.client("s3"))
+    registry = RegistryAdmin(RACE_BUCKET, boto3.client("s3"))
     for _ in range(3):
         registry.publish(spam_nb_dir)
     return registry
 
 
 def test_concurrent_promotions_one_wins_per_round_and_history_stays_consistent(
-    race_registry: ModelRegistry,
+    race_registry: RegistryAdmin,
 ) -> None:
     lock = threading.Lock()
     Lifecycle(race_registry).promote("spam_nb", 1, "production")

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from maas.registry import ModelRegistry
 from ops import dashboard
+from ops.registry_admin import RegistryAdmin
 from ops.template import Intrinsic, functions, load_template
 from tests.conftest import load_event, make_function, with_json_body
 from tests.unit.test_metrics import emf_records
@@ -68,7 +68,7 @@ KERAS_EVENTS = {
 
 @pytest.fixture
 def emitted(
-    registry: ModelRegistry,
+    registry: RegistryAdmin,
     spam_nb_dir: Path,
     s3: Any,
     tmp_path: Path,

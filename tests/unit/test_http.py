@@ -9,21 +9,21 @@ from typing import Any
 
 import pytest
 
-from maas.registry import ModelRegistry
+from ops.registry_admin import RegistryAdmin
 from tests.conftest import BUCKET, body_of, load_event, make_function, with_json_body
 
 PREDICT = load_event("spam_nb", "predict.json")
 
 
 @pytest.fixture
-def published(registry: ModelRegistry, spam_nb_dir: Path) -> ModelRegistry:
+def published(registry: RegistryAdmin, spam_nb_dir: Path) -> RegistryAdmin:
     registry.publish(spam_nb_dir)
     registry.set_alias("spam_nb", "production", 1)
     return registry
 
 
 @pytest.fixture
-def function(published: ModelRegistry, s3: Any, tmp_path: Path) -> Any:
+def function(published: RegistryAdmin, s3: Any, tmp_path: Path) -> Any:
     return make_function("spam_nb", s3, tmp_path, MAX_BATCH="4", MAX_BODY_BYTES="4096")
 
 
@@ -116,7 +116,7 @@ def test_an_unknown_route_is_a_404(function: Any) -> None:
 
 
 def test_no_alias_means_503_naming_model_and_alias(
-    registry: ModelRegistry, spam_nb_dir: Path, s3: Any, tmp_path: Path
+    registry: RegistryAdmin, spam_nb_dir: Path, s3: Any, tmp_path: Path
 ) -> None:
     registry.publish(spam_nb_dir)  # published, but no alias points at it
     function = make_function("spam_nb", s3, tmp_path)
@@ -124,14 +124,14 @@ def test_no_alias_means_503_naming_model_and_alias(
     assert "spam_nb" in error["message"] and "production" in error["message"]
 
 
-def test_an_empty_registry_is_a_503(registry: ModelRegistry, s3: Any, tmp_path: Path) -> None:
+def test_an_empty_registry_is_a_503(registry: RegistryAdmin, s3: Any, tmp_path: Path) -> None:
     function = make_function("spam_nb", s3, tmp_path, MODEL_ALIAS="staging")
     error = assert_error(function(load_event("spam_nb", "describe.json")), 503, "no_usable_version", None)
     assert "'staging'" in error["message"]
 
 
 def test_a_pinned_version_that_does_not_exist_is_a_503(
-    published: ModelRegistry, s3: Any, tmp_path: Path
+    published: RegistryAdmin, s3: Any, tmp_path: Path
 ) -> None:
     function = make_function("spam_nb", s3, tmp_path, MODEL_VERSION="9")
     error = assert_error(function(PREDICT), 503, "no_usable_version", None)
@@ -139,7 +139,7 @@ def test_a_pinned_version_that_does_not_exist_is_a_503(
 
 
 def test_a_tampered_model_is_never_served(
-    published: ModelRegistry, s3: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    published: RegistryAdmin, s3: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     s3.put_object(
         Bucket=BUCKET,

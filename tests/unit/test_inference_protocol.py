@@ -11,13 +11,14 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from maas.errors import RequestError
-from maas.inference_protocol import InferenceRequest, infer
-from maas.predictor import Predictor
-from maas.registry import MODEL_FILE, ModelRegistry
-from maas.service import ServedModel
-from maas.tasks import Task
+from maas.core.errors import RequestError
+from maas.core.predictor import Predictor
+from maas.core.registry import MODEL_FILE
+from maas.core.service import ServedModel
+from maas.core.tasks.tensors import RawTensors
+from maas.http.protocol import InferenceRequest, infer
 from ops.local import LambdaContext, load_function_module
+from ops.registry_admin import RegistryAdmin
 from ops.template import functions
 from tests.conftest import BUCKET, body_of, load_event, make_function, with_json_body
 from tests.unit.test_metrics import emf_records
@@ -44,7 +45,7 @@ def numeric(tmp_path_factory: pytest.TempPathFactory) -> ServedModel:
     path = tmp_path_factory.mktemp("numeric") / MODEL_FILE
     onnx.save(model, path)
     predictor = Predictor(path)
-    return ServedModel(name="numeric", version=1, manifest={}, task=Task(predictor, {}), load_ms=0.0)
+    return ServedModel(name="numeric", version=1, manifest={}, task=RawTensors(predictor, {}), load_ms=0.0)
 
 
 def request(data: Any, shape: list[int], datatype: str = "FP32", **extra: Any) -> InferenceRequest:
@@ -96,7 +97,7 @@ def test_an_input_given_twice_is_refused(numeric: ServedModel) -> None:
 
 
 @pytest.fixture
-def published(registry: ModelRegistry, spam_nb_dir: Path) -> ModelRegistry:
+def published(registry: RegistryAdmin, spam_nb_dir: Path) -> RegistryAdmin:
     registry.publish(spam_nb_dir)
     registry.publish(spam_nb_dir)
     registry.set_alias("spam_nb", "production", 1)
@@ -111,7 +112,7 @@ def versioned(event: dict[str, Any], version: int) -> dict[str, Any]:
 
 
 def test_the_sample_infer_event_is_scored_and_reported_like_a_prediction(
-    published: ModelRegistry, s3: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    published: RegistryAdmin, s3: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     function = make_function("spam_nb", s3, tmp_path)
     response = function(load_event("spam_nb", "infer.json"))
@@ -125,7 +126,7 @@ def test_the_sample_infer_event_is_scored_and_reported_like_a_prediction(
 
 
 def test_retiring_a_loaded_version_stops_its_versioned_route_after_the_ttl(
-    published: ModelRegistry, s3: Any, tmp_path: Path
+    published: RegistryAdmin, s3: Any, tmp_path: Path
 ) -> None:
     function = make_function("spam_nb", s3, tmp_path, ALIAS_TTL_SECONDS="0")
     event = versioned(load_event("spam_nb", "infer.json"), 2)
@@ -142,7 +143,7 @@ def test_retiring_a_loaded_version_stops_its_versioned_route_after_the_ttl(
     assert function(load_event("spam_nb", "infer.json"))["statusCode"] == 200  # the alias's version 1
 
 
-def test_the_registry_function_answers_health_and_the_model_list(published: ModelRegistry, s3: Any) -> None:
+def test_the_registry_function_answers_health_and_the_model_list(published: RegistryAdmin, s3: Any) -> None:
     spec = next(s for s in functions() if s.logical_id == "RegistryFunction")
     module = load_function_module(spec)
     module.runtime.reset(environ={"MODEL_BUCKET": BUCKET}, s3_client=s3)

@@ -9,14 +9,14 @@ from typing import Any
 
 import pytest
 
-from maas.errors import Conflict
-from maas.registry import ModelRegistry
+from maas.core.errors import Conflict
 from ops.lifecycle import Lifecycle, signature_changes
+from ops.registry_admin import RegistryAdmin
 from tests.conftest import BUCKET
 
 
 @pytest.fixture
-def lifecycle(registry: ModelRegistry, spam_nb_dir: Path) -> Lifecycle:
+def lifecycle(registry: RegistryAdmin, spam_nb_dir: Path) -> Lifecycle:
     registry.publish(spam_nb_dir)
     registry.publish(spam_nb_dir)
     lifecycle = Lifecycle(registry)
@@ -109,7 +109,7 @@ def test_describe_reports_a_replaced_object(lifecycle: Lifecycle, s3: Any, spam_
 
 
 def test_diff_compares_metrics_and_signatures(
-    registry: ModelRegistry, lifecycle: Lifecycle, spam_nb_dir: Path, tmp_path: Path
+    registry: RegistryAdmin, lifecycle: Lifecycle, spam_nb_dir: Path, tmp_path: Path
 ) -> None:
     def worse_and_wider(manifest: dict[str, Any]) -> None:
         manifest["metrics"]["accuracy"] = manifest["metrics"]["accuracy"] - 0.25

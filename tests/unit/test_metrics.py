@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from maas.registry import ModelRegistry
+from ops.registry_admin import RegistryAdmin
 from tests.conftest import load_event, make_function, with_json_body
 
 
@@ -25,7 +25,7 @@ def dimension_sets(record: dict[str, Any]) -> list[list[str]]:
 
 
 @pytest.fixture
-def function(registry: ModelRegistry, spam_nb_dir: Path, s3: Any, tmp_path: Path) -> Any:
+def function(registry: RegistryAdmin, spam_nb_dir: Path, s3: Any, tmp_path: Path) -> Any:
     registry.publish(spam_nb_dir)
     registry.set_alias("spam_nb", "production", 1)
     return make_function("spam_nb", s3, tmp_path)

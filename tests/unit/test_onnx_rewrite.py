@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from maas.predictor import Predictor
+from maas.core.predictor import Predictor
 from training.models import spam_nb
 from training.onnx_rewrite import speed_up_tfidf
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from maas.png import PngError, decode_png, read_header
+from maas.core.tasks.png import PngError, decode_png, read_header
 
 
 def encode(image: Image.Image, **options: object) -> bytes:

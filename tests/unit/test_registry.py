@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from maas.errors import Conflict, NotFound
-from maas.registry import ModelRegistry
+from maas.core.errors import Conflict, NotFound
+from ops.registry_admin import RegistryAdmin
 from tests.conftest import BUCKET
 
 
@@ -26,7 +26,7 @@ def marked_copy(source: Path, destination: Path, marker: str) -> Path:
 
 
 def test_versions_are_numbered_in_order_with_tags(
-    registry: ModelRegistry, s3: Any, spam_nb_dir: Path
+    registry: RegistryAdmin, s3: Any, spam_nb_dir: Path
 ) -> None:
     first = registry.publish(spam_nb_dir)
     second = registry.publish(spam_nb_dir)
@@ -44,7 +44,7 @@ def test_versions_are_numbered_in_order_with_tags(
 
 
 def test_a_published_version_cannot_be_overwritten(
-    registry: ModelRegistry, s3: Any, spam_nb_dir: Path
+    registry: RegistryAdmin, s3: Any, spam_nb_dir: Path
 ) -> None:
     registry.publish(spam_nb_dir)
     for key in ("models/spam_nb/versions/1/manifest.json", "models/spam_nb/versions/1/model.onnx"):
@@ -54,7 +54,7 @@ def test_a_published_version_cannot_be_overwritten(
     assert registry.read_manifest("spam_nb", 1)["version"] == 1
 
 
-class StaleRegistry(ModelRegistry):
+class StaleRegistry(RegistryAdmin):
     """A publisher whose listing is taken before the other's write: both see the same next number."""
 
     def __init__(self, bucket: str, s3: Any, barrier: threading.Barrier) -> None:
@@ -89,7 +89,7 @@ def test_two_racing_publishers_get_different_numbers(s3: Any, spam_nb_dir: Path,
         thread.join(timeout=30)
     assert not errors
     assert sorted(results.values()) == [1, 2]
-    registry = ModelRegistry(BUCKET, s3)
+    registry = RegistryAdmin(BUCKET, s3)
     for marker, version in results.items():
         assert registry.read_manifest("spam_nb", version)["provenance"]["publisher"] == marker
     history = s3.list_object_versions(Bucket=BUCKET, Prefix="models/spam_nb/versions/")["Versions"]
@@ -98,7 +98,7 @@ def test_two_racing_publishers_get_different_numbers(s3: Any, spam_nb_dir: Path,
 
 
 def test_publish_refuses_files_that_do_not_match_their_manifest(
-    registry: ModelRegistry, spam_nb_dir: Path, tmp_path: Path
+    registry: RegistryAdmin, spam_nb_dir: Path, tmp_path: Path
 ) -> None:
     tampered = marked_copy(spam_nb_dir, tmp_path / "tampered", "x")
     with (tampered / "model.onnx").open("ab") as handle:
@@ -108,7 +108,7 @@ def test_publish_refuses_files_that_do_not_match_their_manifest(
     assert registry.list_versions("spam_nb") == []
 
 
-def test_alias_moves_record_the_previous_version(registry: ModelRegistry, spam_nb_dir: Path) -> None:
+def test_alias_moves_record_the_previous_version(registry: RegistryAdmin, spam_nb_dir: Path) -> None:
     registry.publish(spam_nb_dir)
     registry.publish(spam_nb_dir)
     first = registry.set_alias("spam_nb", "production", 1)
@@ -121,7 +121,7 @@ def test_alias_moves_record_the_previous_version(registry: ModelRegistry, spam_n
 
 
 def test_an_alias_move_based_on_a_stale_read_fails(
-    registry: ModelRegistry, spam_nb_dir: Path, monkeypatch: pytest.MonkeyPatch
+    registry: RegistryAdmin, spam_nb_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     registry.publish(spam_nb_dir)
     registry.publish(spam_nb_dir)
@@ -136,7 +136,7 @@ def test_an_alias_move_based_on_a_stale_read_fails(
     assert current is not None and current.version == 2
 
 
-def test_an_alias_cannot_point_at_a_missing_version(registry: ModelRegistry, spam_nb_dir: Path) -> None:
+def test_an_alias_cannot_point_at_a_missing_version(registry: RegistryAdmin, spam_nb_dir: Path) -> None:
     registry.publish(spam_nb_dir)
     with pytest.raises(NotFound):
         registry.set_alias("spam_nb", "production", 7)

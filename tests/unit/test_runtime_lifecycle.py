@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from maas.registry import ModelRegistry
 from ops.lifecycle import Lifecycle
+from ops.registry_admin import RegistryAdmin
 from tests.conftest import BUCKET, body_of, load_event, make_function
 
 PREDICT = load_event("spam_nb", "predict.json")
@@ -27,7 +27,7 @@ class Clock:
 
 
 @pytest.fixture
-def lifecycle(registry: ModelRegistry, spam_nb_dir: Path) -> Lifecycle:
+def lifecycle(registry: RegistryAdmin, spam_nb_dir: Path) -> Lifecycle:
     for _ in range(3):
         registry.publish(spam_nb_dir)
     lifecycle = Lifecycle(registry)

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from maas.errors import IntegrityError
-from maas.registry import ModelRegistry
-from maas.store import ModelStore
+from maas.core.errors import IntegrityError
+from maas.core.store import ModelStore
+from ops.registry_admin import RegistryAdmin
 from tests.conftest import BUCKET
 
 
@@ -22,7 +22,7 @@ def count_downloads(s3: Any) -> list[str]:
 
 
 def test_a_tampered_model_is_refused_and_not_kept(
-    registry: ModelRegistry, s3: Any, spam_nb_dir: Path, tmp_path: Path
+    registry: RegistryAdmin, s3: Any, spam_nb_dir: Path, tmp_path: Path
 ) -> None:
     registry.publish(spam_nb_dir)
     s3.put_object(Bucket=BUCKET, Key="models/spam_nb/versions/1/model.onnx", Body=b"not the published model")
@@ -33,7 +33,7 @@ def test_a_tampered_model_is_refused_and_not_kept(
 
 
 def test_a_warm_store_does_not_download_again(
-    registry: ModelRegistry, s3: Any, spam_nb_dir: Path, tmp_path: Path
+    registry: RegistryAdmin, s3: Any, spam_nb_dir: Path, tmp_path: Path
 ) -> None:
     registry.publish(spam_nb_dir)
     downloads = count_downloads(s3)
@@ -46,7 +46,7 @@ def test_a_warm_store_does_not_download_again(
 
 
 def test_an_intact_file_left_in_tmp_is_reused(
-    registry: ModelRegistry, s3: Any, spam_nb_dir: Path, tmp_path: Path
+    registry: RegistryAdmin, s3: Any, spam_nb_dir: Path, tmp_path: Path
 ) -> None:
     registry.publish(spam_nb_dir)
     ModelStore(registry, tmp_path).fetch("spam_nb", 1)

@@ -7,8 +7,8 @@ import io
 
 import pytest
 
-from maas.errors import UnreadableInput
-from maas.streams import Row, RowError, read_rows
+from maas.core.errors import UnreadableInput
+from maas.events.streams import Row, RowError, read_rows
 from training.data import PROJECT_ROOT
 
 INPUTS = PROJECT_ROOT / "events" / "spam_nb" / "inputs"

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from sklearn.pipeline import Pipeline
 
-from maas.errors import ParityError
+from maas.core.errors import ParityError
 from ops import cli
 from training.data import load_spamassassin, split_by_id
 from training.models import spam_nb

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from maas.errors import TrainingError
-from maas.images import ImageClassifier
+from maas.core.errors import TrainingError
+from maas.core.tasks.images import ImageClassifier
 from training.data import file_sha256
 from training.export import Candidate, write_version
 from training.keras_common import (

@@ -24,9 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from maas.errors import TrainingError
-from maas.generation import GenerationRequest, TextGenerator
-from maas.predictor import Predictor
+from maas.core.errors import TrainingError
+from maas.core.predictor import Predictor
+from maas.core.tasks.generation import GenerationRequest, TextGenerator
 from training.data import PROJECT_ROOT, file_sha256
 from training.export import Candidate, ParityReport, write_version
 from training.keras_common import (

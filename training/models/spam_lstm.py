@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from maas.errors import TrainingError
-from maas.sequences import RESERVED, SequenceClassifier, Tokenizer, binary_probabilities
+from maas.core.errors import TrainingError
+from maas.core.tasks.sequences import RESERVED, SequenceClassifier, Tokenizer, binary_probabilities
 from training.export import Candidate, write_version
 from training.keras_common import (
     compiled,

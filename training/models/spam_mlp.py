@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from maas.tasks import TextClassifier
+from maas.core.tasks.text import TextClassifier
 from training.export import Candidate, write_version
 from training.keras_common import (
     OPSET,

@@ -20,8 +20,8 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.naive_bayes import MultinomialNB
 from sklearn.pipeline import Pipeline
 
-from maas.errors import TrainingError
-from maas.predictor import Predictor
+from maas.core.errors import TrainingError
+from maas.core.predictor import Predictor
 from training.data import SPAMASSASSIN, TextExample, file_sha256, load_spamassassin, split_by_id
 from training.export import Candidate, ParityReport, compare_classifier, write_version
 from training.onnx_rewrite import speed_up_tfidf

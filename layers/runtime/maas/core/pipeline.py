@@ -1,0 +1,219 @@
+"""One inference lifecycle for every adapter: resolve → decode → infer → encode, timed here.
+
+After KServe's data plane: the plain HTTP routes, the Open Inference Protocol, S3 batch files
+and SQS requests all call these functions, so validation, the ``session.run`` and its timing
+happen in one place. The served version's task type decides what it answers: a ``Classifier``
+predicts, a ``Generator`` generates, and asking one for the other's verb is a 400 naming the
+verb the model takes.
+
+Batch adapters need two more steps, also here: validate instances one by one so that an invalid
+one does not spoil the rest, then score the valid ones together in one ``session.run`` and hand
+each caller back its own slice.
+"""
+
+from __future__ import annotations
+
+import time
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from maas.core.errors import NotFound, RequestError
+from maas.core.runtime import ModelRuntime
+from maas.core.service import ServedModel
+from maas.core.tasks.base import Classifier, Feeds, GenerationRequest, Generator
+
+
+def parse_version(raw: str) -> int:
+    """A version in a path is a registry version number; anything else names no version."""
+    if not raw.isdigit() or int(raw) < 1:
+        raise NotFound(f"version {raw!r} does not exist: versions are numbers from 1", field="version")
+    return int(raw)
+
+
+def resolve(runtime: ModelRuntime, model: str, version: str | None = None) -> ServedModel:
+    """The version that answers a request for ``model``: the alias's (or the pinned one), or the
+    version the path names. A model this function does not serve is a 404."""
+    name = runtime.model_for(model)
+    if version is None:
+        return runtime.service.current(name)
+    return runtime.service.version(name, parse_version(version))
+
+
+def _wrong_verb(served: ServedModel, asked: str) -> RequestError:
+    task = served.task
+    return RequestError(
+        f"model {served.name!r} is a {task.name!r} model: it does not {asked}; "
+        f"POST /models/{served.name}/{task.verb} instead",
+        code="wrong_route",
+        field="path",
+    )
+
+
+def classifier(served: ServedModel) -> Classifier:
+    """The version's task, if it predicts; else a 400 that names the verb it takes."""
+    if not isinstance(served.task, Classifier):
+        raise _wrong_verb(served, "predict")
+    return served.task
+
+
+def generator(served: ServedModel) -> Generator:
+    """The version's task, if it generates text; else a 400 that names the verb it takes."""
+    if not isinstance(served.task, Generator):
+        raise _wrong_verb(served, "generate text")
+    return served.task
+
+
+# --- classifiers -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Scored:
+    """Predictions of one ``session.run``, and how long it took."""
+
+    predictions: list[dict[str, Any]]
+    latency_ms: float
+
+    @property
+    def labels(self) -> list[str]:
+        return [str(p["label"]) for p in self.predictions if "label" in p]
+
+
+def decode(served: ServedModel, instances: list[Any], field: str = "instances") -> Feeds:
+    """Validate instances against the version's signature and build its feeds (a 400 names the field)."""
+    return classifier(served).prepare(instances, field)
+
+
+def infer(served: ServedModel, feeds: Feeds) -> Scored:
+    """Run the session on checked feeds and encode one prediction per row: the one timed step."""
+    task = classifier(served)
+    started = time.perf_counter()
+    predictions = task.predict(feeds)
+    return Scored(predictions, (time.perf_counter() - started) * 1000.0)
+
+
+def run_outputs(
+    served: ServedModel, feeds: Feeds, outputs: Sequence[str]
+) -> tuple[dict[str, np.ndarray], float]:
+    """Run the session for the named graph outputs (a tensor client's answer), timed."""
+    classifier(served)
+    started = time.perf_counter()
+    results = served.task.predictor.run(feeds, outputs)
+    return results, (time.perf_counter() - started) * 1000.0
+
+
+def predict(served: ServedModel, instances: list[Any], field: str = "instances") -> Scored:
+    """decode → infer → encode for one request."""
+    return infer(served, decode(served, instances, field))
+
+
+@dataclass(slots=True)
+class Checked:
+    """The outcome of validating a batch: feeds for the valid instances and a reason for each other."""
+
+    feeds: Feeds | None
+    valid: list[int]
+    errors: dict[int, RequestError] = field(default_factory=dict)
+
+
+def _single(error: RequestError, name: str) -> RequestError:
+    """An error about ``name[0]`` of a one-item batch is about ``name`` itself."""
+    where = f"{name}[0]"
+    return type(error)(
+        error.message.replace(where, name),
+        code=error.code,
+        field=name if error.field == where else error.field,
+    )
+
+
+def decode_each(served: ServedModel, instances: Sequence[Any], name: str = "instance") -> Checked:
+    """Validate a batch at once (the common case: all valid), else each instance on its own."""
+    task = classifier(served)
+    batch = list(instances)
+    try:
+        return Checked(task.prepare(batch, name), list(range(len(batch))))
+    except RequestError:
+        pass
+    valid: list[int] = []
+    errors: dict[int, RequestError] = {}
+    for index, instance in enumerate(batch):
+        try:
+            task.prepare([instance], name)
+        except RequestError as error:
+            errors[index] = _single(error, name)
+        else:
+            valid.append(index)
+    feeds = task.prepare([batch[i] for i in valid], name) if valid else None
+    return Checked(feeds, valid, errors)
+
+
+def predict_groups(
+    served: ServedModel, groups: Sequence[Sequence[Any]], name: str = "instances"
+) -> tuple[list[list[dict[str, Any]]], float]:
+    """Score the instances of many already-validated requests in one ``session.run``, split back."""
+    flat = [instance for group in groups for instance in group]
+    if not flat:
+        return [[] for _ in groups], 0.0
+    scored = predict(served, flat, name)
+    answers: list[list[dict[str, Any]]] = []
+    start = 0
+    for group in groups:
+        answers.append(scored.predictions[start : start + len(group)])
+        start += len(group)
+    return answers, scored.latency_ms
+
+
+# --- generators: one request is one decoding loop, not one row of a batch ----------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Generated:
+    """The continuations of one prompt, the decoding time, and the tokens it produced."""
+
+    request: GenerationRequest
+    continuations: list[str]
+    latency_ms: float
+
+    @property
+    def tokens(self) -> int:
+        return self.request.max_new_tokens * len(self.continuations)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"prompt": self.request.prompt, "continuations": self.continuations}
+
+
+def stable_seed(*parts: object) -> int:
+    """A sampling seed derived from what names the request, so a redelivery samples the same text."""
+    return zlib.crc32("/".join(str(part) for part in parts).encode("utf-8"))
+
+
+def decode_generation(
+    served: ServedModel, request: Any, default_seed: int | None = None
+) -> GenerationRequest:
+    """A generation request (an object, or a bare prompt string), fully checked before any run.
+
+    Without a ``seed`` of its own it gets ``default_seed``: an S3 row or an SQS message may be
+    delivered twice, and its answer must then be the same text, not another sample.
+    """
+    task = generator(served)
+    body = {"prompt": request} if isinstance(request, str) else request
+    if not isinstance(body, dict):
+        raise RequestError(
+            f"a generation request must be an object or a prompt string, got {type(request).__name__}",
+            code="invalid_type",
+            field="instance",
+        )
+    parsed = task.parse(body if default_seed is None else {"seed": default_seed, **body})
+    task.encode(parsed.prompt)
+    return parsed
+
+
+def generate(served: ServedModel, request: GenerationRequest) -> Generated:
+    """Decode the continuations of one checked request: the one timed step of a generator."""
+    task = generator(served)
+    started = time.perf_counter()
+    continuations = task.generate(request)
+    return Generated(request, continuations, (time.perf_counter() - started) * 1000.0)

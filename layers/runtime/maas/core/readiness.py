@@ -1,0 +1,43 @@
+"""Whether a published version can be served, and if not why, read from the registry alone.
+
+The repository index (the registry function) answers this for every version without opening an
+ONNX session, so it imports no onnxruntime: it checks what a load would check first. The version
+is active; its publication record exists (the upload finished); the manifest and every file it
+names are the objects that record pins (none replaced); and the manifest's task is one this
+runtime serves. A version that passes can still fail in ``ModelStore.fetch`` on a sha256 mismatch:
+that check needs the bytes, and the serving function makes it.
+"""
+
+from __future__ import annotations
+
+from maas.core.errors import MaasError, NotFound
+from maas.core.registry import MANIFEST_NAME, MODEL_FILE, STATUS_ACTIVE, ModelRegistry
+from maas.core.tasks import unservable_task
+
+
+def unready_reason(registry: ModelRegistry, name: str, version: int) -> str | None:
+    """None when ``name`` version ``version`` can be served; else the reason, in one sentence."""
+    try:
+        status = registry.status(name, version)
+        if status != STATUS_ACTIVE:
+            return status  # "retired": the status tag says it all
+        publication = registry.read_publication(name, version)
+        if publication is None:
+            return "incomplete: no publication record (the upload did not finish)"
+        recorded = {key: meta.get("version_id") for key, meta in publication.get("objects", {}).items()}
+        manifest, manifest_vid = registry.read_manifest_object(name, version)
+        if manifest_vid != recorded.get(MANIFEST_NAME):
+            return f"{MANIFEST_NAME} was replaced after publication"
+        task = unservable_task(manifest)
+        if task is not None:
+            return task
+        for filename in [MODEL_FILE, *manifest.get("artifacts", {})]:
+            if filename not in recorded:
+                return f"{filename} is not in the publication record"
+            if registry.object_version_id(name, version, filename) != recorded[filename]:
+                return f"{filename} was replaced after publication"
+    except NotFound as error:
+        return error.message
+    except (MaasError, ValueError, KeyError, TypeError, AttributeError) as error:
+        return f"unreadable: {error}"
+    return None

@@ -1,0 +1,284 @@
+"""The model registry in S3: immutable numbered versions, alias objects and status tags.
+
+Layout (one bucket, versioning on)::
+
+    models/<name>/versions/<n>/manifest.json   write-once, claims the number (IfNoneMatch="*")
+    models/<name>/versions/<n>/model.onnx      tags model=<name>, version=<n>, status=active|retired
+    models/<name>/versions/<n>/<artifact>      anything pre/post-processing needs
+    models/<name>/versions/<n>/publication.json written last: the S3 version id of every object
+    models/<name>/aliases/<alias>.json         {"version": n, "previous": m, "revision": r, "history": [...]}
+
+Conditional writes make the two races safe: two publishers never get the same number, and two
+alias moves never lose an update. The publication record makes a version complete and pins each
+object's S3 version id, so an object replaced after publication is detected even with equal bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from botocore.exceptions import ClientError
+
+from maas.core.errors import Conflict, NotFound, RegistryError
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+MODEL_FILE = "model.onnx"
+MANIFEST_NAME = "manifest.json"
+PUBLICATION_NAME = "publication.json"
+STATUS_ACTIVE = "active"
+STATUS_RETIRED = "retired"
+ROOT = "models"
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_ALIAS = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+HISTORY_LIMIT = 100
+
+Progress = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    """Default progress sink: say nothing."""
+
+
+def check_model_name(name: str) -> str:
+    """A model name is a Python identifier, so ``functions.<name>.app`` imports."""
+    if not _NAME.match(name):
+        raise NotFound(
+            f"model name {name!r} is not a valid identifier", code="invalid_model_name", field="name"
+        )
+    return name
+
+
+def check_alias(alias: str) -> str:
+    if not _ALIAS.match(alias):
+        raise Conflict(
+            f"alias {alias!r} must be 1-64 letters, digits, '_', '.' or '-'",
+            code="invalid_alias",
+            field="alias",
+        )
+    return alias
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _error_code(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code", ""))
+
+
+def _is_missing(error: ClientError) -> bool:
+    return _error_code(error) in {"NoSuchKey", "404", "NotFound"}
+
+
+def _is_precondition(error: ClientError) -> bool:
+    return _error_code(error) in {"PreconditionFailed", "412", "ConditionalRequestConflict"}
+
+
+@dataclass(frozen=True, slots=True)
+class Alias:
+    """Where an alias points, where it pointed before (for rollback), and how it got there.
+
+    ``revision`` counts the moves; ``history`` holds the last moves, oldest first, each
+    ``{"revision", "version", "previous", "at", "action"}``.
+    """
+
+    name: str
+    alias: str
+    version: int
+    previous: int | None
+    updated_at: str
+    etag: str
+    revision: int = 1
+    history: tuple[dict[str, Any], ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "previous": self.previous,
+            "updated_at": self.updated_at,
+            "revision": self.revision,
+            "history": list(self.history),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class PublishedVersion:
+    name: str
+    version: int
+    manifest: dict[str, Any]
+
+
+class ModelRegistry:
+    """Reads the registry bucket: what serving needs. The write side (publish, aliases, status,
+    delete) is the operators' and lives in ``ops.registry_admin``. The client is injected so
+    tests pass moto's."""
+
+    def __init__(self, bucket: str, s3_client: S3Client | None = None) -> None:
+        self.bucket = bucket
+        self._s3 = s3_client
+        self._owns_client = s3_client is None
+
+    @property
+    def s3(self) -> S3Client:
+        if self._s3 is None:
+            self._s3 = boto3.client("s3")
+        return self._s3
+
+    def reset_connections(self) -> None:
+        """Drop a client this registry created, so the next call opens new connections."""
+        if self._owns_client:
+            self._s3 = None
+
+    # --- layout -------------------------------------------------------------------------------
+
+    @staticmethod
+    def model_prefix(name: str) -> str:
+        return f"{ROOT}/{check_model_name(name)}/"
+
+    @classmethod
+    def version_prefix(cls, name: str, version: int) -> str:
+        return f"{cls.model_prefix(name)}versions/{int(version)}/"
+
+    @classmethod
+    def object_key(cls, name: str, version: int, filename: str) -> str:
+        return cls.version_prefix(name, version) + filename
+
+    @classmethod
+    def alias_key(cls, name: str, alias: str) -> str:
+        return f"{cls.model_prefix(name)}aliases/{check_alias(alias)}.json"
+
+    # --- reading ------------------------------------------------------------------------------
+
+    def _common_prefixes(self, prefix: str) -> Iterator[str]:
+        paginator = self.s3.get_paginator("list_objects_v2")
+        try:
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix, Delimiter="/"):
+                for entry in page.get("CommonPrefixes", []):
+                    yield entry["Prefix"][len(prefix) :].rstrip("/")
+        except ClientError as error:
+            raise RegistryError(f"cannot list s3://{self.bucket}/{prefix}: {error}") from error
+
+    def list_models(self) -> list[str]:
+        return sorted(p for p in self._common_prefixes(f"{ROOT}/") if _NAME.match(p))
+
+    def list_versions(self, name: str) -> list[int]:
+        found = self._common_prefixes(f"{self.model_prefix(name)}versions/")
+        return sorted(int(v) for v in found if v.isdigit())
+
+    def list_aliases(self, name: str) -> list[Alias]:
+        prefix = f"{self.model_prefix(name)}aliases/"
+        paginator = self.s3.get_paginator("list_objects_v2")
+        names = [
+            entry["Key"][len(prefix) : -len(".json")]
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix)
+            for entry in page.get("Contents", [])
+            if entry["Key"].endswith(".json")
+        ]
+        aliases = [self.get_alias(name, alias) for alias in sorted(names)]
+        return [a for a in aliases if a is not None]
+
+    def _get_json(self, key: str) -> tuple[dict[str, Any], str, str | None] | None:
+        """A JSON object with its ETag and S3 version id, or None when it does not exist."""
+        try:
+            response = self.s3.get_object(Bucket=self.bucket, Key=key)
+        except ClientError as error:
+            if _is_missing(error):
+                return None
+            raise RegistryError(f"cannot read s3://{self.bucket}/{key}: {error}") from error
+        document = json.loads(response["Body"].read())
+        return document, str(response["ETag"]), response.get("VersionId")
+
+    def read_manifest_object(self, name: str, version: int) -> tuple[dict[str, Any], str | None]:
+        """The manifest and the S3 version id of the object it was read from."""
+        found = self._get_json(self.object_key(name, version, MANIFEST_NAME))
+        if found is None:
+            raise NotFound(
+                f"model {name!r} has no version {version}", code="version_not_found", field="version"
+            )
+        return found[0], found[2]
+
+    def read_manifest(self, name: str, version: int) -> dict[str, Any]:
+        return self.read_manifest_object(name, version)[0]
+
+    def read_publication(self, name: str, version: int) -> dict[str, Any] | None:
+        """The record written last by ``publish``; None while (or if) the publication is incomplete."""
+        found = self._get_json(self.object_key(name, version, PUBLICATION_NAME))
+        return None if found is None else found[0]
+
+    def get_alias(self, name: str, alias: str) -> Alias | None:
+        found = self._get_json(self.alias_key(name, alias))
+        if found is None:
+            return None
+        document, etag, _ = found
+        return Alias(
+            name=name,
+            alias=alias,
+            version=int(document["version"]),
+            previous=None if document.get("previous") is None else int(document["previous"]),
+            updated_at=str(document.get("updated_at", "")),
+            etag=etag,
+            revision=int(document.get("revision", 1)),
+            history=tuple(document.get("history", [])),
+        )
+
+    def tags(self, name: str, version: int) -> dict[str, str]:
+        """The model object's tags; a version whose model object is missing is not servable."""
+        try:
+            tags = self.s3.get_object_tagging(
+                Bucket=self.bucket, Key=self.object_key(name, version, MODEL_FILE)
+            )
+        except ClientError as error:
+            if _is_missing(error):
+                raise NotFound(
+                    f"model {name!r} version {version} has no model object",
+                    code="version_not_found",
+                    field="version",
+                ) from error
+            raise RegistryError(f"cannot read tags of {name} v{version}: {error}") from error
+        return {tag["Key"]: tag["Value"] for tag in tags.get("TagSet", [])}
+
+    def status(self, name: str, version: int) -> str:
+        """The version's status tag (``active``, ``retired``; ``unknown`` when untagged)."""
+        return self.tags(name, version).get("status", "unknown")
+
+    def object_version_id(self, name: str, version: int, filename: str) -> str | None:
+        """The S3 version id of the object's current version."""
+        key = self.object_key(name, version, filename)
+        try:
+            return self.s3.head_object(Bucket=self.bucket, Key=key).get("VersionId")
+        except ClientError as error:
+            if _is_missing(error):
+                raise NotFound(f"s3://{self.bucket}/{key} does not exist", code="object_missing") from error
+            raise RegistryError(f"cannot read s3://{self.bucket}/{key}: {error}") from error
+
+    def download(self, name: str, version: int, filename: str, destination: Path) -> str | None:
+        """Stream the current object to ``destination``; returns its S3 version id."""
+        key = self.object_key(name, version, filename)
+        try:
+            response = self.s3.get_object(Bucket=self.bucket, Key=key)
+            with destination.open("wb") as handle:
+                for chunk in response["Body"].iter_chunks(1 << 20):
+                    handle.write(chunk)
+        except ClientError as error:
+            if _is_missing(error):
+                raise NotFound(f"s3://{self.bucket}/{key} does not exist", code="object_missing") from error
+            raise RegistryError(f"cannot download s3://{self.bucket}/{key}: {error}") from error
+        return response.get("VersionId")

@@ -1,0 +1,127 @@
+"""The model store: download a version's files to the cache directory, verify them, reuse them.
+
+A file whose sha256 differs from the manifest is deleted and refused: it is never served. So is a
+version without a publication record (its upload never finished), and one whose manifest or model
+object has a different S3 version id than the publication recorded (replaced after publication,
+even with equal bytes). A version already verified in this execution environment is not
+downloaded again while warm.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from maas.core.errors import IntegrityError
+from maas.core.registry import MANIFEST_NAME, MODEL_FILE, ModelRegistry, sha256_file
+
+
+@dataclass(frozen=True, slots=True)
+class LocalVersion:
+    """A verified copy of one version: its manifest and the folder that holds its files."""
+
+    name: str
+    version: int
+    manifest: dict[str, Any]
+    directory: Path
+
+    @property
+    def size_bytes(self) -> int:
+        """What this version occupies in /tmp (and, roughly, in memory once opened)."""
+        return sum(p.stat().st_size for p in self.directory.iterdir() if p.is_file())
+
+    @property
+    def model_path(self) -> Path:
+        return self.directory / MODEL_FILE
+
+    def artifact(self, filename: str) -> Path:
+        return self.directory / filename
+
+
+def _check_version_id(
+    name: str, version: int, filename: str, actual: str | None, recorded: dict[str, str | None]
+) -> None:
+    """The object must be the one the publication recorded, not a later replacement."""
+    expected = recorded.get(filename)
+    if actual != expected:
+        raise IntegrityError(
+            f"{name} version {version}: {filename} was replaced after publication (S3 version id "
+            f"{actual} is not the published {expected}); refusing to serve it",
+            code="object_replaced",
+        )
+
+
+@dataclass
+class ModelStore:
+    registry: ModelRegistry
+    cache_dir: Path
+    _verified: dict[tuple[str, int], LocalVersion] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def fetch(self, name: str, version: int) -> LocalVersion:
+        key = (name, int(version))
+        with self._lock:
+            cached = self._verified.get(key)
+            if cached is not None:
+                return cached
+            publication = self.registry.read_publication(name, version)
+            if publication is None:
+                raise IntegrityError(
+                    f"{name} version {version} has no publication record: its upload is incomplete; "
+                    "refusing to serve it",
+                    code="version_incomplete",
+                )
+            recorded = {k: v.get("version_id") for k, v in publication.get("objects", {}).items()}
+            manifest, manifest_vid = self.registry.read_manifest_object(name, version)
+            _check_version_id(name, int(version), MANIFEST_NAME, manifest_vid, recorded)
+            directory = self.cache_dir / name / str(version)
+            directory.mkdir(parents=True, exist_ok=True)
+            expected = {MODEL_FILE: manifest.get("model", {}), **manifest.get("artifacts", {})}
+            for filename, meta in expected.items():
+                self._ensure_file(
+                    name, int(version), filename, str(meta.get("sha256", "")), directory, recorded
+                )
+            local = LocalVersion(name=name, version=int(version), manifest=manifest, directory=directory)
+            self._verified[key] = local
+            return local
+
+    def _ensure_file(
+        self,
+        name: str,
+        version: int,
+        filename: str,
+        sha256: str,
+        directory: Path,
+        recorded: dict[str, str | None],
+    ) -> None:
+        target = directory / filename
+        if target.is_file() and sha256_file(target) == sha256:
+            # left in /tmp by an earlier load in this environment and intact; S3 must still hold
+            # the published object, not a replacement
+            current = self.registry.object_version_id(name, version, filename)
+            _check_version_id(name, version, filename, current, recorded)
+            return
+        partial = directory / f".{filename}.part"
+        version_id = self.registry.download(name, version, filename, partial)
+        actual = sha256_file(partial)
+        try:
+            if actual != sha256:
+                raise IntegrityError(
+                    f"{name} version {version}: {filename} has sha256 {actual[:12]}…, the manifest says "
+                    f"{sha256[:12]}…; refusing to serve it"
+                )
+            _check_version_id(name, version, filename, version_id, recorded)
+        except IntegrityError:
+            partial.unlink(missing_ok=True)
+            raise
+        os.replace(partial, target)
+
+    def evict(self, name: str, version: int) -> None:
+        """Forget a version and remove its files from the cache directory."""
+        with self._lock:
+            self._verified.pop((name, int(version)), None)
+            shutil.rmtree(self.cache_dir / name / str(version), ignore_errors=True)

@@ -1,0 +1,87 @@
+"""One entry for every event source: route an event to HTTP, S3 or SQS by its shape.
+
+A model function is subscribed to API Gateway, to its S3 input prefix and to its queue; Lambda
+gives all three to the same handler, and only the event itself says which one it is. What is
+measured once per invocation is measured here, around the adapter: the cold start, the model
+loads the invocation caused, and (for HTTP) the request's latency through the handler.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from aws_lambda_powertools.logging import correlation_paths
+
+from maas.core.observability import logger, metrics, record_invocation, record_request_latency, traced
+from maas.core.runtime import ModelRuntime
+from maas.http.app import build_model_app
+
+Handler = Callable[[dict[str, Any], Any], Any]
+
+
+def event_source(event: dict[str, Any]) -> str:
+    """``aws:s3`` or ``aws:sqs`` for records events (as Lambda names them), else ``http``."""
+    records = event.get("Records")
+    if isinstance(records, list) and records and isinstance(records[0], dict):
+        return str(records[0].get("eventSource") or records[0].get("EventSource") or "unknown")
+    return "http"
+
+
+class ModelFunction:
+    """One function's whole behaviour: its runtime, its HTTP application and its entry point.
+
+    ``model_name`` None reads ``MODEL_NAME`` at the first request; ``multi_model`` serves any
+    model of the registry over HTTP (S3 and SQS events name no model, so it takes none).
+    """
+
+    def __init__(self, model_name: str | None = None, *, multi_model: bool = False) -> None:
+        self.runtime = ModelRuntime(model_name, multi_model=multi_model)
+        self.app = build_model_app(self.runtime)
+        self.lambda_handler: Handler = self._entry_point()
+
+    def handle(self, event: dict[str, Any], context: Any) -> Any:
+        """Dispatch by event shape; the batch adapters are imported only when their event comes."""
+        runtime = self.runtime
+        runtime.invocations += 1
+        cold = runtime.invocations == 1
+        try:
+            return self._dispatch(event, context)
+        finally:
+            record_invocation(runtime.metrics_name, cold_start=cold, load_times=runtime.drain_load_times())
+
+    def _dispatch(self, event: dict[str, Any], context: Any) -> Any:
+        runtime = self.runtime
+        source = event_source(event)
+        if source in {"aws:s3", "aws:sqs"} and runtime.multi_model:
+            logger.error("the multi-model function answers HTTP only", extra={"source": source})
+            return {"ignored": source}
+        if source == "aws:s3":
+            from maas.events.s3 import handle_s3_event
+
+            return handle_s3_event(event, runtime)
+        if source == "aws:sqs":
+            from maas.events.sqs import handle_sqs_event
+
+            return handle_sqs_event(event, context, runtime)
+        if source != "http":
+            logger.error("event from a source this function does not handle", extra={"source": source})
+            return {"ignored": source}
+        started = time.perf_counter()
+        response = self.app.resolve(event, context)
+        record_request_latency(runtime.metrics_name, (time.perf_counter() - started) * 1000.0)
+        return response
+
+    def _entry_point(self) -> Handler:
+        """Structured-log context, one EMF flush per invocation, tracing when enabled."""
+
+        @logger.inject_lambda_context(
+            correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True
+        )
+        @metrics.log_metrics
+        @traced
+        def lambda_handler(event: dict[str, Any], context: Any) -> Any:
+            return self.handle(event, context)
+
+        return lambda_handler

@@ -1,0 +1,202 @@
+"""Read a batch input object from S3 as a stream of rows, never as a whole.
+
+The body is read block by block; gzip is recognised by its magic bytes (not trusted from the
+name), text is decoded as UTF-8 on the fly, and each row becomes either a ``Row`` or a
+``RowError`` that says which line and why. Memory therefore depends on the longest row, not on
+the size of the file. Anything that makes the whole object unreadable raises ``UnreadableInput``.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import IO, Any
+
+from maas.core.errors import UnreadableInput
+
+GZIP_MAGIC = b"\x1f\x8b"
+JSONL_SUFFIXES = (".jsonl", ".ndjson")
+CSV_SUFFIXES = (".csv",)
+READ_BLOCK = 1 << 20
+MAX_ROW_CHARS = 1_048_576  # a row, like a request body, is at most MAX_BODY_BYTES
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One readable input row: where it was, what it is called, and the instance to score."""
+
+    line: int
+    id: Any
+    instance: Any
+
+
+@dataclass(frozen=True, slots=True)
+class RowError:
+    """A row that cannot even be parsed; it is reported, and the rest of the file goes on."""
+
+    line: int
+    id: Any
+    code: str
+    message: str
+    field: str | None = None
+
+
+class _BodyReader(io.RawIOBase):
+    """A file-like view of a botocore ``StreamingBody`` so the io stack can buffer and peek it."""
+
+    def __init__(self, body: Any) -> None:
+        self._body = body
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._body.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self._body.close()
+        super().close()
+
+
+def input_format(key: str) -> str:
+    """``jsonl`` or ``csv`` from the key's suffix (a trailing ``.gz`` ignored), else unreadable."""
+    name = key.lower().removesuffix(".gz")
+    if name.endswith(JSONL_SUFFIXES):
+        return "jsonl"
+    if name.endswith(CSV_SUFFIXES):
+        return "csv"
+    raise UnreadableInput(
+        f"{key!r} has an unknown extension: use .jsonl, .ndjson or .csv (optionally .gz)",
+        code="unknown_format",
+        field="key",
+    )
+
+
+def open_text(body: Any, key: str) -> IO[str]:
+    """The object's text, decompressed when its first bytes are gzip's magic, decoded as UTF-8."""
+    buffered = io.BufferedReader(_BodyReader(body), buffer_size=READ_BLOCK)
+    compressed = buffered.peek(2)[:2] == GZIP_MAGIC
+    if key.lower().endswith(".gz") and not compressed:
+        raise UnreadableInput(f"{key!r} is named .gz but is not gzip data", code="not_gzip", field="key")
+    binary: IO[bytes] = gzip.GzipFile(fileobj=buffered, mode="rb") if compressed else buffered
+    return io.TextIOWrapper(binary, encoding="utf-8-sig", errors="strict", newline="")
+
+
+def _bounded_lines(text: IO[str], limit: int) -> Iterator[str | None]:
+    """The text's lines, each read with at most ``limit`` characters held; ``None`` for a longer
+    one (its rest is read and dropped piece by piece), so one huge row cannot exhaust memory."""
+    while line := text.readline(limit):
+        if len(line) < limit or line.endswith("\n"):
+            yield line
+            continue
+        while (rest := text.readline(limit)) and not rest.endswith("\n"):
+            pass
+        yield None
+
+
+def _decoded(lines: Iterator[str | None], key: str) -> Iterator[str | None]:
+    """Turn decoding and decompression failures into one clear ``UnreadableInput``."""
+    try:
+        yield from lines
+    except UnicodeDecodeError as error:
+        raise UnreadableInput(
+            f"{key!r} is not UTF-8 text: {error.reason} at byte {error.start} of a block",
+            code="not_utf8",
+            field="key",
+        ) from None
+    except (OSError, EOFError, zlib.error) as error:
+        raise UnreadableInput(
+            f"{key!r} is damaged gzip data: {error}", code="bad_gzip", field="key"
+        ) from None
+
+
+def jsonl_rows(text: IO[str], key: str = "input", max_row: int = MAX_ROW_CHARS) -> Iterator[Row | RowError]:
+    """One instance per line, or ``{"id": ..., "instance": ...}``; the line number is the default id."""
+    for line_no, line in enumerate(_decoded(_bounded_lines(text, max_row), key), start=1):
+        if line is None:
+            yield RowError(
+                line_no, line_no, "row_too_large", f"line {line_no} is over {max_row} characters", "line"
+            )
+            continue
+        if not line.strip():
+            yield RowError(line_no, line_no, "empty_line", f"line {line_no} is empty", "line")
+            continue
+        try:
+            value = json.loads(line)
+        except ValueError as error:
+            yield RowError(line_no, line_no, "invalid_json", f"line {line_no} is not JSON: {error}", "line")
+            continue
+        if isinstance(value, dict) and "instance" in value:
+            yield Row(line_no, value.get("id", line_no), value["instance"])
+        else:
+            yield Row(line_no, line_no, value)
+
+
+def _whole_lines(lines: Iterator[str | None], key: str, limit: int) -> Iterator[str]:
+    for number, line in enumerate(lines, start=1):
+        if line is None:  # a CSV record can span lines: there is no telling where the next begins
+            raise UnreadableInput(
+                f"{key!r}: physical line {number} is over {limit} characters",
+                code="row_too_large",
+                field="key",
+            )
+        yield line
+
+
+def csv_rows(text: IO[str], key: str = "input", max_row: int = MAX_ROW_CHARS) -> Iterator[Row | RowError]:
+    """CSV with a header: a ``text`` column (the instance) and an optional ``id`` column."""
+    reader = csv.reader(_whole_lines(_decoded(_bounded_lines(text, max_row), key), key, max_row))
+    try:
+        header = next(reader)
+    except StopIteration:
+        return
+    except csv.Error as error:
+        raise UnreadableInput(f"{key!r}: the CSV header cannot be read: {error}", code="bad_csv") from None
+    columns = [name.strip().lower() for name in header]
+    if "text" not in columns:
+        raise UnreadableInput(
+            f"{key!r}: the CSV header {header!r} has no 'text' column", code="missing_column", field="text"
+        )
+    text_at = columns.index("text")
+    id_at = columns.index("id") if "id" in columns else None
+    line_no = reader.line_num
+    while True:
+        start = line_no + 1
+        try:
+            record = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as error:
+            line_no = reader.line_num
+            yield RowError(start, start, "invalid_csv", f"line {start} is not valid CSV: {error}", "line")
+            continue
+        line_no = reader.line_num
+        row_id: Any = record[id_at] if id_at is not None and id_at < len(record) and record[id_at] else start
+        if len(record) != len(columns):
+            yield RowError(
+                start,
+                row_id,
+                "invalid_csv",
+                f"line {start} has {len(record)} fields, the header has {len(columns)}",
+                "line",
+            )
+            continue
+        yield Row(start, row_id, record[text_at])
+
+
+def read_rows(body: Any, key: str, max_row: int = MAX_ROW_CHARS) -> Iterator[Row | RowError]:
+    """The rows of an S3 object body, by its format; raises ``UnreadableInput`` when it cannot be read."""
+    kind = input_format(key)
+    text = open_text(body, key)
+    reader = jsonl_rows if kind == "jsonl" else csv_rows
+    try:
+        yield from reader(text, key, max_row)
+    finally:
+        text.close()

@@ -1,0 +1,95 @@
+"""The plain JSON routes of a model function, as a Powertools ``Router``.
+
+``POST /models/{m}/predict`` (``{"instances": [...]}``), ``POST /models/{m}/generate`` (a prompt
+and decoding settings) and ``GET /models/{m}``. Both verbs are declared for every model: the
+served version's task decides which one answers (``maas.core.pipeline``), and the other is a 400
+that names the verb the model takes. The routes are thin: the pipeline does the work.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.event_handler.api_gateway import Router
+
+from maas.core import pipeline
+from maas.core.decode import check_instances
+from maas.core.observability import record_generation, record_metadata_request, record_prediction
+from maas.core.runtime import ModelRuntime
+from maas.http.errors import PlainError
+from maas.http.protocol_types import error_responses
+from maas.http.resolver import read_json_object
+
+PLAIN = ["Plain JSON"]
+
+
+def plain_router(runtime: ModelRuntime) -> Router:
+    router = Router()
+
+    @router.post(
+        "/models/<model>/predict",
+        summary='Predict: {"instances": [...]}',
+        tags=PLAIN,
+        responses=error_responses(400, 404, 413, 503, model=PlainError),
+    )
+    def predict(model: str) -> dict[str, Any]:
+        name = runtime.model_for(model)
+        settings = runtime.settings
+        body = read_json_object(router.current_event, settings.max_body_bytes)
+        instances = check_instances(body.get("instances"), settings.max_batch)
+        served = runtime.service.current(name)
+        scored = pipeline.predict(served, instances)
+        record_prediction(
+            served.name, served.version, len(instances), scored.latency_ms, labels=scored.labels
+        )
+        return {
+            "model_name": served.name,
+            "model_version": str(served.version),
+            "predictions": scored.predictions,
+        }
+
+    @router.post(
+        "/models/<model>/generate",
+        summary='Generate: {"prompt", "max_new_tokens", ...}',
+        tags=PLAIN,
+        responses=error_responses(400, 404, 413, 503, model=PlainError),
+    )
+    def generate(model: str) -> dict[str, Any]:
+        name = runtime.model_for(model)
+        body = read_json_object(router.current_event, runtime.settings.max_body_bytes)
+        served = runtime.service.current(name)
+        request = pipeline.decode_generation(served, body)
+        generated = pipeline.generate(served, request)
+        record_generation(
+            served.name,
+            served.version,
+            len(generated.continuations),
+            generated.latency_ms,
+            tokens=generated.tokens,
+        )
+        return {
+            "model_name": served.name,
+            "model_version": str(served.version),
+            "prompt": request.prompt,
+            "continuations": generated.continuations,
+            "parameters": {
+                "max_new_tokens": request.max_new_tokens,
+                "num_return_sequences": request.num_return_sequences,
+                "temperature": request.temperature,
+                "top_k": request.top_k,
+                "seed": request.seed,
+            },
+        }
+
+    @router.get(
+        "/models/<model>",
+        summary="The answering version",
+        tags=PLAIN,
+        responses=error_responses(404, 503, model=PlainError),
+    )
+    def describe(model: str) -> dict[str, Any]:
+        served = runtime.service.current(runtime.model_for(model))
+        record_metadata_request(served.name, served.version)
+        return served.describe()
+
+    return router

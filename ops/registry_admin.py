@@ -1,0 +1,227 @@
+"""The registry's write side, for operators and CI: publish a version, move aliases, set status, delete.
+
+Serving only reads (``maas.core.registry``); what writes lives here, outside the layer, so no
+function carries code its role may not run. Conditional writes make the two races safe: two
+publishers never get the same number (``IfNoneMatch="*"`` on the manifest), and two alias moves
+never lose an update (``IfMatch`` on the alias object's ETag).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from botocore.exceptions import ClientError
+
+from maas.core.errors import Conflict, NotFound, RegistryError
+from maas.core.registry import (
+    HISTORY_LIMIT,
+    MANIFEST_NAME,
+    MODEL_FILE,
+    PUBLICATION_NAME,
+    STATUS_ACTIVE,
+    Alias,
+    ModelRegistry,
+    Progress,
+    PublishedVersion,
+    _is_precondition,
+    _quiet,
+    check_model_name,
+    sha256_file,
+    utc_now,
+)
+
+_MAX_CLAIM_ATTEMPTS = 50
+
+
+class RegistryAdmin(ModelRegistry):
+    """The registry with its write operations: what ``maas publish`` and ``maas models`` use."""
+
+    def next_version(self, name: str) -> int:
+        versions = self.list_versions(name)
+        return (versions[-1] + 1) if versions else 1
+
+    def _claim(self, name: str, manifest: dict[str, Any]) -> tuple[int, dict[str, Any], str | None]:
+        """Claim the next free number by creating its manifest; a taken number is skipped, never overwritten."""
+        candidate = self.next_version(name)
+        for _ in range(_MAX_CLAIM_ATTEMPTS):
+            claimed = {**manifest, "name": name, "version": candidate, "published_at": utc_now()}
+            try:
+                response = self.s3.put_object(
+                    Bucket=self.bucket,
+                    Key=self.object_key(name, candidate, MANIFEST_NAME),
+                    Body=json.dumps(claimed, indent=2, sort_keys=True).encode(),
+                    ContentType="application/json",
+                    IfNoneMatch="*",
+                )
+            except ClientError as error:
+                if _is_precondition(error):
+                    candidate = max(candidate + 1, self.next_version(name))
+                    continue
+                raise RegistryError(f"cannot write to s3://{self.bucket}: {error}") from error
+            return candidate, claimed, response.get("VersionId")
+        raise Conflict(f"could not claim a version number for {name!r} after {_MAX_CLAIM_ATTEMPTS} attempts")
+
+    def _put_file(
+        self, name: str, version: int, path: Path, *, tags: dict[str, str] | None = None
+    ) -> str | None:
+        """Create one object of a version (never overwrite); returns its S3 version id."""
+        extra: dict[str, Any] = {}
+        if tags:
+            extra["Tagging"] = "&".join(f"{quote(k)}={quote(v)}" for k, v in tags.items())
+        with path.open("rb") as body:
+            try:
+                response = self.s3.put_object(
+                    Bucket=self.bucket,
+                    Key=self.object_key(name, version, path.name),
+                    Body=body,
+                    IfNoneMatch="*",
+                    **extra,
+                )
+            except ClientError as error:
+                raise RegistryError(f"cannot upload {path.name} for {name} v{version}: {error}") from error
+        return response.get("VersionId")
+
+    def publish(self, model_dir: Path, *, progress: Progress = _quiet) -> PublishedVersion:
+        """Upload a trained model directory as the next version of its model.
+
+        The files are checked against the manifest's sha256 first, so what is published is what
+        passed the parity gate.
+        """
+        manifest_path = model_dir / MANIFEST_NAME
+        if not manifest_path.is_file():
+            raise NotFound(
+                f"{manifest_path} does not exist: train a model into {model_dir} first",
+                code="manifest_missing",
+            )
+        manifest = json.loads(manifest_path.read_text())
+        name = check_model_name(str(manifest.get("name", "")))
+        files = {MODEL_FILE: manifest.get("model", {}), **manifest.get("artifacts", {})}
+        for filename, expected in files.items():
+            path = model_dir / filename
+            if not path.is_file():
+                raise NotFound(f"{path} is named in the manifest but missing", code="artifact_missing")
+            if sha256_file(path) != expected.get("sha256"):
+                raise Conflict(f"{path} does not match the sha256 in its manifest", code="sha256_mismatch")
+        version, claimed, manifest_version_id = self._claim(name, manifest)
+        progress(f"claimed {name} version {version}")
+        version_ids = {MANIFEST_NAME: manifest_version_id}
+        for filename in files:
+            if filename == MODEL_FILE:
+                continue
+            version_ids[filename] = self._put_file(name, version, model_dir / filename)
+        tags = {"model": name, "version": str(version), "status": STATUS_ACTIVE}
+        version_ids[MODEL_FILE] = self._put_file(name, version, model_dir / MODEL_FILE, tags=tags)
+        self._write_publication(name, version, version_ids)
+        progress(f"uploaded {len(files)} file(s) to s3://{self.bucket}/{self.version_prefix(name, version)}")
+        return PublishedVersion(name=name, version=version, manifest=claimed)
+
+    def _write_publication(self, name: str, version: int, version_ids: dict[str, str | None]) -> None:
+        """Written last: a version without it is incomplete, and it pins each object's S3 version id."""
+        record = {
+            "name": name,
+            "version": version,
+            "published_at": utc_now(),
+            "objects": {filename: {"version_id": vid} for filename, vid in sorted(version_ids.items())},
+        }
+        try:
+            self.s3.put_object(
+                Bucket=self.bucket,
+                Key=self.object_key(name, version, PUBLICATION_NAME),
+                Body=json.dumps(record, indent=2).encode(),
+                ContentType="application/json",
+                IfNoneMatch="*",
+            )
+        except ClientError as error:
+            raise RegistryError(f"cannot record the publication of {name} v{version}: {error}") from error
+
+    def set_status(self, name: str, version: int, status: str) -> None:
+        """Change the status tag of a version's model object (its other tags are kept)."""
+        tags = {**self.tags(name, version), "status": status}
+        try:
+            self.s3.put_object_tagging(
+                Bucket=self.bucket,
+                Key=self.object_key(name, version, MODEL_FILE),
+                Tagging={"TagSet": [{"Key": k, "Value": v} for k, v in sorted(tags.items())]},
+            )
+        except ClientError as error:
+            raise RegistryError(f"cannot tag {name} v{version} as {status}: {error}") from error
+
+    def delete_version(self, name: str, version: int) -> int:
+        """Remove every S3 version of every object of a version; returns how many were deleted."""
+        prefix = self.version_prefix(name, version)
+        paginator = self.s3.get_paginator("list_object_versions")
+        doomed: list[dict[str, str]] = []
+        try:
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+                for entry in [*page.get("Versions", []), *page.get("DeleteMarkers", [])]:
+                    doomed.append({"Key": entry["Key"], "VersionId": entry["VersionId"]})
+            # the manifest last: until it goes, the number stays claimed and is never reused
+            doomed.sort(key=lambda entry: entry["Key"].endswith(MANIFEST_NAME))
+            for start in range(0, len(doomed), 1000):
+                self.s3.delete_objects(
+                    Bucket=self.bucket, Delete={"Objects": doomed[start : start + 1000], "Quiet": True}
+                )
+        except ClientError as error:
+            raise RegistryError(f"cannot delete {name} v{version}: {error}") from error
+        return len(doomed)
+
+    def set_alias(
+        self, name: str, alias: str, version: int, *, action: str = "promote", expected: Alias | None = None
+    ) -> Alias:
+        """Point ``alias`` at ``version``, remembering the previous target and the move in its history.
+
+        The write is conditional on the alias object's ETag (or on its absence), so a concurrent
+        move makes this one fail with ``Conflict`` instead of being silently overwritten.
+        ``expected`` is the alias as the caller read it (a rollback decides from it); by default
+        it is read here.
+        """
+        self.read_manifest(name, version)
+        status = self.status(name, version)
+        if status != STATUS_ACTIVE:
+            raise Conflict(
+                f"model {name!r} version {version} is {status}: only active versions can be aliased",
+                code="version_not_active",
+                field="version",
+            )
+        current = expected if expected is not None else self.get_alias(name, alias)
+        now = utc_now()
+        revision = 1 if current is None else current.revision + 1
+        previous = None if current is None else current.version
+        entry = {
+            "revision": revision,
+            "version": int(version),
+            "previous": previous,
+            "at": now,
+            "action": action,
+        }
+        history = [*(current.history if current else ()), entry][-HISTORY_LIMIT:]
+        document = {
+            "version": int(version),
+            "previous": previous,
+            "updated_at": now,
+            "revision": revision,
+            "history": history,
+        }
+        condition = {"IfNoneMatch": "*"} if current is None else {"IfMatch": current.etag}
+        try:
+            response = self.s3.put_object(
+                Bucket=self.bucket,
+                Key=self.alias_key(name, alias),
+                Body=json.dumps(document).encode(),
+                ContentType="application/json",
+                **condition,  # type: ignore[arg-type]
+            )
+        except ClientError as error:
+            if _is_precondition(error):
+                raise Conflict(
+                    f"alias {alias!r} of {name!r} was moved by someone else meanwhile; read it again and retry",
+                    code="alias_conflict",
+                    field="alias",
+                ) from error
+            raise RegistryError(f"cannot write alias {alias!r} of {name!r}: {error}") from error
+        return Alias(
+            name, alias, int(version), previous, now, str(response["ETag"]), revision, tuple(history)
+        )

@@ -28,6 +28,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy layers/runtime/maas
 	$(PY) -m pytest
 
 bench: $(STAMP)

@@ -58,7 +58,9 @@ def snapshotted_runtime(tmp_path: Path, ttl: str = "3600") -> ModelRuntime:
 
 
 def answering_version(runtime: ModelRuntime) -> str:
-    response = build_model_app(runtime).resolve(load_event("spam_nb", "predict.json"), LambdaContext("SpamNb"))
+    response = build_model_app(runtime).resolve(
+        load_event("spam_nb", "predict.json"), LambdaContext("SpamNb")
+    )
     metrics.clear_metrics()  # what the handler's log_metrics decorator flushes after each invocation
     assert response["statusCode"] == 200, response
     return str(json.loads(response["body"])["model_version"])

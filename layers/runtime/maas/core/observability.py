@@ -40,7 +40,7 @@ def traced(handler: Handler) -> Handler:
         return handler
     from aws_lambda_powertools import Tracer  # imported here on purpose: it pulls aws-xray-sdk
 
-    wrapped: Handler = Tracer().capture_lambda_handler(handler)
+    wrapped: Handler = Tracer().capture_lambda_handler(handler)  # type: ignore[assignment]
     return wrapped
 
 

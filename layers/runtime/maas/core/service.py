@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from maas.core.cache import ByteLRU
-from maas.core.errors import ModelUnavailable, NotFound, Retired
+from maas.core.errors import ConfigurationError, ModelUnavailable, NotFound, Retired
 from maas.core.predictor import Predictor
 from maas.core.registry import STATUS_ACTIVE, ModelRegistry
 from maas.core.settings import Settings
@@ -152,11 +152,18 @@ class ModelService:
                 return served
             local: LocalVersion = self.store.fetch(name, version)
             predictor = Predictor(local.model_path, threads=self.settings.session_threads)
+            try:
+                task = task_for(predictor, local.manifest, local.directory)
+            except ConfigurationError as error:  # the version's fault, not the request's: a 503
+                raise ModelUnavailable(
+                    f"model {name!r} version {version} cannot be served: {error.message}",
+                    code="version_unservable",
+                ) from error
             served = ServedModel(
                 name=name,
                 version=version,
                 manifest=local.manifest,
-                task=task_for(predictor, local.manifest, local.directory),
+                task=task,
                 load_ms=(time.perf_counter() - started) * 1000.0,
             )
             self._loaded.put(key, served, local.size_bytes, protected=self._referenced())

@@ -130,8 +130,8 @@ def handle_sqs_event(event: dict[str, Any], context: Any, runtime: ModelRuntime)
         return written[record.message_id].result()  # a failed write fails this message alone
 
     processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
-    response: dict[str, Any] = process_partial_response(
-        event=event, record_handler=answer, processor=processor, context=context
+    response: dict[str, Any] = dict(
+        process_partial_response(event=event, record_handler=answer, processor=processor, context=context)
     )
     failed = len(response.get("batchItemFailures", []))
     record_async_batch(

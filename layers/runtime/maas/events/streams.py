@@ -85,7 +85,9 @@ def open_text(body: Any, key: str) -> IO[str]:
     compressed = buffered.peek(2)[:2] == GZIP_MAGIC
     if key.lower().endswith(".gz") and not compressed:
         raise UnreadableInput(f"{key!r} is named .gz but is not gzip data", code="not_gzip", field="key")
-    binary: IO[bytes] = gzip.GzipFile(fileobj=buffered, mode="rb") if compressed else buffered
+    binary: IO[bytes] = (
+        gzip.GzipFile(fileobj=buffered, mode="rb") if compressed else buffered  # type: ignore[assignment]
+    )
     return io.TextIOWrapper(binary, encoding="utf-8-sig", errors="strict", newline="")
 
 

@@ -91,7 +91,7 @@ def _location(loc: tuple[Any, ...]) -> str:
 def validation_error(error: RequestValidationError) -> RequestError:
     """Powertools' request validation failure as our 400: the first problem, by field."""
     problems = list(error.errors())
-    first = problems[0] if problems else {"loc": ("body",), "msg": "invalid request"}
+    first: dict[str, Any] = dict(problems[0]) if problems else {"loc": ("body",), "msg": "invalid request"}
     if first.get("type") == "json_invalid":
         detail = first.get("ctx", {}).get("error", "invalid JSON")
         return RequestError(f"the body is not valid JSON: {detail}", code="invalid_json", field="body")
@@ -116,7 +116,7 @@ def install_error_handlers(
             logger.info("request refused", extra={"error": error.to_dict()})
         return error_response(error, protocol=app.current_event.raw_path.startswith(PROTOCOL_PREFIX))
 
-    @app.exception_handler(MaasError)
+    @app.exception_handler(MaasError)  # type: ignore[untyped-decorator]
     def handle_maas_error(error: MaasError) -> Response[Any]:
         return respond(error)
 
@@ -131,11 +131,11 @@ def install_error_handlers(
             )
         return respond(error)
 
-    @app.exception_handler(RequestValidationError)
+    @app.exception_handler(RequestValidationError)  # type: ignore[untyped-decorator]
     def handle_invalid(error: RequestValidationError) -> Response[Any]:
         return body_error(validation_error(error))
 
-    @app.exception_handler(RequestUnsupportedContentType)
+    @app.exception_handler(RequestUnsupportedContentType)  # type: ignore[untyped-decorator]
     def handle_unsupported(_: RequestUnsupportedContentType) -> Response[Any]:
         content_type = app.current_event.headers.get("content-type", "")
         return body_error(
@@ -144,7 +144,7 @@ def install_error_handlers(
             )
         )
 
-    @app.exception_handler([binascii.Error, UnicodeDecodeError])
+    @app.exception_handler([binascii.Error, UnicodeDecodeError])  # type: ignore[untyped-decorator]
     def handle_undecodable(_: ValueError) -> Response[Any]:
         return body_error(
             RequestError("the body is not valid base64-encoded UTF-8", code="invalid_body", field="body")
@@ -161,7 +161,7 @@ def install_error_handlers(
             )
         )
 
-    @app.exception_handler(Exception)
+    @app.exception_handler(Exception)  # type: ignore[untyped-decorator]
     def handle_unexpected(error: Exception) -> Response[Any]:
         logger.exception("unexpected error")
         return respond(MaasError(f"internal error: {type(error).__name__}"))

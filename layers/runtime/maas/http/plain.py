@@ -24,7 +24,7 @@ PLAIN = ["Plain JSON"]
 
 
 def plain_router(runtime: ModelRuntime) -> Router:
-    router = Router()
+    router = Router()  # type: ignore[no-untyped-call]  # Powertools leaves __init__ unannotated
 
     @router.post(
         "/models/<model>/predict",

@@ -242,7 +242,7 @@ def _generate(
 
 def protocol_router(runtime: ModelRuntime) -> Router:
     """The six model routes; the versioned ones serve that version, whatever the aliases say."""
-    router = Router()
+    router = Router()  # type: ignore[no-untyped-call]  # Powertools leaves __init__ unannotated
 
     def metadata(model: str, version: str | None) -> ModelMetadataResponse:
         served = pipeline.resolve(runtime, model, version)

@@ -60,7 +60,7 @@ class ImageClassifier(Classifier):
                 field=field,
             )
         try:
-            array = np.asarray(value, dtype=np.float64)
+            array: np.ndarray = np.asarray(value, dtype=np.float64)
         except (TypeError, ValueError):
             raise RequestError(
                 f"{field} must be a nested array of numbers of shape {list(self.shape)}",

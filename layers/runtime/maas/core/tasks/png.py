@@ -129,6 +129,7 @@ def decode_png(data: bytes) -> tuple[np.ndarray, int]:
     if len(raw) != expected:
         raise PngError(f"its image data holds {len(raw)} bytes, {expected} were expected")
     rows = _unfilter(raw, header.height, stride, max(1, bits_per_pixel // 8))
+    pixels: np.ndarray
     if header.bit_depth == 16:
         pixels = rows.view(">u2").astype(np.uint16).reshape(header.height, header.width, samples)
     elif header.bit_depth == 8:

@@ -2,12 +2,13 @@
 
 Run by ``benchmarks.run`` as ``python benchmarks/cold_start_child.py KIND HANDLER_DIR EVENT``;
 it prints one JSON line with the wall-clock time of the first response and the peak RSS. The
-handler is imported the way Lambda does (its folder and the layer first on ``sys.path``), so
-nothing else of this project is imported first.
+handler is imported the way Lambda does (the function's code folder and the layer first on
+``sys.path``, the handler module by name), so nothing else of this project is imported first.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import resource
 import sys
@@ -40,7 +41,9 @@ def main() -> None:
     sys.path[:0] = [handler_dir, *sys.argv[4:]]
     with open(event_path) as handle:
         event = json.load(handle)
-    module = __import__({"onnx": "app", "sklearn": "sklearn_handler"}.get(kind, kind))
+    # ours: the layer's one entry module (MODEL_NAME says which model); the baselines: a module each
+    name = {"onnx": "maas.entry.model", "sklearn": "sklearn_handler"}.get(kind, kind)
+    module = importlib.import_module(name)
     response = module.lambda_handler(event, Context())
     done = time.time()
     peak_kb = peak_rss_kb()

@@ -105,7 +105,7 @@ def bench_cold_starts(
     results: dict[str, Any] = {}
     for model in COLD_START_MODELS:
         event = PROJECT_ROOT / "events" / model / "predict.json"
-        handler_dir = PROJECT_ROOT / "functions" / model
+        handler_dir = PROJECT_ROOT / "functions"  # the one code folder every function shares
         model_env = {
             **env,
             "MODEL_NAME": model,

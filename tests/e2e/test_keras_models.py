@@ -108,6 +108,19 @@ def test_greedy_generation_equals_keras_greedy_decoding(
     assert len(expected) == request["max_new_tokens"] == 160
 
 
+def test_the_generator_asked_to_predict_says_which_verb_it_takes(
+    served: dict[str, FunctionUnderTest],
+) -> None:
+    event = with_json_body(load_event("moby_gen", "generate.json"), {"instances": ["Call me Ishmael"]})
+    event["rawPath"] = event["requestContext"]["http"]["path"] = "/models/moby_gen/predict"
+    event["routeKey"] = event["requestContext"]["routeKey"] = "POST /models/moby_gen/predict"
+    response = served["moby_gen"](event)
+    assert response["statusCode"] == 400, response["body"]
+    error = body_of(response)["error"]
+    assert (error["code"], error["field"]) == ("wrong_route", "path")
+    assert "POST /models/moby_gen/generate" in error["message"]
+
+
 def test_sampling_is_seeded_and_returns_the_sequences_asked_for(served: dict[str, FunctionUnderTest]) -> None:
     event = load_event("moby_gen", "generate.json")
     request = request_of(event)

@@ -162,3 +162,18 @@ def test_a_missing_bucket_setting_is_a_clear_server_error(s3: Any, tmp_path: Pat
     response = function(PREDICT)
     assert response["statusCode"] == 500
     assert "MODEL_BUCKET" in body_of(response)["error"]["message"]
+
+
+def on_path(event: dict[str, Any], path: str, body: Any) -> dict[str, Any]:
+    """A copy of a stored event sent to another route of the same function."""
+    edited = with_json_body(event, body)
+    edited["rawPath"] = edited["requestContext"]["http"]["path"] = path
+    edited["routeKey"] = edited["requestContext"]["routeKey"] = f"POST {path}"
+    return edited
+
+
+def test_a_classifier_asked_to_generate_says_which_verb_it_takes(function: Any) -> None:
+    response = function(on_path(PREDICT, "/models/spam_nb/generate", {"prompt": "Hello"}))
+    error = assert_error(response, 400, "wrong_route", "path")
+    assert "does not generate text" in error["message"]
+    assert "POST /models/spam_nb/predict" in error["message"]

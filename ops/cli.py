@@ -205,17 +205,18 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_dashboard(args: argparse.Namespace) -> int:
-    from ops import dashboard
+def cmd_template(args: argparse.Namespace) -> int:
+    from ops import template_gen
 
     if args.write:
-        changed = dashboard.write()
-        print("template.yaml: dashboard " + ("rewritten" if changed else "already up to date"))
+        changed = template_gen.write()
+        print("template.yaml " + ("written" if changed else "already up to date"))
         return 0
-    if dashboard.committed_block() != dashboard.template_block():
-        print("template.yaml: the dashboard is out of date; run `maas dashboard --write`", file=sys.stderr)
+    problem = template_gen.stale()
+    if problem:
+        print(problem, file=sys.stderr)
         return 1
-    print("template.yaml: dashboard up to date")
+    print("template.yaml: up to date")
     return 0
 
 
@@ -335,11 +336,14 @@ def build_parser() -> argparse.ArgumentParser:
     metrics.add_argument("--plot", default=None, metavar="FILE.png", help="also draw latency and label mix")
     metrics.set_defaults(func=cmd_metrics)
 
-    board = commands.add_parser("dashboard", help="check (or --write) template.yaml's CloudWatch dashboard")
-    board.add_argument(
-        "--write", action="store_true", help="rewrite the dashboard block from ops/dashboard.py"
+    template = commands.add_parser(
+        "template", help="check (or --write) template.yaml, generated from infra/ and models.toml"
     )
-    board.set_defaults(func=cmd_dashboard)
+    template.add_argument(
+        "--write", action="store_true", help="write template.yaml (default: --check, exit 1 if stale)"
+    )
+    template.add_argument("--check", action="store_true", help="exit 1 if template.yaml is stale (default)")
+    template.set_defaults(func=cmd_template)
 
     demo = commands.add_parser("demo", help="moto server, train, publish, promote, invoke, stop")
     demo.add_argument("--workdir", default="build/demo")

@@ -1,29 +1,29 @@
-"""The CloudWatch dashboard of ``template.yaml``, generated so it stays in step with the models.
+"""The CloudWatch dashboard of ``template.yaml``, generated from the catalogue (``models.toml``).
 
-One row per model: invocations, errors and throttles; latency percentiles; cold starts and model
-load time; the predicted-label mix; the dead-letter queue's depth. Lambda's own metrics are
-addressed by function, ours (namespace ``Maas``) by the ``model, service`` dimension set that
-every record carries whatever the version, so the dashboard never needs to know a version.
+One row per catalogue model: invocations, errors and throttles; latency percentiles; cold starts
+and model load time; the predicted-label mix (the catalogue's labels); the dead-letter queue's
+depth. Lambda's own metrics are addressed by function, ours (namespace ``Maas``) by the
+``model, service`` dimension set that every record carries whatever the version, so the
+dashboard never needs to know a version. A last row watches the multi-model function, whose
+records carry ``service=multi_model`` and whichever model they served: CloudWatch Metrics
+Insights queries group them by model.
 
-``maas dashboard --write`` rewrites the block between the ``dashboard:start``/``dashboard:end``
-markers of ``template.yaml``; a test checks that the committed block equals this output.
+``maas template --write`` puts the body into ``ModelsDashboard`` (``infra/shared.yaml``).
 """
 
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from ops.template import TEMPLATE
+from ops.catalogue import Catalogue
 
 NAMESPACE = "Maas"
-START = "# dashboard:start"
-END = "# dashboard:end"
 WIDTH = 24 // 5
 HEIGHT = 6
+MULTI_MODEL = "multi_model"
+MULTI_MODEL_FUNCTION = "MultiModelFunction"
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,34 +36,12 @@ class Panel:
     dead_letter_queue: str | None = None
 
 
-PANELS: tuple[Panel, ...] = (
-    Panel(
-        model="spam_nb",
-        function="SpamNbFunction",
-        labels=("ham", "spam"),
-        dead_letter_queue="SpamNbDeadLetterQueue",
-    ),
-    Panel(
-        model="spam_lstm",
-        function="SpamLstmFunction",
-        labels=("ham", "spam"),
-        dead_letter_queue="SpamLstmDeadLetterQueue",
-    ),
-    Panel(
-        model="digits_cnn",
-        function="DigitsCnnFunction",
-        labels=tuple(str(digit) for digit in range(10)),
-        dead_letter_queue="DigitsCnnDeadLetterQueue",
-    ),
-    Panel(
-        model="spam_mlp",
-        function="SpamMlpFunction",
-        labels=("ham", "spam"),
-        dead_letter_queue="SpamMlpDeadLetterQueue",
-    ),
-    # a generator has no labels: its row shows the sequences it generated (InstancesScored)
-    Panel(model="moby_gen", function="MobyGenFunction", dead_letter_queue="MobyGenDeadLetterQueue"),
-)
+def panels(models: Catalogue) -> tuple[Panel, ...]:
+    """One panel per catalogue model; a generator has no labels (its row shows InstancesScored)."""
+    return tuple(
+        Panel(model=m.name, function=m.function, labels=m.labels, dead_letter_queue=m.dead_letter_queue)
+        for m in models
+    )
 
 
 def _ours(metric: str, panel: Panel, **options: Any) -> list[Any]:
@@ -135,33 +113,42 @@ def _row(panel: Panel, y: int) -> list[dict[str, Any]]:
     return widgets
 
 
-def dashboard_body(panels: tuple[Panel, ...] = PANELS) -> str:
+def _insights(statistic: str, metric: str, label: str) -> list[Any]:
+    """A Metrics Insights line: ``metric`` of the multi-model function, one series per model."""
+    query = (
+        f'SELECT {statistic}({metric}) FROM SCHEMA("{NAMESPACE}", model, service) '
+        f"WHERE service = '{MULTI_MODEL}' GROUP BY model"
+    )
+    return [{"expression": query, "label": label, "id": f"{metric.lower()}_{statistic.lower()}"}]
+
+
+def _multi_model_row(y: int) -> list[dict[str, Any]]:
+    function = Panel(model=MULTI_MODEL, function=MULTI_MODEL_FUNCTION)
+    traffic = [
+        _lambda("Invocations", function, stat="Sum"),
+        _lambda("Errors", function, stat="Sum"),
+        _lambda("Throttles", function, stat="Sum"),
+        _insights("SUM", "ServerErrors", "5xx answers"),
+    ]
+    latency = [
+        _lambda("Duration", function, stat=stat, label=f"invocation {stat}") for stat in ("p50", "p99")
+    ] + [_insights("MAX", "RequestLatency", "HTTP request max")]
+    cold = [
+        _insights("SUM", "ColdStart", "cold starts"),
+        _insights("MAX", "ModelLoadTime", "model load (ms)"),
+    ]
+    mix = [_insights("SUM", "InstancesScored", "instances")]
+    return [
+        _widget(f"{MULTI_MODEL}: invocations, errors, throttles", traffic, 0, y),
+        _widget(f"{MULTI_MODEL}: latency (ms)", latency, WIDTH, y),
+        _widget(f"{MULTI_MODEL}: cold starts, model load (ms) by model", cold, 2 * WIDTH, y),
+        _widget(f"{MULTI_MODEL}: instances scored by model", mix, 3 * WIDTH, y, stacked=True),
+    ]
+
+
+def dashboard_body(rows: tuple[Panel, ...]) -> str:
     """The dashboard JSON, with ``${...}`` placeholders for ``!Sub`` to fill at deploy time."""
-    widgets = [widget for row, panel in enumerate(panels) for widget in _row(panel, row * HEIGHT)]
+    widgets = [widget for row, panel in enumerate(rows) for widget in _row(panel, row * HEIGHT)]
+    widgets += _multi_model_row(len(rows) * HEIGHT)
     lines = ",\n".join(f"  {json.dumps(widget)}" for widget in widgets)  # one widget per line
     return f'{{"widgets": [\n{lines}\n]}}'
-
-
-def template_block(panels: tuple[Panel, ...] = PANELS) -> str:
-    body = "\n".join(f"        {line}" for line in dashboard_body(panels).splitlines())
-    return f"      {START}\n      DashboardBody: !Sub |\n{body}\n      {END}\n"
-
-
-_BLOCK = re.compile(rf"^ *{re.escape(START)}\n.*?^ *{re.escape(END)}\n", re.MULTILINE | re.DOTALL)
-
-
-def committed_block(path: Path = TEMPLATE) -> str:
-    match = _BLOCK.search(path.read_text())
-    if match is None:
-        raise ValueError(f"{path}: no {START!r} ... {END!r} block")
-    return match.group(0)
-
-
-def write(path: Path = TEMPLATE) -> bool:
-    """Rewrite the template's dashboard block; True when it changed."""
-    text = path.read_text()
-    block = template_block()
-    if committed_block(path) == block:
-        return False
-    path.write_text(_BLOCK.sub(lambda _: block, text, count=1))
-    return True

@@ -1,0 +1,164 @@
+"""The model catalogue, ``models.toml``: which models get a Lambda function of their own.
+
+Every per-model thing the project generates (``template.yaml``'s functions, roles, queues, alarms
+and dashboard rows, the sample events, the demo's list, the tests' parameters) derives from it.
+``[defaults]`` holds the shared settings once; each ``[models.<name>]`` table holds only what
+differs. Anything unexpected (an unknown key, a wrong type, a bad name) is a
+``ConfigurationError`` naming the table and the field, before anything is written.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from maas.core.errors import ConfigurationError
+from training.data import PROJECT_ROOT
+
+CATALOGUE = PROJECT_ROOT / "models.toml"
+FAMILIES = ("text", "image", "generator")
+# Names the template already uses for functions of its own (RegistryFunction, MultiModelFunction).
+RESERVED = frozenset({"registry", "multi_model"})
+
+
+@dataclass(frozen=True, slots=True)
+class ModelEntry:
+    """One catalogue model: its function's settings and what the generators need to know of it."""
+
+    name: str
+    description: str
+    family: str
+    memory_mb: int
+    timeout_s: int
+    ephemeral_storage_mb: int
+    batch_chunk_rows: int
+    reserved_concurrency: int | None = None
+    labels: tuple[str, ...] = ()
+
+    @property
+    def logical_id(self) -> str:
+        """The CamelCase prefix of the model's resources: ``spam_nb`` -> ``SpamNb``."""
+        return camel_case(self.name)
+
+    @property
+    def function(self) -> str:
+        return f"{self.logical_id}Function"
+
+    @property
+    def dead_letter_queue(self) -> str:
+        return f"{self.logical_id}DeadLetterQueue"
+
+    @property
+    def verb(self) -> str:
+        """The plain route the model's sample requests use (the function declares both)."""
+        return "generate" if self.family == "generator" else "predict"
+
+
+@dataclass(frozen=True, slots=True)
+class Catalogue:
+    models: tuple[ModelEntry, ...]
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(model.name for model in self.models)
+
+    def __getitem__(self, name: str) -> ModelEntry:
+        for model in self.models:
+            if model.name == name:
+                return model
+        raise KeyError(name)
+
+    def __iter__(self) -> Any:
+        return iter(self.models)
+
+    def __len__(self) -> int:
+        return len(self.models)
+
+
+def camel_case(name: str) -> str:
+    return "".join(part[:1].upper() + part[1:] for part in name.split("_"))
+
+
+# field -> (accepted types, lowest value for integers)
+_FIELDS: dict[str, tuple[tuple[type, ...], int | None]] = {
+    "description": ((str,), None),
+    "family": ((str,), None),
+    "memory_mb": ((int,), 128),
+    "timeout_s": ((int,), 1),
+    "ephemeral_storage_mb": ((int,), 512),
+    "batch_chunk_rows": ((int,), 1),
+    "reserved_concurrency": ((int,), 0),
+    "labels": ((list,), None),
+}
+_UPPER = {"memory_mb": 10240, "timeout_s": 900, "ephemeral_storage_mb": 10240}
+_REQUIRED = tuple(f.name for f in fields(ModelEntry) if f.name not in {"name", "reserved_concurrency", "labels"})
+
+
+def _fail(table: str, key: str, message: str) -> ConfigurationError:
+    return ConfigurationError(f"models.toml [{table}] {key}: {message}", field=f"{table}.{key}")
+
+
+def _check(table: str, values: dict[str, Any]) -> dict[str, Any]:
+    for key, value in values.items():
+        if key not in _FIELDS:
+            raise _fail(table, key, f"unknown key (known: {', '.join(sorted(_FIELDS))})")
+        types, lowest = _FIELDS[key]
+        # bool is an int to Python; in a catalogue `memory_mb = true` is a mistake
+        if isinstance(value, bool) or not isinstance(value, types):
+            raise _fail(table, key, f"expected {types[0].__name__}, got {type(value).__name__} {value!r}")
+        if lowest is not None and value < lowest:
+            raise _fail(table, key, f"{value} is below the minimum {lowest}")
+        if key in _UPPER and value > _UPPER[key]:
+            raise _fail(table, key, f"{value} is above Lambda's maximum {_UPPER[key]}")
+        if key == "labels" and not all(isinstance(label, str) and label for label in value):
+            raise _fail(table, key, f"expected a list of non-empty strings, got {value!r}")
+        if key == "family" and value not in FAMILIES:
+            raise _fail(table, key, f"{value!r} is not one of {', '.join(FAMILIES)}")
+    return values
+
+
+def _check_name(name: str) -> None:
+    if not (name.isidentifier() and name.isascii() and name == name.lower()) or name.startswith("_"):
+        raise _fail(
+            f"models.{name}", "name", "a model name must be a lowercase Python identifier (e.g. spam_nb)"
+        )
+    if name in RESERVED:
+        raise _fail(f"models.{name}", "name", f"{name!r} is reserved for a function of the template's own")
+
+
+def parse(document: dict[str, Any]) -> Catalogue:
+    """Validate a decoded ``models.toml`` and merge each model table over ``[defaults]``."""
+    unknown = set(document) - {"defaults", "models"}
+    if unknown:
+        raise _fail(sorted(unknown)[0], "", "unknown table (expected [defaults] and [models.<name>])")
+    defaults = document.get("defaults", {})
+    if not isinstance(defaults, dict):
+        raise _fail("defaults", "", "expected a table")
+    _check("defaults", defaults)
+    tables = document.get("models", {})
+    if not isinstance(tables, dict) or not tables:
+        raise _fail("models", "", "expected at least one [models.<name>] table")
+    entries = []
+    for name, table in tables.items():
+        _check_name(name)
+        if not isinstance(table, dict):
+            raise _fail(f"models.{name}", "", "expected a table")
+        merged = {**defaults, **_check(f"models.{name}", table)}
+        for key in _REQUIRED:
+            if key not in merged:
+                raise _fail(f"models.{name}", key, "missing (and not in [defaults])")
+        merged["labels"] = tuple(merged.get("labels", ()))
+        if merged["family"] == "generator" and merged["labels"]:
+            raise _fail(f"models.{name}", "labels", "a generator predicts no labels")
+        entries.append(ModelEntry(name=name, **merged))
+    return Catalogue(tuple(entries))
+
+
+def load(path: Path = CATALOGUE) -> Catalogue:
+    try:
+        document = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigurationError(f"{path.name}: {error}", field="models.toml") from error
+    return parse(document)

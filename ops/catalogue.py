@@ -93,7 +93,9 @@ _FIELDS: dict[str, tuple[tuple[type, ...], int | None]] = {
     "labels": ((list,), None),
 }
 _UPPER = {"memory_mb": 10240, "timeout_s": 900, "ephemeral_storage_mb": 10240}
-_REQUIRED = tuple(f.name for f in fields(ModelEntry) if f.name not in {"name", "reserved_concurrency", "labels"})
+_REQUIRED = tuple(
+    f.name for f in fields(ModelEntry) if f.name not in {"name", "reserved_concurrency", "labels"}
+)
 
 
 def _fail(table: str, key: str, message: str) -> ConfigurationError:

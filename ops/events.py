@@ -17,6 +17,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from ops import catalogue
 from training.data import PROJECT_ROOT
 
 EVENTS_DIR = PROJECT_ROOT / "events"
@@ -200,18 +201,31 @@ def write_protocol_events(model: str, infer: dict[str, Any]) -> None:
     )
 
 
-def main() -> None:
+# spam_nb's events also show a base64 body, and its sample.jsonl is written by hand: it shows every row form.
+BASE64_EXAMPLE = "spam_nb"
+HAND_WRITTEN_INPUTS = frozenset({"spam_nb"})
+
+
+def write_text_events(model: str) -> None:
+    """A text classifier: raw texts over HTTP, as tensors, in a batch file and in queue messages."""
     texts = {"instances": SPAM_TEXTS}
-    write_model_events(
-        "spam_nb",
-        "predict",
-        {"predict": (texts, False), "predict_base64": ({"instances": SPAM_TEXTS[:1]}, True)},
-    )
-    write_model_events("spam_lstm", "predict", {"predict": (texts, False)})
-    write_model_events("spam_mlp", "predict", {"predict": (texts, False)})
+    requests = {"predict": (texts, False)}
+    if model == BASE64_EXAMPLE:
+        requests["predict_base64"] = ({"instances": SPAM_TEXTS[:1]}, True)
+    write_model_events(model, "predict", requests)
+    text_input = {"name": "text", "shape": [2, 1], "datatype": "BYTES", "data": SPAM_TEXTS[:2]}
+    write_protocol_events(model, {"id": "sample-1", "inputs": [text_input]})
+    if model not in HAND_WRITTEN_INPUTS:
+        write_sample_input(model, [*SPAM_TEXTS, 42, ""])
+    pairs = [{"instances": SPAM_TEXTS[i : i + 2]} for i in range(3)]
+    write_event_source_events(model, pairs, {"instances": ["a fine text", 42, ""]})
+
+
+def write_image_events(model: str) -> None:
+    """An image classifier: 8x8 digits as arrays and as PNGs (grey and RGB)."""
     images = digit_images()
     write_model_events(
-        "digits_cnn",
+        model,
         "predict",
         {
             "predict": ({"instances": images}, False),
@@ -221,39 +235,41 @@ def main() -> None:
             ),
         },
     )
-    write_model_events(
-        "moby_gen", "generate", {"generate": (GENERATE, False), "generate_greedy": (GENERATE_GREEDY, False)}
-    )
-    # Open Inference Protocol v2: each model's metadata and one infer request of tensors.
-    text_input = {"name": "text", "shape": [2, 1], "datatype": "BYTES", "data": SPAM_TEXTS[:2]}
-    for model in ("spam_nb", "spam_lstm", "spam_mlp"):
-        write_protocol_events(model, {"id": "sample-1", "inputs": [text_input]})
     image_input = {"name": "image", "shape": [2, 8, 8, 1], "datatype": "FP32", "data": images[:2]}
-    write_protocol_events("digits_cnn", {"id": "sample-1", "inputs": [image_input]})
+    write_protocol_events(model, {"id": "sample-1", "inputs": [image_input]})
+    write_sample_input(model, [*images, [[0.5] * 3] * 3])
+    image_pairs = [{"instances": images[i : i + 2]} for i in range(2)]
+    write_event_source_events(model, image_pairs, {"instances": [images[0], [[0.5] * 3] * 3]})
+
+
+def write_generator_events(model: str) -> None:
+    """A text generator: sampled and greedy generation, a prompt tensor, prompts in files and queues."""
+    write_model_events(
+        model, "generate", {"generate": (GENERATE, False), "generate_greedy": (GENERATE_GREEDY, False)}
+    )
     prompt = {"name": "prompt", "shape": [1], "datatype": "BYTES", "data": [GENERATE_GREEDY["prompt"]]}
     parameters = {"max_new_tokens": 40, "temperature": 0}
-    write_protocol_events("moby_gen", {"id": "sample-1", "inputs": [prompt], "parameters": parameters})
+    write_protocol_events(model, {"id": "sample-1", "inputs": [prompt], "parameters": parameters})
+    short = {"max_new_tokens": 40, "temperature": 0}
+    prompts = ["Call me Ishmael", "The whale", "It was the ship"]
+    write_sample_input(model, [*({"prompt": p, **short} for p in prompts), {"prompt": ""}, prompts[0]])
+    write_event_source_events(
+        model, [{"prompt": p, **short} for p in prompts], {"prompt": "", "max_new_tokens": 10}
+    )
+
+
+FAMILY_EVENTS = {"text": write_text_events, "image": write_image_events, "generator": write_generator_events}
+
+
+def main() -> None:
+    # every catalogue model: HTTP (plain and Open Inference Protocol), S3 batch input, SQS requests
+    for model in catalogue.load():
+        FAMILY_EVENTS[model.family](model.name)
     registry_dir = EVENTS_DIR / "registry"
     write(registry_dir / "live.json", generate_http_event("GET", "/v2/health/live", None, base64_body=False))
     write(
         registry_dir / "index.json",
         generate_http_event("POST", "/v2/repository/index", {"ready": True}, base64_body=False),
-    )
-    # S3 batch inputs and SQS requests (spam_nb's sample.jsonl is written by hand: it shows every row form)
-    pairs = [{"instances": SPAM_TEXTS[i : i + 2]} for i in range(3)]
-    bad_texts = {"instances": ["a fine text", 42, ""]}
-    for model in ("spam_nb", "spam_lstm", "spam_mlp"):
-        if model != "spam_nb":
-            write_sample_input(model, [*SPAM_TEXTS, 42, ""])
-        write_event_source_events(model, pairs, bad_texts)
-    write_sample_input("digits_cnn", [*images, [[0.5] * 3] * 3])
-    image_pairs = [{"instances": images[i : i + 2]} for i in range(2)]
-    write_event_source_events("digits_cnn", image_pairs, {"instances": [images[0], [[0.5] * 3] * 3]})
-    short = {"max_new_tokens": 40, "temperature": 0}
-    prompts = ["Call me Ishmael", "The whale", "It was the ship"]
-    write_sample_input("moby_gen", [*({"prompt": p, **short} for p in prompts), {"prompt": ""}, prompts[0]])
-    write_event_source_events(
-        "moby_gen", [{"prompt": p, **short} for p in prompts], {"prompt": "", "max_new_tokens": 10}
     )
 
 

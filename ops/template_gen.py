@@ -100,7 +100,9 @@ def _route_events(logical_id: str, routes: dict[str, Any], apis: dict[str, str])
         route, authorizer = (spec, None) if isinstance(spec, str) else (spec["Route"], spec.get("Authorizer"))
         method, _, path = str(route).partition(" ")
         if method not in METHODS or not path.startswith("/"):
-            raise ConfigurationError(f"{logical_id} route {name}: {route!r} is not 'METHOD /path'", field=name)
+            raise ConfigurationError(
+                f"{logical_id} route {name}: {route!r} is not 'METHOD /path'", field=name
+            )
         for suffix, api in apis.items():
             properties: dict[str, Any] = {"ApiId": Intrinsic("Ref", api), "Method": method, "Path": path}
             if authorizer is not None:

@@ -81,6 +81,11 @@ def camel_case(name: str) -> str:
     return "".join(part[:1].upper() + part[1:] for part in name.split("_"))
 
 
+def snake_case(logical_id: str) -> str:
+    """The inverse of ``camel_case`` for names without digits after an underscore: ``MultiModel``."""
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in logical_id).lstrip("_")
+
+
 # field -> (accepted types, lowest value for integers)
 _FIELDS: dict[str, tuple[tuple[type, ...], int | None]] = {
     "description": ((str,), None),

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,31 +10,16 @@ from typing import Any
 
 import pytest
 
+from ops import catalogue
 from ops.template import Intrinsic, functions, load_template
+from tests.integration.tools import PICKED_DEPLOYMENT, run
 from training.data import PROJECT_ROOT
+
+MODELS = catalogue.load()
+FUNCTIONS_DIR = PROJECT_ROOT / "functions"
 
 LAYER_LIMIT_BYTES = 150 * 1024 * 1024
 TRAINING_ONLY = ("sklearn", "scikit_learn", "tensorflow", "keras", "tf2onnx", "skl2onnx", "torch")
-
-
-VENV_BIN = Path(sys.executable).parent
-
-
-def run(*command: str, cwd: Path = PROJECT_ROOT) -> subprocess.CompletedProcess[str]:
-    """A tool from this virtual environment; its bin first on PATH, so `sam build` finds python3.12."""
-    env = {
-        **os.environ,
-        "SAM_CLI_TELEMETRY": "0",
-        "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-    }
-    return subprocess.run(
-        [str(VENV_BIN / command[0]), *command[1:]],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=900,
-    )
 
 
 def test_sam_validate_lint_is_clean() -> None:
@@ -73,8 +55,13 @@ def test_sam_build_makes_the_layer_and_function_for_python312(built: Path) -> No
     # precompiled for 3.12, so a read-only /opt does not mean compiling at every cold start
     assert list(layer.glob("maas/__pycache__/http.cpython-312.pyc"))
     assert list(layer.glob("aws_lambda_powertools/__pycache__/__init__.cpython-312.pyc"))
-    for function in ("SpamNb", "SpamLstm", "DigitsCnn", "SpamMlp", "MobyGen"):
-        assert (built / f"{function}Function" / "app.py").is_file()
+    # every function is built from the one shared folder, functions/ (the handler is in the layer)
+    shared = {p.name: p.read_bytes() for p in FUNCTIONS_DIR.iterdir() if p.is_file()}
+    for spec in functions():
+        out = built / spec.logical_id
+        assert out.is_dir(), spec.logical_id
+        assert {name: (out / name).read_bytes() for name in shared} == shared, spec.logical_id
+        assert not [p for p in out.iterdir() if p.name.lower().startswith(TRAINING_ONLY)], spec.logical_id
 
 
 def test_the_built_layer_is_free_of_training_frameworks_and_under_150_mb(built: Path) -> None:
@@ -103,18 +90,64 @@ def protocol_routes(model: str) -> set[tuple[str, str]]:
     }
 
 
-def test_each_model_has_its_function_routes_and_log_group() -> None:
+def test_each_catalogue_model_has_its_function_with_both_verbs_and_the_catalogue_settings() -> None:
     specs = {spec.model_name: spec for spec in functions() if spec.model_name}
-    for model in ("spam_nb", "spam_lstm", "digits_cnn", "spam_mlp"):
-        assert {(r.method, r.path) for r in specs[model].routes} == {
-            ("POST", f"/models/{model}/predict"),
-            ("GET", f"/models/{model}"),
-        } | protocol_routes(model)
-    assert {(r.method, r.path) for r in specs["moby_gen"].routes} == {
-        ("POST", "/models/moby_gen/generate"),
-        ("GET", "/models/moby_gen"),
-    } | protocol_routes("moby_gen")
-    assert all((spec.code_dir / "app.py").is_file() and spec.memory_mb >= 1024 for spec in specs.values())
+    assert set(specs) == set(MODELS.names)
+    everything = resources()
+    for model in MODELS:
+        spec = specs[model.name]
+        # both plain verbs: the served version's task decides which one answers
+        assert {(r.method, r.path) for r in spec.routes} == {
+            ("POST", f"/models/{model.name}/predict"),
+            ("POST", f"/models/{model.name}/generate"),
+            ("GET", f"/models/{model.name}"),
+        } | protocol_routes(model.name)
+        assert spec.logical_id == f"{model.logical_id}Function"
+        assert (spec.code_dir, spec.module, spec.handler) == (
+            FUNCTIONS_DIR,
+            "maas.entry.model",
+            "lambda_handler",
+        )
+        assert (spec.memory_mb, spec.timeout_s) == (model.memory_mb, model.timeout_s)
+        assert spec.environment["BATCH_CHUNK_ROWS"] == str(model.batch_chunk_rows)
+        props = everything[spec.logical_id]["Properties"]
+        assert props["EphemeralStorage"] == {"Size": model.ephemeral_storage_mb}
+        assert props.get("ReservedConcurrentExecutions") == model.reserved_concurrency
+
+
+def test_the_multi_model_function_serves_any_model_over_http_only() -> None:
+    (spec,) = [s for s in functions() if s.logical_id == "MultiModelFunction"]
+    model, version = "/models/{model}", "/v2/models/{model}"
+    assert {(r.method, r.path) for r in spec.routes} == {
+        ("GET", model),
+        ("POST", f"{model}/predict"),
+        ("POST", f"{model}/generate"),
+    } | {
+        ("GET", version),
+        ("GET", f"{version}/ready"),
+        ("POST", f"{version}/infer"),
+        ("GET", f"{version}/versions/{{version}}"),
+        ("GET", f"{version}/versions/{{version}}/ready"),
+        ("POST", f"{version}/versions/{{version}}/infer"),
+    }
+    assert (spec.code_dir, spec.module) == (FUNCTIONS_DIR, "maas.entry.multi_model")
+    assert spec.model_name is None and "MODEL_VERSION" not in spec.environment
+    assert spec.environment["POWERTOOLS_SERVICE_NAME"] == "multi_model"
+    props = resources()["MultiModelFunction"]["Properties"]
+    assert {e["Type"] for e in props["Events"].values()} == {"HttpApi"}
+    assert (spec.memory_mb, spec.timeout_s, props["EphemeralStorage"]["Size"]) == (2048, 30, 2048)
+    # the cache (files in /tmp, sessions in memory) fits both, with room for the runtime
+    cache_mb = int(spec.environment["MODEL_CACHE_BYTES"]) / 2**20
+    assert cache_mb <= props["EphemeralStorage"]["Size"] - 512 and cache_mb <= spec.memory_mb - 512
+
+
+def test_the_registry_function_runs_the_layer_handler_from_the_shared_folder() -> None:
+    (spec,) = [s for s in functions() if s.logical_id == "RegistryFunction"]
+    assert (spec.code_dir, spec.module, spec.handler) == (
+        FUNCTIONS_DIR,
+        "maas.entry.registry",
+        "lambda_handler",
+    )
 
 
 def test_layer_requirements_pin_what_pyproject_pins() -> None:
@@ -191,18 +224,26 @@ def _resources_of(statement: dict[str, Any]) -> list[str]:
 
 
 def test_each_function_reads_only_its_own_model_prefix() -> None:
-    """A model function reads its own model; the registry function lists and reads tags of all."""
+    """A model function reads its own model; the registry and multi-model functions read all models."""
     for spec in functions():
         prefix = f"models/{spec.model_name}/*" if spec.model_name else "models/*"
         for statement in _statements(spec):
             actions = _actions(statement)
             assert all(a.startswith(("s3:", "sqs:")) and "*" not in a for a in actions), actions
+            if not spec.model_name:  # no data bucket, no queue: the registry only
+                assert all("ModelsBucket" in r for r in _resources_of(statement)), statement
             on_models = [r for r in _resources_of(statement) if "ModelsBucket" in r]
             if not on_models:
                 continue
             assert not any(a.startswith(("s3:Put", "s3:Delete")) for a in actions), actions
             if not spec.model_name:
-                assert set(actions) <= {"s3:ListBucket", "s3:GetObjectTagging"}, actions
+                # the repository index reads manifests and publication records; multi_model loads
+                assert set(actions) <= {
+                    "s3:ListBucket",
+                    "s3:GetObject",
+                    "s3:GetObjectVersion",
+                    "s3:GetObjectTagging",
+                }
             if actions == ["s3:ListBucket"]:
                 assert statement["Condition"]["StringLike"]["s3:prefix"] == [prefix]
             else:
@@ -278,7 +319,8 @@ def test_functions_use_python312_the_layer_and_powertools_settings() -> None:
     assert layer["Metadata"]["BuildMethod"] == "makefile"
     assert layer["Properties"]["CompatibleRuntimes"] == ["python3.12"]
     for spec in functions():
-        assert spec.environment["POWERTOOLS_SERVICE_NAME"] == (spec.model_name or "registry")
+        service = spec.model_name or catalogue.snake_case(spec.logical_id.removesuffix("Function"))
+        assert spec.environment["POWERTOOLS_SERVICE_NAME"] == service
         log_groups = [
             r
             for r in template["Resources"].values()
@@ -291,7 +333,6 @@ def test_functions_use_python312_the_layer_and_powertools_settings() -> None:
 # --- lifecycle and access control -----------------------------------------------------------------
 
 HEALTH = "/health/"
-PICKED_DEPLOYMENT = "Linear10PercentEvery1Minute"
 
 
 def test_cfn_lint_is_clean_in_both_auth_modes() -> None:
@@ -301,27 +342,6 @@ def test_cfn_lint_is_clean_in_both_auth_modes() -> None:
     ):
         result = run("cfn-lint", "template.yaml", "--parameters", *parameters)
         assert result.returncode == 0, (parameters, result.stdout + result.stderr)
-
-
-@pytest.fixture(scope="module")
-def translated() -> dict[str, Any]:
-    """The template after the SAM transform (what CloudFormation receives), without deploying."""
-    from cfnlint.decode import decode
-    from samtranslator.translator.transform import transform
-
-    class NoManagedPolicies:
-        def load(self) -> dict[str, str]:
-            return {}
-
-    template, errors = decode(str(PROJECT_ROOT / "template.yaml"))
-    assert not errors and template is not None
-    for resource in template["Resources"].values():  # local folders: `sam build` uploads them
-        for key in ("CodeUri", "ContentUri"):
-            if key in resource.get("Properties", {}):
-                resource["Properties"][key] = "s3://bucket/key"
-    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
-    output: dict[str, Any] = transform(template, {"DeploymentType": PICKED_DEPLOYMENT}, NoManagedPolicies())
-    return output
 
 
 def test_every_function_publishes_an_alias_with_a_canary_deployment_and_rollback_alarms(

@@ -4,6 +4,10 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# checkov (tests/integration/test_checkov.py) pins boto3 1.35 and more that clash with the project's
+# pins: it gets a virtual environment of its own, inside .venv.
+CHECKOV_VERSION := 3.3.30
+CHECKOV := $(VENV)/checkov/bin/checkov
 # Lambda's runtime is python3.12: find a working interpreter (pyenv's build, else python3.12 on PATH).
 PYTHON312 ?= $(shell for p in $$(pyenv root 2>/dev/null)/versions/3.12*/bin/python3.12 python3.12; do \
 	  "$$p" -c 'import sys; assert sys.version_info[:2] == (3, 12)' >/dev/null 2>&1 && { echo "$$p"; break; }; done)
@@ -18,6 +22,8 @@ $(STAMP): pyproject.toml
 	@test -n "$(PYTHON312)" || { echo "error: no Python 3.12 interpreter found (install it, or set PYTHON312=/path/to/python3.12)"; exit 1; }
 	@test -x $(PY) || $(PYTHON312) -m venv $(VENV)
 	$(PY) -m pip install --quiet -e ".[training,dev]"
+	@$(CHECKOV) --version 2>/dev/null | grep -qx "$(CHECKOV_VERSION)" || { $(PYTHON312) -m venv $(VENV)/checkov && \
+	  $(VENV)/checkov/bin/pip install --quiet "checkov==$(CHECKOV_VERSION)"; }
 	@touch $(STAMP)
 
 install: $(STAMP)

@@ -325,9 +325,9 @@ def test_functions_use_python312_the_layer_and_powertools_settings() -> None:
             r
             for r in template["Resources"].values()
             if r["Type"] == "AWS::Logs::LogGroup"
-            and spec.logical_id in str(r["Properties"]["LogGroupName"].value)
+            and r["Properties"].get("LogGroupName") == Intrinsic("Sub", f"/aws/lambda/${{{spec.logical_id}}}")
         ]
-        assert log_groups and log_groups[0]["Properties"]["RetentionInDays"]
+        assert len(log_groups) == 1 and log_groups[0]["Properties"]["RetentionInDays"]
 
 
 # --- lifecycle and access control -----------------------------------------------------------------

@@ -48,12 +48,12 @@ def tree_size(root: Path) -> int:
 
 def test_sam_build_makes_the_layer_and_function_for_python312(built: Path) -> None:
     layer = built / "RuntimeLayer" / "python"
-    assert (layer / "maas" / "http.py").is_file()
+    assert (layer / "maas" / "entry" / "model.py").is_file()
     assert (layer / "onnxruntime").is_dir() and (layer / "numpy").is_dir()
     assert (layer / "aws_lambda_powertools").is_dir()
     assert list(layer.glob("onnxruntime/capi/onnxruntime_pybind11_state.cpython-312-*.so"))
     # precompiled for 3.12, so a read-only /opt does not mean compiling at every cold start
-    assert list(layer.glob("maas/__pycache__/http.cpython-312.pyc"))
+    assert list(layer.glob("maas/entry/__pycache__/model.cpython-312.pyc"))
     assert list(layer.glob("aws_lambda_powertools/__pycache__/__init__.cpython-312.pyc"))
     # every function is built from the one shared folder, functions/ (the handler is in the layer)
     shared = {p.name: p.read_bytes() for p in FUNCTIONS_DIR.iterdir() if p.is_file()}
@@ -501,7 +501,7 @@ def test_the_arm64_layer_carries_aarch64_binaries_and_stays_under_150_mb(built: 
     assert list(layer.glob("python/onnxruntime/capi/onnxruntime_pybind11_state.cpython-312-aarch64-*.so"))
     assert list(layer.glob("python/numpy/_core/_multiarray_umath.cpython-312-aarch64-*.so"))
     assert not list(layer.rglob("*x86_64*.so"))
-    assert list(layer.glob("python/maas/__pycache__/http.cpython-312.pyc"))
+    assert list(layer.glob("python/maas/entry/__pycache__/model.cpython-312.pyc"))
     assert tree_size(layer) < LAYER_LIMIT_BYTES
 
 

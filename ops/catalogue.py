@@ -163,9 +163,13 @@ def parse(document: dict[str, Any]) -> Catalogue:
     return Catalogue(tuple(entries))
 
 
-def load(path: Path = CATALOGUE) -> Catalogue:
+def load_catalogue(path: Path = CATALOGUE) -> Catalogue:
+    """``models.toml``, validated; ``ConfigurationError`` naming the table and field if it is wrong."""
     try:
         document = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as error:
         raise ConfigurationError(f"{path.name}: {error}", field="models.toml") from error
     return parse(document)
+
+
+load = load_catalogue

@@ -125,5 +125,7 @@ def function_for_model(model: str, path: Path = TEMPLATE) -> FunctionSpec:
             return spec
     known = sorted(s.model_name for s in functions(path) if s.model_name)
     raise ConfigurationError(
-        f"template.yaml has no function for model {model!r}; it has {known}", field="model"
+        f"template.yaml has no function for model {model!r}; it has {known} "
+        "(a model without one is served by multi_model: invoke that with an event naming the model)",
+        field="model",
     )

@@ -173,3 +173,27 @@ def test_good_names_and_aliases_still_pass() -> None:
         "canary-2",
         "...",
     ]
+
+
+def test_the_cache_is_bounded_by_count_and_refuses_a_version_beyond_it_with_a_503(
+    registry: RegistryAdmin, spam_nb_dir: Path, s3: Any, tmp_path: Path
+) -> None:
+    from tests.unit.test_inference_protocol import versioned
+
+    for _ in range(3):
+        registry.publish(spam_nb_dir)
+    registry.set_alias("spam_nb", "production", 1)
+    infer = load_event("spam_nb", "infer.json")
+
+    two = make_function("spam_nb", s3, tmp_path / "two", MODEL_CACHE_VERSIONS="2")
+    assert two(PREDICT)["statusCode"] == 200  # resolves the alias: version 1 is in use
+    for version in (2, 3, 2, 1):
+        assert two(versioned(infer, version))["statusCode"] == 200
+        assert len(two.module.runtime.service.loaded()) <= 2
+    assert 1 in two.module.runtime.service.loaded_versions()  # the alias's version is never evicted
+
+    one = make_function("spam_nb", s3, tmp_path / "one", MODEL_CACHE_VERSIONS="1")
+    assert one(PREDICT)["statusCode"] == 200  # version 1, the alias's: in use
+    response = one(versioned(infer, 2))
+    assert response["statusCode"] == 503 and json.loads(response["body"])["code"] == "cache_full"
+    assert one(PREDICT)["statusCode"] == 200

@@ -81,7 +81,11 @@ class ModelService:
     _lock: threading.RLock = field(default_factory=threading.RLock)
 
     def __post_init__(self) -> None:
-        self._loaded = ByteLRU(self.settings.model_cache_bytes, on_evict=self._unload)
+        self._loaded = ByteLRU(
+            self.settings.model_cache_bytes,
+            on_evict=self._unload,
+            max_entries=self.settings.model_cache_versions,
+        )
 
     @classmethod
     def from_settings(cls, settings: Settings, s3_client: Any | None = None) -> ModelService:
@@ -184,6 +188,12 @@ class ModelService:
             self._checked[key] = now
             if served is not None:
                 return served
+            if not self._loaded.admits(key, self._referenced()):
+                raise ModelUnavailable(
+                    f"model {name!r} version {version} cannot be loaded now: this environment holds "
+                    f"{len(self._loaded)} versions (MODEL_CACHE_VERSIONS), every one of them in use",
+                    code="cache_full",
+                )
             local: LocalVersion = self.store.fetch(name, version)
             predictor = Predictor(local.model_path, threads=self.settings.session_threads)
             try:

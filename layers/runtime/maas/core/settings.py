@@ -12,6 +12,7 @@ from maas.core.errors import ConfigurationError
 
 DEFAULT_ALIAS = "production"
 DEFAULT_CACHE_BYTES = 256 * 1024 * 1024
+DEFAULT_CACHE_VERSIONS = 32  # open sessions per environment, whatever their size
 DEFAULT_MAX_STALE_SECONDS = 300.0  # five default alias TTLs
 
 
@@ -57,6 +58,7 @@ class Settings:
     max_stale_seconds: float = DEFAULT_MAX_STALE_SECONDS
     model_cache_dir: Path = Path(tempfile.gettempdir()) / "maas-models"
     model_cache_bytes: int = DEFAULT_CACHE_BYTES
+    model_cache_versions: int = DEFAULT_CACHE_VERSIONS
     max_batch: int = 256
     max_body_bytes: int = 1_048_576
     session_threads: int = 1
@@ -94,6 +96,7 @@ class Settings:
             max_stale_seconds=_float(env, "MAX_STALE_SECONDS", DEFAULT_MAX_STALE_SECONDS),
             model_cache_dir=Path(env.get("MODEL_CACHE_DIR") or Path(tempfile.gettempdir()) / "maas-models"),
             model_cache_bytes=_int(env, "MODEL_CACHE_BYTES", DEFAULT_CACHE_BYTES),
+            model_cache_versions=_int(env, "MODEL_CACHE_VERSIONS", DEFAULT_CACHE_VERSIONS),
             max_batch=_int(env, "MAX_BATCH", 256),
             max_body_bytes=_int(env, "MAX_BODY_BYTES", 1_048_576),
             session_threads=_int(env, "SESSION_THREADS", 1),

@@ -197,3 +197,14 @@ def test_the_cache_is_bounded_by_count_and_refuses_a_version_beyond_it_with_a_50
     response = one(versioned(infer, 2))
     assert response["statusCode"] == 503 and json.loads(response["body"])["code"] == "cache_full"
     assert one(PREDICT)["statusCode"] == 200
+
+
+def test_retirement_cannot_be_reversed_by_the_tools(registry: RegistryAdmin, spam_nb_dir: Path) -> None:
+    from maas.core.registry import STATUS_ACTIVE, STATUS_RETIRED
+
+    registry.publish(spam_nb_dir)
+    registry.set_status("spam_nb", 1, STATUS_RETIRED)
+    with pytest.raises(Conflict) as refused:
+        registry.set_status("spam_nb", 1, STATUS_ACTIVE)
+    assert refused.value.code == "status_irreversible"
+    assert registry.status("spam_nb", 1) == STATUS_RETIRED

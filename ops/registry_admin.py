@@ -22,6 +22,7 @@ from maas.core.registry import (
     MODEL_FILE,
     PUBLICATION_NAME,
     STATUS_ACTIVE,
+    STATUS_RETIRED,
     Alias,
     ModelRegistry,
     Progress,
@@ -138,8 +139,19 @@ class RegistryAdmin(ModelRegistry):
             raise RegistryError(f"cannot record the publication of {name} v{version}: {error}") from error
 
     def set_status(self, name: str, version: int, status: str) -> None:
-        """Change the status tag of a version's model object (its other tags are kept)."""
-        tags = {**self.tags(name, version), "status": status}
+        """Change the status tag of a version's model object (its other tags are kept).
+
+        Retirement is final: a retired version is never made active again (publish it anew).
+        This guards the tools; the tag itself is guarded by who may call ``PutObjectTagging``.
+        """
+        current = self.tags(name, version)
+        if current.get("status") == STATUS_RETIRED and status != STATUS_RETIRED:
+            raise Conflict(
+                f"{name} version {version} is retired: retirement cannot be reversed; publish it again",
+                code="status_irreversible",
+                field="status",
+            )
+        tags = {**current, "status": status}
         try:
             self.s3.put_object_tagging(
                 Bucket=self.bucket,

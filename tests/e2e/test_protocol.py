@@ -31,7 +31,8 @@ def infer_body(texts: list[str] = TEXTS, **extra: Any) -> dict[str, Any]:
 def assert_protocol_error(response: requests.Response, status: int, *words: str) -> str:
     assert response.status_code == status, response.text
     body = response.json()
-    assert list(body) == ["error"] and isinstance(body["error"], str), body
+    # the protocol's {"error": message}, with our code and the request id beside it
+    assert set(body) == {"error", "code", "request_id"} and isinstance(body["error"], str), body
     for word in words:
         assert word in body["error"], body
     return str(body["error"])

@@ -139,7 +139,7 @@ def test_retiring_a_loaded_version_stops_its_versioned_route_after_the_ttl(
     )
     response = function(event)
     assert response["statusCode"] == 410
-    assert body_of(response) == {"error": "model 'spam_nb' version 2 is retired and is not served"}
+    assert body_of(response)["error"] == "model 'spam_nb' version 2 is retired and is not served"
     assert function(load_event("spam_nb", "infer.json"))["statusCode"] == 200  # the alias's version 1
 
 

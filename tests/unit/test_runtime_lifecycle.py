@@ -132,6 +132,8 @@ def test_a_replaced_model_object_is_refused_even_with_the_same_bytes(
     assert status == 503
     assert body["error"]["code"] == "object_replaced"
     assert "model.onnx was replaced after publication" in body["error"]["message"]
+    versions = s3.list_object_versions(Bucket=BUCKET, Prefix=key)["Versions"]
+    assert not any(v["VersionId"] in str(body) for v in versions)  # no S3 version id in an answer
     assert not list((tmp_path / "cache" / "spam_nb" / "1").glob("*.onnx"))
 
 

@@ -1,10 +1,12 @@
-"""A least-recently-used cache bounded by bytes, for loaded model versions.
+"""A least-recently-used cache bounded by bytes and by count, for loaded model versions.
 
 An execution environment that has served many versions (promotions, rollbacks, pinned versions
 behind ``/versions/{v}`` routes) must not run out of memory or ``/tmp``. Each entry has a size;
 when an insertion goes over the bound, the least recently used entries that nobody protects are
 evicted and handed to ``on_evict`` (which unloads the session and deletes the cached files).
-An entry larger than the bound on its own is still kept: serving it beats refusing it.
+An entry larger than the bound on its own is still kept: serving it beats refusing it. The count
+bound (``max_entries``) caps open sessions whatever their size; ``admits`` says whether one more
+can come in (only when every entry is protected can it not).
 """
 
 from __future__ import annotations
@@ -16,8 +18,11 @@ from collections.abc import Callable, Collection
 class ByteLRU[K, V]:
     """Not thread-safe on its own: the model service calls it under its lock."""
 
-    def __init__(self, max_bytes: int, on_evict: Callable[[K, V], None] | None = None) -> None:
+    def __init__(
+        self, max_bytes: int, on_evict: Callable[[K, V], None] | None = None, max_entries: int | None = None
+    ) -> None:
         self.max_bytes = max_bytes
+        self.max_entries = max_entries
         self._on_evict = on_evict
         self._entries: OrderedDict[K, tuple[V, int]] = OrderedDict()
 
@@ -48,10 +53,21 @@ class ByteLRU[K, V]:
         self._entries.move_to_end(key)
         return self.shrink(keep={key, *protected})
 
+    def _over(self) -> bool:
+        too_many = self.max_entries is not None and len(self._entries) > self.max_entries
+        return too_many or self.total_bytes > self.max_bytes
+
+    def admits(self, key: K, protected: Collection[K] = ()) -> bool:
+        """Whether ``key`` can be inserted within the count bound: it is there already, there is
+        room, or some entry nobody protects can make room."""
+        if key in self._entries or self.max_entries is None or len(self._entries) < self.max_entries:
+            return True
+        return any(candidate not in protected for candidate in self._entries)
+
     def shrink(self, keep: Collection[K] = ()) -> list[K]:
         evicted: list[K] = []
         for candidate in list(self._entries):
-            if self.total_bytes <= self.max_bytes:
+            if not self._over():
                 break
             if candidate in keep:
                 continue

@@ -9,15 +9,19 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from maas.core.errors import RequestError
+from maas.core.errors import RequestError, cut
 
 
 def parse_json_object(raw: bytes | str, what: str) -> dict[str, Any]:
     """A JSON object from an HTTP body or a queue message; anything else is a ``RequestError``."""
     try:
         document = json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
-    except (UnicodeDecodeError, ValueError) as error:
-        raise RequestError(f"{what} is not valid JSON: {error}", code="invalid_json", field="body") from None
+    except RecursionError:
+        raise RequestError(f"{what} is nested too deeply", code="too_deeply_nested", field="body") from None
+    except (UnicodeDecodeError, ValueError) as error:  # also an integer of more than 4,300 digits
+        raise RequestError(
+            f"{what} is not valid JSON: {cut(str(error))}", code="invalid_json", field="body"
+        ) from None
     if not isinstance(document, dict):
         raise RequestError(
             f"{what} must be a JSON object, got {type(document).__name__}",

@@ -99,3 +99,48 @@ class ParityError(TrainingError):
     """The ONNX model does not answer like the source model: it must not be written."""
 
     code = "parity_failed"
+
+
+ECHO_LIMIT = 100
+
+
+def cut(text: str, limit: int = ECHO_LIMIT) -> str:
+    """``text`` cut to about ``limit`` characters."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def shown(value: object, limit: int = ECHO_LIMIT) -> str:
+    """``repr`` of an input a message echoes, cut to about ``limit`` characters: a huge, deep or
+    odd value (a 4,301-digit integer, a lone surrogate) can neither flood an answer nor fail it."""
+    try:
+        text = repr(value)
+    except (RecursionError, ValueError, MemoryError):
+        text = f"<{type(value).__name__}>"
+    return cut(text, limit)
+
+
+def record_error(error: BaseException, field: str | None = None) -> MaasError:
+    """Any exception raised while ONE record (a request, a row, a message) was parsed, validated or
+    run, as that record's error: a code and a short message, so the rest of its batch goes on.
+
+    Content that reaches past validation (a lone surrogate onnxruntime cannot encode, nesting
+    deeper than the interpreter's stack, a NaN from a sampler) is the record's fault: a
+    ``RequestError``. Anything else is an ``internal_error`` of that record alone.
+    """
+    if isinstance(error, MaasError):
+        return error
+    if isinstance(error, RecursionError):
+        return RequestError("the input is nested too deeply", code="too_deeply_nested", field=field)
+    if isinstance(error, UnicodeError):
+        return RequestError(
+            "the input holds text that is not valid Unicode (a lone surrogate?)",
+            code="invalid_text",
+            field=field,
+        )
+    if isinstance(error, ValueError | TypeError | ArithmeticError | IndexError | KeyError):
+        return RequestError(
+            f"the input cannot be processed: {type(error).__name__}: {cut(str(error))}",
+            code="unprocessable_input",
+            field=field,
+        )
+    return MaasError(f"internal error while processing the input: {type(error).__name__}")

@@ -13,6 +13,7 @@ each caller back its own slice.
 
 from __future__ import annotations
 
+import re
 import time
 import zlib
 from collections.abc import Sequence
@@ -21,16 +22,23 @@ from typing import Any
 
 import numpy as np
 
-from maas.core.errors import NotFound, RequestError
+from maas.core.errors import MaasError, NotFound, RequestError, record_error, shown
+from maas.core.observability import logger
 from maas.core.runtime import ModelRuntime
 from maas.core.service import ServedModel
 from maas.core.tasks.base import Classifier, Feeds, GenerationRequest, Generator
 
+_VERSION = re.compile(r"[0-9]{1,18}")  # ASCII digits: str.isdigit() takes "²", which int() refuses
+
 
 def parse_version(raw: str) -> int:
     """A version in a path is a registry version number; anything else names no version."""
-    if not raw.isdigit() or int(raw) < 1:
-        raise NotFound(f"version {raw!r} does not exist: versions are numbers from 1", field="version")
+    if not _VERSION.fullmatch(raw) or int(raw) < 1:
+        raise NotFound(
+            f"version {shown(raw)} does not exist: versions are numbers from 1",
+            code="version_not_found",
+            field="version",
+        )
     return int(raw)
 
 
@@ -116,10 +124,10 @@ class Checked:
 
     feeds: Feeds | None
     valid: list[int]
-    errors: dict[int, RequestError] = field(default_factory=dict)
+    errors: dict[int, MaasError] = field(default_factory=dict)
 
 
-def _single(error: RequestError, name: str) -> RequestError:
+def _single(error: MaasError, name: str) -> MaasError:
     """An error about ``name[0]`` of a one-item batch is about ``name`` itself."""
     where = f"{name}[0]"
     return type(error)(
@@ -130,40 +138,116 @@ def _single(error: RequestError, name: str) -> RequestError:
 
 
 def decode_each(served: ServedModel, instances: Sequence[Any], name: str = "instance") -> Checked:
-    """Validate a batch at once (the common case: all valid), else each instance on its own."""
+    """Validate a batch at once (the common case: all valid), else each instance on its own.
+
+    Any exception while one instance is checked (not only a ``RequestError``: a ``RecursionError``
+    from a deeply nested one) is that instance's error; an empty batch has no feeds at all.
+    """
     task = classifier(served)
     batch = list(instances)
+    if not batch:
+        return Checked(None, [])
     try:
         return Checked(task.prepare(batch, name), list(range(len(batch))))
-    except RequestError:
+    except Exception:  # each instance is checked alone below, and told why
         pass
     valid: list[int] = []
-    errors: dict[int, RequestError] = {}
+    errors: dict[int, MaasError] = {}
     for index, instance in enumerate(batch):
         try:
             task.prepare([instance], name)
-        except RequestError as error:
-            errors[index] = _single(error, name)
+        except Exception as error:  # one instance's failure is its own
+            errors[index] = _single(record_error(error, f"{name}[0]"), name)
         else:
             valid.append(index)
     feeds = task.prepare([batch[i] for i in valid], name) if valid else None
     return Checked(feeds, valid, errors)
 
 
+@dataclass(slots=True)
+class Answered:
+    """Each instance of a batch: its prediction, or its error (by index), and the run time."""
+
+    predictions: dict[int, dict[str, Any]]
+    errors: dict[int, MaasError]
+    latency_ms: float
+
+
+def score_each(served: ServedModel, instances: Sequence[Any], name: str = "instance") -> Answered:
+    """Validate each instance and score the valid ones in one ``session.run``.
+
+    Should that run fail (content validation could not foresee), the valid instances are run one
+    by one: every instance that can be answered is, and only one whose own run fails is refused.
+    Nothing valid, no run: an empty or all-invalid batch never reaches the model.
+    """
+    batch = list(instances)
+    checked = decode_each(served, batch, name)
+    errors = dict(checked.errors)
+    if checked.feeds is None:
+        return Answered({}, errors, 0.0)
+    try:
+        scored = infer(served, checked.feeds)
+    except Exception as error:  # retried record by record below
+        logger.warning(
+            "a batched session.run failed: its instances are run one by one",
+            extra={"model": served.name, "instances": len(checked.valid), "error": type(error).__name__},
+        )
+    else:
+        answers = dict(zip(checked.valid, scored.predictions, strict=True))
+        return Answered(answers, errors, scored.latency_ms)
+    task = classifier(served)
+    answers = {}
+    total_ms = 0.0
+    for index in checked.valid:
+        try:
+            one = infer(served, task.prepare([batch[index]], name))
+        except Exception as error:  # this instance alone fails
+            errors[index] = _single(record_error(error, f"{name}[0]"), name)
+        else:
+            answers[index] = one.predictions[0]
+            total_ms += one.latency_ms
+    return Answered(answers, dict(sorted(errors.items())), total_ms)
+
+
 def predict_groups(
     served: ServedModel, groups: Sequence[Sequence[Any]], name: str = "instances"
-) -> tuple[list[list[dict[str, Any]]], float]:
-    """Score the instances of many already-validated requests in one ``session.run``, split back."""
+) -> tuple[list[list[dict[str, Any]] | MaasError], float]:
+    """Score the instances of many already-validated requests in one ``session.run``, split back.
+
+    Should the shared run fail, each request is run on its own: a request whose own run fails gets
+    its error, and the others their predictions.
+    """
     flat = [instance for group in groups for instance in group]
     if not flat:
         return [[] for _ in groups], 0.0
-    scored = predict(served, flat, name)
-    answers: list[list[dict[str, Any]]] = []
-    start = 0
+    try:
+        scored = predict(served, flat, name)
+    except Exception as error:  # retried request by request below
+        logger.warning(
+            "a batched session.run failed: its requests are run one by one",
+            extra={"model": served.name, "requests": len(groups), "error": type(error).__name__},
+        )
+    else:
+        answers: list[list[dict[str, Any]] | MaasError] = []
+        start = 0
+        for group in groups:
+            answers.append(scored.predictions[start : start + len(group)])
+            start += len(group)
+        return answers, scored.latency_ms
+    answers = []
+    total_ms = 0.0
     for group in groups:
-        answers.append(scored.predictions[start : start + len(group)])
-        start += len(group)
-    return answers, scored.latency_ms
+        if not group:
+            answers.append([])
+            continue
+        try:
+            one = predict(served, list(group), name)
+        except Exception as error:  # this request alone fails
+            answers.append(record_error(error, name))
+        else:
+            answers.append(one.predictions)
+            total_ms += one.latency_ms
+    return answers, total_ms
 
 
 # --- generators: one request is one decoding loop, not one row of a batch ----------------------

@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import boto3
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
-from maas.core.errors import Conflict, NotFound, RegistryError
+from maas.core.errors import Conflict, ModelUnavailable, NotFound, RegistryError, shown
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -38,8 +38,10 @@ PUBLICATION_NAME = "publication.json"
 STATUS_ACTIVE = "active"
 STATUS_RETIRED = "retired"
 ROOT = "models"
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_ALIAS = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+# Always fullmatch: "$" also matches before a trailing newline.
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_ALIAS = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_DIGITS = re.compile(r"[0-9]{1,18}")
 HISTORY_LIMIT = 100
 
 Progress = Callable[[str], None]
@@ -51,7 +53,7 @@ def _quiet(_: str) -> None:
 
 def check_model_name(name: str) -> str:
     """A model name is a Python identifier, so ``functions.<name>.app`` imports."""
-    if not _NAME.match(name):
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise NotFound(
             f"model name {name!r} is not a valid identifier", code="invalid_model_name", field="name"
         )
@@ -59,13 +61,19 @@ def check_model_name(name: str) -> str:
 
 
 def check_alias(alias: str) -> str:
-    if not _ALIAS.match(alias):
+    """1-64 letters, digits, '_', '.' or '-', and not ``.`` or ``..`` (path segments, not names)."""
+    if not isinstance(alias, str) or not _ALIAS.fullmatch(alias) or alias in {".", ".."}:
         raise Conflict(
-            f"alias {alias!r} must be 1-64 letters, digits, '_', '.' or '-'",
+            f"alias {alias!r} must be 1-64 letters, digits, '_', '.' or '-' (not '.' or '..')",
             code="invalid_alias",
             field="alias",
         )
     return alias
+
+
+def _positive_int(value: Any) -> bool:
+    """An integer of JSON, from 1: ``true``, ``1.0``, ``1.9`` and ``"1"`` are not versions."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
 def sha256_file(path: Path) -> str:
@@ -173,15 +181,15 @@ class ModelRegistry:
             for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix, Delimiter="/"):
                 for entry in page.get("CommonPrefixes", []):
                     yield entry["Prefix"][len(prefix) :].rstrip("/")
-        except ClientError as error:
+        except (ClientError, BotoCoreError) as error:
             raise RegistryError(f"cannot list s3://{self.bucket}/{prefix}: {error}") from error
 
     def list_models(self) -> list[str]:
-        return sorted(p for p in self._common_prefixes(f"{ROOT}/") if _NAME.match(p))
+        return sorted(p for p in self._common_prefixes(f"{ROOT}/") if _NAME.fullmatch(p))
 
     def list_versions(self, name: str) -> list[int]:
         found = self._common_prefixes(f"{self.model_prefix(name)}versions/")
-        return sorted(int(v) for v in found if v.isdigit())
+        return sorted(int(v) for v in found if _DIGITS.fullmatch(v))
 
     def list_aliases(self, name: str) -> list[Alias]:
         prefix = f"{self.model_prefix(name)}aliases/"
@@ -199,11 +207,21 @@ class ModelRegistry:
         """A JSON object with its ETag and S3 version id, or None when it does not exist."""
         try:
             response = self.s3.get_object(Bucket=self.bucket, Key=key)
+            raw = response["Body"].read()
         except ClientError as error:
             if _is_missing(error):
                 return None
             raise RegistryError(f"cannot read s3://{self.bucket}/{key}: {error}") from error
-        document = json.loads(response["Body"].read())
+        except BotoCoreError as error:  # a timeout, a dropped connection
+            raise RegistryError(f"cannot read s3://{self.bucket}/{key}: {error}") from error
+        try:
+            document = json.loads(raw)
+        except (ValueError, RecursionError):
+            raise RegistryError(
+                f"s3://{self.bucket}/{key} is not valid JSON", code="malformed_document"
+            ) from None
+        if not isinstance(document, dict):
+            raise RegistryError(f"s3://{self.bucket}/{key} is not a JSON object", code="malformed_document")
         return document, str(response["ETag"]), response.get("VersionId")
 
     def read_manifest_object(self, name: str, version: int) -> tuple[dict[str, Any], str | None]:
@@ -224,19 +242,52 @@ class ModelRegistry:
         return None if found is None else found[0]
 
     def get_alias(self, name: str, alias: str) -> Alias | None:
-        found = self._get_json(self.alias_key(name, alias))
+        """The alias, None when it is not set; a document that is not JSON or not an alias (a
+        ``version`` that is not a positive integer: ``true``, ``1.9``, ``"1"``) is a
+        ``ModelUnavailable`` naming what is wrong, never a guess."""
+        try:
+            found = self._get_json(self.alias_key(name, alias))
+        except RegistryError as error:
+            if error.code != "malformed_document":
+                raise
+            raise ModelUnavailable(
+                f"alias {alias!r} of model {name!r} is not a valid alias document: it is not a JSON object",
+                code="invalid_alias_document",
+            ) from None
         if found is None:
             return None
         document, etag, _ = found
+
+        def bad(what: str) -> ModelUnavailable:
+            return ModelUnavailable(
+                f"alias {alias!r} of model {name!r} is not a valid alias document: {what}",
+                code="invalid_alias_document",
+            )
+
+        version: Any = document.get("version")
+        if not _positive_int(version):
+            raise bad(f"'version' must be a positive integer, got {shown(version)}")
+        previous: Any = document.get("previous")
+        if previous is not None and not _positive_int(previous):
+            raise bad(f"'previous' must be a positive integer or null, got {shown(previous)}")
+        revision: Any = document.get("revision", 1)
+        if not _positive_int(revision):
+            raise bad(f"'revision' must be a positive integer, got {shown(revision)}")
+        history = document.get("history", [])
+        if not isinstance(history, list) or not all(isinstance(entry, dict) for entry in history):
+            raise bad("'history' must be a list of objects")
+        updated_at = document.get("updated_at", "")
+        if not isinstance(updated_at, str):
+            raise bad(f"'updated_at' must be a string, got {shown(updated_at)}")
         return Alias(
             name=name,
             alias=alias,
-            version=int(document["version"]),
-            previous=None if document.get("previous") is None else int(document["previous"]),
-            updated_at=str(document.get("updated_at", "")),
+            version=int(version),
+            previous=None if previous is None else int(previous),
+            updated_at=updated_at,
             etag=etag,
-            revision=int(document.get("revision", 1)),
-            history=tuple(document.get("history", [])),
+            revision=int(revision),
+            history=tuple(history),
         )
 
     def tags(self, name: str, version: int) -> dict[str, str]:
@@ -252,6 +303,8 @@ class ModelRegistry:
                     code="version_not_found",
                     field="version",
                 ) from error
+            raise RegistryError(f"cannot read tags of {name} v{version}: {error}") from error
+        except BotoCoreError as error:
             raise RegistryError(f"cannot read tags of {name} v{version}: {error}") from error
         return {tag["Key"]: tag["Value"] for tag in tags.get("TagSet", [])}
 

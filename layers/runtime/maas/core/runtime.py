@@ -11,7 +11,7 @@ from typing import Any
 
 import boto3
 
-from maas.core.errors import ConfigurationError, NotFound
+from maas.core.errors import ConfigurationError, NotFound, shown
 from maas.core.registry import check_model_name
 from maas.core.service import ModelService
 from maas.core.settings import Settings
@@ -68,14 +68,14 @@ class ModelRuntime:
                 return check_model_name(requested)
             except NotFound:
                 raise NotFound(
-                    f"unknown model {requested!r}: model names are identifiers",
+                    f"unknown model {shown(requested)}: model names are identifiers",
                     code="model_not_found",
                     field="model",
                 ) from None
         own = self.model_name
         if requested != own:
             raise NotFound(
-                f"this function serves model {own!r}, not {requested!r}",
+                f"this function serves model {own!r}, not {shown(requested)}",
                 code="model_not_found",
                 field="model",
             )

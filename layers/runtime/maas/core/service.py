@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from maas.core.cache import ByteLRU
-from maas.core.errors import ConfigurationError, ModelUnavailable, NotFound, Retired
+from maas.core.errors import ConfigurationError, ModelUnavailable, NotFound, RegistryError, Retired
+from maas.core.observability import logger
 from maas.core.predictor import Predictor
 from maas.core.registry import STATUS_ACTIVE, ModelRegistry
 from maas.core.settings import Settings
@@ -80,7 +81,11 @@ class ModelService:
     _lock: threading.RLock = field(default_factory=threading.RLock)
 
     def __post_init__(self) -> None:
-        self._loaded = ByteLRU(self.settings.model_cache_bytes, on_evict=self._unload)
+        self._loaded = ByteLRU(
+            self.settings.model_cache_bytes,
+            on_evict=self._unload,
+            max_entries=self.settings.model_cache_versions,
+        )
 
     @classmethod
     def from_settings(cls, settings: Settings, s3_client: Any | None = None) -> ModelService:
@@ -106,12 +111,33 @@ class ModelService:
         version = self._pinned(model) or self._resolve_alias(model)
         return self.load(model, version)
 
+    def _stale_limit(self) -> float:
+        return self.settings.alias_ttl_seconds + self.settings.max_stale_seconds
+
     def _resolve_alias(self, name: str) -> int:
         now = self.clock()
         cached = self._aliases.get(name)
         if cached is not None and now - cached.at < self.settings.alias_ttl_seconds:
             return cached.version
-        alias = self.registry.get_alias(name, self.settings.model_alias)
+        try:
+            alias = self.registry.get_alias(name, self.settings.model_alias)
+        except (RegistryError, ModelUnavailable) as error:
+            if cached is not None and now - cached.at < self._stale_limit():
+                logger.warning(
+                    "alias refresh failed: serving the version resolved before",
+                    extra={
+                        "model": name,
+                        "version": cached.version,
+                        "age_s": round(now - cached.at, 1),
+                        "error": error.to_dict(),
+                    },
+                )
+                return cached.version
+            raise ModelUnavailable(
+                f"no usable version of model {name!r}: alias {self.settings.model_alias!r} cannot be "
+                f"read ({error.message})",
+                code=error.code if isinstance(error, ModelUnavailable) else "registry_unavailable",
+            ) from error
         if alias is None:
             if self.settings.model_name is None and not self.registry.list_versions(name):
                 raise NotFound(
@@ -121,7 +147,7 @@ class ModelService:
                 )
             raise ModelUnavailable(
                 f"no usable version of model {name!r}: alias {self.settings.model_alias!r} is not set "
-                f"in s3://{self.settings.model_bucket}",
+                "in the registry",
                 code="no_usable_version",
             )
         self._aliases[name] = _Resolved(alias.version, now)
@@ -146,10 +172,28 @@ class ModelService:
             if served is not None and checked is not None and now - checked < self.settings.alias_ttl_seconds:
                 return served
             started = time.perf_counter()
-            self._confirm_active(name, version, by_number=by_number)
+            try:
+                self._confirm_active(name, version, by_number=by_number)
+            except RegistryError as error:
+                if served is not None and checked is not None and now - checked < self._stale_limit():
+                    logger.warning(
+                        "status refresh failed: serving the loaded version",
+                        extra={"model": name, "version": version, "error": error.to_dict()},
+                    )
+                    return served
+                raise ModelUnavailable(
+                    f"model {name!r} version {version} cannot be checked: the registry cannot be read",
+                    code="registry_unavailable",
+                ) from error
             self._checked[key] = now
             if served is not None:
                 return served
+            if not self._loaded.admits(key, self._referenced()):
+                raise ModelUnavailable(
+                    f"model {name!r} version {version} cannot be loaded now: this environment holds "
+                    f"{len(self._loaded)} versions (MODEL_CACHE_VERSIONS), every one of them in use",
+                    code="cache_full",
+                )
             local: LocalVersion = self.store.fetch(name, version)
             predictor = Predictor(local.model_path, threads=self.settings.session_threads)
             try:

@@ -12,6 +12,8 @@ from maas.core.errors import ConfigurationError
 
 DEFAULT_ALIAS = "production"
 DEFAULT_CACHE_BYTES = 256 * 1024 * 1024
+DEFAULT_CACHE_VERSIONS = 32  # open sessions per environment, whatever their size
+DEFAULT_MAX_STALE_SECONDS = 300.0  # five default alias TTLs
 
 
 def _int(environ: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
@@ -51,8 +53,12 @@ class Settings:
     model_alias: str = DEFAULT_ALIAS
     model_version: int | None = None
     alias_ttl_seconds: float = 60.0
+    #: how long past its TTL a warm function keeps serving what it resolved when the registry
+    #: cannot be read (S3 throttling, a malformed alias document); then it answers 503
+    max_stale_seconds: float = DEFAULT_MAX_STALE_SECONDS
     model_cache_dir: Path = Path(tempfile.gettempdir()) / "maas-models"
     model_cache_bytes: int = DEFAULT_CACHE_BYTES
+    model_cache_versions: int = DEFAULT_CACHE_VERSIONS
     max_batch: int = 256
     max_body_bytes: int = 1_048_576
     session_threads: int = 1
@@ -87,8 +93,10 @@ class Settings:
             model_alias=env.get("MODEL_ALIAS") or DEFAULT_ALIAS,
             model_version=_int(env, "MODEL_VERSION", 0) if pinned and name else None,
             alias_ttl_seconds=_float(env, "ALIAS_TTL_SECONDS", 60.0),
+            max_stale_seconds=_float(env, "MAX_STALE_SECONDS", DEFAULT_MAX_STALE_SECONDS),
             model_cache_dir=Path(env.get("MODEL_CACHE_DIR") or Path(tempfile.gettempdir()) / "maas-models"),
             model_cache_bytes=_int(env, "MODEL_CACHE_BYTES", DEFAULT_CACHE_BYTES),
+            model_cache_versions=_int(env, "MODEL_CACHE_VERSIONS", DEFAULT_CACHE_VERSIONS),
             max_batch=_int(env, "MAX_BATCH", 256),
             max_body_bytes=_int(env, "MAX_BODY_BYTES", 1_048_576),
             session_threads=_int(env, "SESSION_THREADS", 1),

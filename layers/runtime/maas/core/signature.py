@@ -46,6 +46,16 @@ class TensorSpec:
         }
 
 
+def is_unicode(text: str) -> bool:
+    """Whether ``text`` can be encoded as UTF-8: JSON's ``"\\ud800"`` decodes to a lone surrogate,
+    which onnxruntime cannot take (a ``UnicodeEncodeError`` inside ``session.run``)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def cast_batch(values: Any, spec: TensorSpec, field: str) -> np.ndarray:
     """Turn a JSON batch into the array ``spec`` wants, or say which field is wrong and why.
 
@@ -56,6 +66,12 @@ def cast_batch(values: Any, spec: TensorSpec, field: str) -> np.ndarray:
         array = np.asarray(values, dtype=object)
         if not all(isinstance(v, str) for v in array.ravel()):
             raise RequestError(f"{field} must hold strings", code="invalid_type", field=field)
+        if not all(is_unicode(v) for v in array.ravel()):
+            raise RequestError(
+                f"{field} holds text that is not valid Unicode (a lone surrogate)",
+                code="invalid_text",
+                field=field,
+            )
     else:
         try:
             array = np.asarray(values, dtype=np.dtype(spec.dtype))

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from maas.core.errors import IntegrityError
+from maas.core.observability import logger
 from maas.core.registry import MANIFEST_NAME, MODEL_FILE, ModelRegistry, sha256_file
 
 
@@ -48,9 +49,20 @@ def _check_version_id(
     """The object must be the one the publication recorded, not a later replacement."""
     expected = recorded.get(filename)
     if actual != expected:
+        # the ids go to the log only: an answer never shows S3 version ids
+        logger.error(
+            "object replaced after publication",
+            extra={
+                "model": name,
+                "version": version,
+                "file": filename,
+                "s3_version_id": actual,
+                "published_s3_version_id": expected,
+            },
+        )
         raise IntegrityError(
-            f"{name} version {version}: {filename} was replaced after publication (S3 version id "
-            f"{actual} is not the published {expected}); refusing to serve it",
+            f"{name} version {version}: {filename} was replaced after publication (its S3 version "
+            "id is not the published one); refusing to serve it",
             code="object_replaced",
         )
 

@@ -21,12 +21,24 @@ from maas.http.app import build_model_app
 Handler = Callable[[dict[str, Any], Any], Any]
 
 
-def event_source(event: dict[str, Any]) -> str:
-    """``aws:s3`` or ``aws:sqs`` for records events (as Lambda names them), else ``http``."""
+def event_source(event: Any) -> str:
+    """``aws:s3`` or ``aws:sqs`` for records events (as Lambda names them), ``http`` for an API
+    Gateway request; ``empty`` for ``{"Records": []}``, ``s3:TestEvent`` for the test event S3
+    sends when a notification is configured, and ``unknown`` for any other shape."""
+    if not isinstance(event, dict):
+        return "unknown"
     records = event.get("Records")
-    if isinstance(records, list) and records and isinstance(records[0], dict):
-        return str(records[0].get("eventSource") or records[0].get("EventSource") or "unknown")
-    return "http"
+    if isinstance(records, list):
+        if not records:
+            return "empty"
+        if isinstance(records[0], dict):
+            return str(records[0].get("eventSource") or records[0].get("EventSource") or "unknown")
+        return "unknown"
+    if event.get("Event") == "s3:TestEvent":
+        return "s3:TestEvent"
+    if "requestContext" in event or "rawPath" in event:
+        return "http"
+    return "unknown"
 
 
 class ModelFunction:
@@ -65,6 +77,9 @@ class ModelFunction:
             from maas.events.sqs import handle_sqs_event
 
             return handle_sqs_event(event, context, runtime)
+        if source in {"empty", "s3:TestEvent"}:
+            logger.info("event with nothing to do", extra={"source": source})
+            return {"ignored": source, "batchItemFailures": []}
         if source != "http":
             logger.error("event from a source this function does not handle", extra={"source": source})
             return {"ignored": source}

@@ -25,7 +25,7 @@ from urllib.parse import unquote_plus
 from botocore.exceptions import ClientError
 
 from maas.core import pipeline
-from maas.core.errors import RequestError, UnreadableInput
+from maas.core.errors import UnreadableInput, record_error
 from maas.core.observability import logger, record_batch_file, record_ignored_objects, record_unreadable_input
 from maas.core.runtime import ModelRuntime
 from maas.core.service import ServedModel
@@ -38,6 +38,11 @@ OUTPUTS = "outputs"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
+def _mapping(parent: Any, key: str) -> dict[str, Any]:
+    value = parent.get(key) if isinstance(parent, dict) else None
+    return value if isinstance(value, dict) else {}
+
+
 @dataclass(frozen=True, slots=True)
 class InputObject:
     """One object named by an S3 event record: which bytes exactly are to be scored."""
@@ -48,11 +53,12 @@ class InputObject:
     etag: str | None
 
     @classmethod
-    def from_record(cls, record: dict[str, Any]) -> InputObject:
-        s3 = record.get("s3", {})
-        obj = s3.get("object", {})
+    def from_record(cls, record: Any) -> InputObject:
+        """Read defensively: a record of another shape names no object (bucket and key empty)."""
+        s3 = _mapping(record, "s3")
+        obj = _mapping(s3, "object")
         return cls(
-            bucket=str(s3.get("bucket", {}).get("name", "")),
+            bucket=str(_mapping(s3, "bucket").get("name", "")),
             key=unquote_plus(str(obj.get("key", ""))),  # event keys are URL-encoded
             version_id=obj.get("versionId") or None,
             etag=(str(obj["eTag"]).strip('"') if obj.get("eTag") else None),
@@ -84,7 +90,14 @@ class OutputKeys:
 
 
 def _line(document: dict[str, Any]) -> bytes:
-    return (json.dumps(document, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
+    """One output line. Text is written as UTF-8; an id or value holding a lone surrogate (valid
+    in JSON as an escape, not in UTF-8) makes the line fall back to ASCII escapes. NaN never gets
+    here (the reader refuses it), and ``allow_nan=False`` makes sure a line is always JSON."""
+    try:
+        text = json.dumps(document, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        return (text + "\n").encode("utf-8")
+    except UnicodeEncodeError:
+        return (json.dumps(document, allow_nan=False, separators=(",", ":")) + "\n").encode("ascii")
 
 
 def _chunks(rows: Iterable[Row | RowError], size: int) -> Iterator[list[Row | RowError]]:
@@ -109,25 +122,24 @@ def _answers(
     answers: dict[int, dict[str, Any]] = {}
     refused: dict[int, dict[str, Any]] = {}
     total_ms = 0.0
+    if not rows:  # a chunk of blank or unparseable lines never reaches the model
+        return answers, refused, total_ms
     if isinstance(served.task, Generator):
         for row in rows:
             try:
                 seed = pipeline.stable_seed(source.key, source.tag, row.line)
                 request = pipeline.decode_generation(served, row.instance, seed)
-            except RequestError as error:
-                refused[row.line] = error.to_dict()
+                generated = pipeline.generate(served, request)
+            except Exception as error:  # any failure of this row is this row's error
+                refused[row.line] = record_error(error, "instance").to_dict()
                 continue
-            generated = pipeline.generate(served, request)
             answers[row.line] = generated.to_dict()
             total_ms += generated.latency_ms
         return answers, refused, total_ms
-    checked = pipeline.decode_each(served, [row.instance for row in rows], "instance")
-    if checked.feeds is not None:
-        scored = pipeline.infer(served, checked.feeds)
-        total_ms = scored.latency_ms
-        answers = {rows[i].line: p for i, p in zip(checked.valid, scored.predictions, strict=True)}
-    refused = {rows[i].line: error.to_dict() for i, error in checked.errors.items()}
-    return answers, refused, total_ms
+    outcome = pipeline.score_each(served, [row.instance for row in rows], "instance")
+    answers = {rows[i].line: p for i, p in outcome.predictions.items()}
+    refused = {rows[i].line: error.to_dict() for i, error in outcome.errors.items()}
+    return answers, refused, outcome.latency_ms
 
 
 def _score_chunk(
@@ -256,7 +268,8 @@ def handle_s3_event(event: dict[str, Any], runtime: ModelRuntime) -> dict[str, A
     served: ServedModel | None = None
     totals = FileResult()
     ignored = 0
-    for record in event.get("Records", []):
+    records = event.get("Records")
+    for record in records if isinstance(records, list) else []:
         source = InputObject.from_record(record)
         if source.bucket != data_bucket or not source.key.startswith(prefix) or source.key.endswith("/"):
             logger.warning(

@@ -12,12 +12,13 @@ import csv
 import gzip
 import io
 import json
+import math
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
-from maas.core.errors import UnreadableInput
+from maas.core.errors import UnreadableInput, cut
 
 GZIP_MAGIC = b"\x1f\x8b"
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
@@ -119,6 +120,23 @@ def _decoded(lines: Iterator[str | None], key: str) -> Iterator[str | None]:
         ) from None
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{cut(text)} is out of range for a number")
+    return value
+
+
+def _strict_json(line: str) -> Any:
+    """JSON as RFC 8259 has it: no NaN or Infinity, no number that overflows to infinity, so
+    whatever a row carries (its id above all) can be written back as valid JSON."""
+    return json.loads(line, parse_constant=_no_constant, parse_float=_finite)
+
+
 def jsonl_rows(text: IO[str], key: str = "input", max_row: int = MAX_ROW_CHARS) -> Iterator[Row | RowError]:
     """One instance per line, or ``{"id": ..., "instance": ...}``; the line number is the default id."""
     for line_no, line in enumerate(_decoded(_bounded_lines(text, max_row), key), start=1):
@@ -131,9 +149,15 @@ def jsonl_rows(text: IO[str], key: str = "input", max_row: int = MAX_ROW_CHARS) 
             yield RowError(line_no, line_no, "empty_line", f"line {line_no} is empty", "line")
             continue
         try:
-            value = json.loads(line)
-        except ValueError as error:
-            yield RowError(line_no, line_no, "invalid_json", f"line {line_no} is not JSON: {error}", "line")
+            value = _strict_json(line)
+        except RecursionError:
+            yield RowError(
+                line_no, line_no, "too_deeply_nested", f"line {line_no} is nested too deeply", "line"
+            )
+            continue
+        except ValueError as error:  # also NaN, Infinity, 1e400 and integers of over 4,300 digits
+            message = f"line {line_no} is not JSON: {cut(str(error))}"
+            yield RowError(line_no, line_no, "invalid_json", message, "line")
             continue
         if isinstance(value, dict) and "instance" in value:
             yield Row(line_no, value.get("id", line_no), value["instance"])
@@ -154,7 +178,9 @@ def _whole_lines(lines: Iterator[str | None], key: str, limit: int) -> Iterator[
 
 def csv_rows(text: IO[str], key: str = "input", max_row: int = MAX_ROW_CHARS) -> Iterator[Row | RowError]:
     """CSV with a header: a ``text`` column (the instance) and an optional ``id`` column."""
-    reader = csv.reader(_whole_lines(_decoded(_bounded_lines(text, max_row), key), key, max_row))
+    # strict: a quote that is never closed (or closed mid-field) is an error, not rows merged
+    # silently into one field up to the end of the file.
+    reader = csv.reader(_whole_lines(_decoded(_bounded_lines(text, max_row), key), key, max_row), strict=True)
     try:
         header = next(reader)
     except StopIteration:
@@ -177,7 +203,11 @@ def csv_rows(text: IO[str], key: str = "input", max_row: int = MAX_ROW_CHARS) ->
             return
         except csv.Error as error:
             line_no = reader.line_num
-            yield RowError(start, start, "invalid_csv", f"line {start} is not valid CSV: {error}", "line")
+            # every physical line the broken record took is refused, so each keeps its place
+            span = f"line {start}" if line_no <= start else f"lines {start}-{line_no}"
+            message = f"{span}: not valid CSV ({error}); is a quote not closed?"
+            for number in range(start, max(start, line_no) + 1):
+                yield RowError(number, number, "invalid_csv", message, "line")
             continue
         line_no = reader.line_num
         row_id: Any = record[id_at] if id_at is not None and id_at < len(record) and record[id_at] else start

@@ -35,5 +35,9 @@ def build_model_app(runtime: ModelRuntime) -> APIGatewayHttpResolver:
             model = found.group(1) if found else model
         record_error(model, status, error.code)
 
-    install_error_handlers(app, record)
+    def hidden() -> list[str]:
+        settings = runtime.settings
+        return [settings.model_bucket, settings.data_bucket or ""]
+
+    install_error_handlers(app, record, hidden)
     return app

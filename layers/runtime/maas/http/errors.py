@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import binascii
 import json
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
@@ -27,9 +28,12 @@ from maas.core.errors import (
     ModelUnavailable,
     NotFound,
     PayloadTooLarge,
+    RegistryError,
     RequestError,
     Retired,
     UnsupportedMediaType,
+    cut,
+    shown,
 )
 from maas.core.observability import logger
 
@@ -42,6 +46,7 @@ class ErrorDetail(BaseModel):
     code: str
     message: str
     field: str | None
+    request_id: str | None = None
 
 
 class PlainError(BaseModel):
@@ -59,7 +64,23 @@ _STATUS_BY_ERROR: tuple[tuple[type[MaasError], int], ...] = (
     (Retired, 410),
     (Conflict, 409),
     (ModelUnavailable, 503),
+    (RegistryError, 503),  # the registry cannot be read now: the service, not the request, is at fault
 )
+MESSAGE_LIMIT = 400
+# What an answer never shows: where the registry lives, and S3's object version ids.
+_S3_URL = re.compile(r"s3://[^\s'\"]*")
+_S3_ARN = re.compile(r"arn:aws[\w-]*:s3:::[^\s'\"]*")
+_VERSION_ID = re.compile(r"(?i)(version[ _-]?id\s*)[A-Za-z0-9._-]{16,}")
+
+
+def public_message(message: str, hidden: Iterable[str] = ()) -> str:
+    """A message fit for a client: no bucket name, no S3 URL or ARN, no S3 version id, and short."""
+    text = _S3_ARN.sub("the registry", _S3_URL.sub("the registry", message))
+    text = _VERSION_ID.sub(r"\1<hidden>", text)
+    for secret in hidden:
+        if secret:
+            text = text.replace(secret, "<bucket>")
+    return cut(text, MESSAGE_LIMIT)
 
 
 def status_for(error: MaasError) -> int:
@@ -69,9 +90,22 @@ def status_for(error: MaasError) -> int:
     return 500
 
 
-def error_response(error: MaasError, *, protocol: bool = False) -> Response[Any]:
-    """The one mapping from errors to HTTP: status by class; the body in the route family's shape."""
-    body = {"error": error.message} if protocol else {"error": error.to_dict()}
+def error_response(
+    error: MaasError,
+    *,
+    protocol: bool = False,
+    request_id: str | None = None,
+    hidden: Iterable[str] = (),
+) -> Response[Any]:
+    """The one mapping from errors to HTTP: status by class; the body in the route family's shape
+    (plain ``{"error": {code, message, field, request_id}}``, the protocol's ``{"error": message}``
+    with ``code`` and ``request_id`` beside it). The message is cleaned by ``public_message``."""
+    message = public_message(error.message, hidden)
+    body: dict[str, Any]
+    if protocol:
+        body = {"error": message, "code": error.code, "request_id": request_id}
+    else:
+        body = {"error": {**error.to_dict(), "message": message, "request_id": request_id}}
     return Response(
         status_code=status_for(error),
         content_type=content_types.APPLICATION_JSON,
@@ -100,11 +134,25 @@ def validation_error(error: RequestValidationError) -> RequestError:
     return RequestError(f"{field}: {first.get('msg', 'invalid')}{more}", code="invalid_request", field=field)
 
 
+def _request_id(app: APIGatewayHttpResolver) -> str | None:
+    """API Gateway's id of the request (what its access log shows), else Lambda's."""
+    try:
+        found = app.current_event.request_context.request_id
+    except (KeyError, AttributeError, TypeError):
+        found = None
+    if not found:
+        found = getattr(app.lambda_context, "aws_request_id", None)
+    return str(found) if found else None
+
+
 def install_error_handlers(
-    app: APIGatewayHttpResolver, record: Callable[[MaasError, int], None] | None = None
+    app: APIGatewayHttpResolver,
+    record: Callable[[MaasError, int], None] | None = None,
+    hidden: Callable[[], Iterable[str]] = tuple,
 ) -> None:
     """Every failure of ``app``'s routes becomes ``error_response``: ours, Powertools' validation
-    errors, undecodable bodies, unknown routes, and (as a 500) anything unexpected."""
+    errors, undecodable bodies, unknown routes, content nested too deeply (a 400), and (as a 500)
+    anything unexpected. ``hidden()`` names what no answer may show (the buckets)."""
 
     def respond(error: MaasError) -> Response[Any]:
         status = status_for(error)
@@ -114,7 +162,16 @@ def install_error_handlers(
             logger.error("request failed", extra={"error": error.to_dict()})
         else:
             logger.info("request refused", extra={"error": error.to_dict()})
-        return error_response(error, protocol=app.current_event.raw_path.startswith(PROTOCOL_PREFIX))
+        try:
+            secrets = list(hidden())
+        except Exception:  # a misconfigured function still answers; the message is still cleaned
+            secrets = []
+        return error_response(
+            error,
+            protocol=app.current_event.raw_path.startswith(PROTOCOL_PREFIX),
+            request_id=_request_id(app),
+            hidden=secrets,
+        )
 
     @app.exception_handler(MaasError)  # type: ignore[untyped-decorator]
     def handle_maas_error(error: MaasError) -> Response[Any]:
@@ -155,10 +212,17 @@ def install_error_handlers(
         event = app.current_event
         return respond(
             NotFound(
-                f"no route {event.request_context.http.method} {event.raw_path}",
+                f"no route {event.request_context.http.method} {shown(event.raw_path)}",
                 code="route_not_found",
                 field="path",
             )
+        )
+
+    @app.exception_handler(RecursionError)  # type: ignore[untyped-decorator]
+    def handle_too_deep(_: RecursionError) -> Response[Any]:
+        """Content nested deeper than the interpreter's stack, wherever it was noticed: the request's fault."""
+        return body_error(
+            RequestError("the body is nested too deeply", code="too_deeply_nested", field="body")
         )
 
     @app.exception_handler(Exception)  # type: ignore[untyped-decorator]

@@ -18,7 +18,7 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Body
 
 from maas.core import pipeline
-from maas.core.errors import RequestError
+from maas.core.errors import RequestError, shown
 from maas.core.observability import record_generation, record_metadata_request, record_prediction
 from maas.core.runtime import ModelRuntime
 from maas.core.service import ServedModel
@@ -101,7 +101,7 @@ def _tensor(given: RequestInput, spec: TensorSpec, where: str, max_batch: int) -
         wrong = next((v for v in values if isinstance(v, bool) or not isinstance(v, _NUMERIC_LEAF)), None)
     if wrong is not None:
         raise RequestError(
-            f"{where}.data holds {type(wrong).__name__} {wrong!r}, datatype {expected} takes "
+            f"{where}.data holds {type(wrong).__name__} {shown(wrong)}, datatype {expected} takes "
             + ("strings" if expected == "BYTES" else "booleans" if expected == "BOOL" else "numbers"),
             code="invalid_type",
             field=f"{where}.data",
@@ -157,12 +157,12 @@ def infer(served: ServedModel, request: InferenceRequest, max_batch: int) -> Inf
         spec = specs.get(given.name)
         if spec is None:
             raise RequestError(
-                f"{where}.name {given.name!r} is not an input of {served.name}; it takes {sorted(specs)}",
+                f"{where}.name {shown(given.name)} is not an input of {served.name}; it takes {sorted(specs)}",
                 code="unknown_input",
                 field=f"{where}.name",
             )
         if given.name in arrays:
-            raise RequestError(f"{where}.name {given.name!r} is given twice", field=f"{where}.name")
+            raise RequestError(f"{where}.name {shown(given.name)} is given twice", field=f"{where}.name")
         arrays[given.name] = _tensor(given, spec, where, max_batch)
         fields[given.name] = f"{where}.data"
     missing = sorted(set(specs) - set(arrays))
@@ -200,7 +200,7 @@ def _requested_outputs(served: ServedModel, request: InferenceRequest) -> list[s
     for index, name in enumerate(wanted):
         if name not in known:
             raise RequestError(
-                f"outputs[{index}].name {name!r} is not an output of {served.name}; it gives {known}",
+                f"outputs[{index}].name {shown(name)} is not an output of {served.name}; it gives {known}",
                 code="unknown_output",
                 field=f"outputs[{index}].name",
             )

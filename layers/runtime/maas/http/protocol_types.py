@@ -97,9 +97,11 @@ class InferenceResponse(_Message):
 
 
 class ProtocolError(_Message):
-    """The protocol's error shape: one message."""
+    """The protocol's error shape: one message (and, beside it, our code and the request id)."""
 
     error: str
+    code: str | None = None
+    request_id: str | None = None
 
 
 _ERRORS = {

@@ -12,7 +12,7 @@ from typing import Any
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
 
 from maas.core.decode import parse_json_object
-from maas.core.errors import PayloadTooLarge, RequestError
+from maas.core.errors import PayloadTooLarge, RequestError, cut
 
 
 def bounded_json(max_bytes: Callable[[], int]) -> Callable[[str], Any]:
@@ -23,7 +23,18 @@ def bounded_json(max_bytes: Callable[[], int]) -> Callable[[str], Any]:
         size = len(body.encode("utf-8", errors="surrogatepass"))
         if size > limit:
             raise PayloadTooLarge(f"the body is {size} bytes, at most {limit} are accepted", field="body")
-        return json.loads(body)
+        try:
+            return json.loads(body)
+        except json.JSONDecodeError:
+            raise  # Powertools' own validation names it: a 400 invalid_json
+        except RecursionError:
+            raise RequestError(
+                "the body is nested too deeply", code="too_deeply_nested", field="body"
+            ) from None
+        except ValueError as error:  # an integer of more than 4,300 digits
+            raise RequestError(
+                f"the body is not valid JSON: {cut(str(error))}", code="invalid_json", field="body"
+            ) from None
 
     return loads
 

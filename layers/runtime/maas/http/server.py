@@ -16,9 +16,11 @@ from aws_lambda_powertools.event_handler.openapi.params import Body
 from pydantic import BaseModel, Field
 
 import maas
+from maas.core.errors import MaasError, ModelUnavailable
+from maas.core.observability import logger
 from maas.core.readiness import unready_reason
 from maas.core.registry import ModelRegistry
-from maas.http.errors import install_error_handlers
+from maas.http.errors import install_error_handlers, public_message
 from maas.http.protocol_types import error_responses
 from maas.http.resolver import resolver
 
@@ -67,7 +69,7 @@ def repository_index(registry: ModelRegistry, only_ready: bool) -> list[Reposito
                     name=name,
                     version=str(version),
                     state="READY" if reason is None else "UNAVAILABLE",
-                    reason=reason or "",
+                    reason=public_message(reason or "", [registry.bucket]),
                 )
             )
     return entries
@@ -89,7 +91,13 @@ def build_server_app(registry: Callable[[], ModelRegistry]) -> APIGatewayHttpRes
         responses=error_responses(503),
     )
     def ready() -> ReadyResponse:
-        registry().list_models()
+        try:
+            registry().list_models()
+        except MaasError as error:
+            logger.error("the registry cannot be read", extra={"error": error.to_dict()})
+            raise ModelUnavailable(
+                "not ready: the model registry cannot be read", code="registry_unavailable"
+            ) from None
         return ReadyResponse(ready=True)
 
     @app.get("/v2", summary="Server metadata", tags=tags)
@@ -107,5 +115,5 @@ def build_server_app(registry: Callable[[], ModelRegistry]) -> APIGatewayHttpRes
     ) -> list[RepositoryIndexEntry]:
         return repository_index(registry(), bool(request and request.ready))
 
-    install_error_handlers(app)
+    install_error_handlers(app, hidden=lambda: [registry().bucket])
     return app

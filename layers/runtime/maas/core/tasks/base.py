@@ -19,7 +19,7 @@ import numpy as np
 
 from maas.core.errors import ConfigurationError, RequestError
 from maas.core.predictor import Predictor
-from maas.core.signature import TensorSpec, cast_batch
+from maas.core.signature import TensorSpec, cast_batch, is_unicode
 
 Feeds = dict[str, np.ndarray]
 
@@ -127,5 +127,11 @@ def check_texts(instances: list[Any], field: str = "instances") -> list[str]:
         if not text.strip():
             raise RequestError(
                 f"{where} is empty: there is no text to classify", code="empty_text", field=where
+            )
+        if not is_unicode(text):
+            raise RequestError(
+                f"{where} holds text that is not valid Unicode (a lone surrogate)",
+                code="invalid_text",
+                field=where,
             )
     return instances

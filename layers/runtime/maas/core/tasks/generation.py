@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from maas.core.errors import RequestError
+from maas.core.errors import RequestError, shown
 from maas.core.predictor import Predictor
 from maas.core.signature import TensorSpec
 from maas.core.tasks.base import GenerationRequest, Generator
@@ -27,10 +27,10 @@ def _integer(body: dict[str, Any], name: str, default: int | None, low: int, hig
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
-        raise RequestError(f"{name} must be an integer, got {value!r}", code="invalid_type", field=name)
+        raise RequestError(f"{name} must be an integer, got {shown(value)}", code="invalid_type", field=name)
     if not low <= value <= high:
         raise RequestError(
-            f"{name} is {value}; it must be between {low} and {high}", code="out_of_range", field=name
+            f"{name} is {shown(value)}; it must be between {low} and {high}", code="out_of_range", field=name
         )
     return value
 
@@ -80,9 +80,10 @@ class TextGenerator(Generator):
         temperature = body.get("temperature", 1.0)
         if isinstance(temperature, bool) or not isinstance(temperature, int | float):
             raise RequestError("temperature must be a number", code="invalid_type", field="temperature")
-        if not 0.0 <= float(temperature) <= 5.0:
+        # compared as given (NaN fails both): float() of a 400-digit integer overflows
+        if not 0 <= temperature <= 5:
             raise RequestError(
-                f"temperature is {temperature}; it must be between 0 (greedy) and 5",
+                f"temperature is {shown(temperature)}; it must be between 0 (greedy) and 5",
                 code="out_of_range",
                 field="temperature",
             )
@@ -101,7 +102,7 @@ class TextGenerator(Generator):
         unknown = sorted({ch for ch in prompt if ch not in self.index})
         if unknown:
             raise RequestError(
-                f"{field} holds characters the model has never seen: {''.join(unknown)!r}",
+                f"{field} holds characters the model has never seen: {shown(''.join(unknown))}",
                 code="unknown_characters",
                 field=field,
             )
@@ -131,13 +132,28 @@ class TextGenerator(Generator):
 
     @staticmethod
     def choose(logits: np.ndarray, request: GenerationRequest, rng: np.random.Generator) -> np.ndarray:
+        """Greedy at temperature 0, else a sample of softmax(logits / temperature) (top-k first).
+
+        The logits are shifted so that their maximum is 0 BEFORE dividing: however small the
+        temperature (5e-324), the quotients are 0 or -inf, never inf - inf, so the weights hold
+        no NaN. Should a row still not be a distribution (a NaN logit), it is decoded greedily.
+        """
+        greedy = np.argmax(logits, axis=1)
         if request.temperature == 0.0:
-            return np.argmax(logits, axis=1)
-        scaled = logits.astype(np.float64) / request.temperature
+            return greedy
+        shifted = logits.astype(np.float64)
+        shifted -= shifted.max(axis=1, keepdims=True)
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+            scaled = shifted / request.temperature
         if 0 < request.top_k < scaled.shape[1]:
             kth = np.partition(scaled, -request.top_k, axis=1)[:, -request.top_k][:, None]
             scaled = np.where(scaled < kth, -np.inf, scaled)
-        scaled -= scaled.max(axis=1, keepdims=True)
         weights = np.exp(scaled)
-        weights /= weights.sum(axis=1, keepdims=True)
-        return np.array([rng.choice(len(row), p=row) for row in weights])
+        totals = weights.sum(axis=1, keepdims=True)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            weights = weights / totals
+        chosen = [
+            int(rng.choice(len(row), p=row)) if np.all(np.isfinite(row)) and total > 0 else int(best)
+            for row, total, best in zip(weights, totals[:, 0], greedy, strict=True)
+        ]
+        return np.array(chosen)

@@ -486,6 +486,31 @@ def without_initializer_inputs(model: onnx.ModelProto) -> onnx.ModelProto:
     return model
 
 
+def labels_from_answers(
+    model: onnx.ModelProto, probabilities: np.ndarray, answered: np.ndarray
+) -> list[str] | None:
+    """The class order of a graph that answers labels but carries them in no classifier node (a
+    scikit-learn pipeline ends in ArrayFeatureExtractor over a constant): a constant of as many
+    labels, consistent with what the graph answered at each row's argmax; else the answers alone
+    if they cover every class."""
+    from onnx import numpy_helper
+
+    width = probabilities.shape[1]
+    seen: dict[int, str] = {}
+    for index, label in zip(np.argmax(probabilities, axis=1), np.asarray(answered).ravel(), strict=True):
+        seen.setdefault(int(index), label.decode() if isinstance(label, bytes) else str(label))
+    for init in model.graph.initializer:
+        if init.data_type not in (onnx.TensorProto.STRING, onnx.TensorProto.INT64):
+            continue
+        values = numpy_helper.to_array(init).ravel()
+        if values.size != width:
+            continue
+        names = [v.decode() if isinstance(v, bytes) else str(v) for v in values]
+        if seen and all(names[i] == label for i, label in seen.items()):
+            return names
+    return [seen[i] for i in range(width)] if len(seen) == width else None
+
+
 def _onnx(model: Any, X: Any, task: str | None, labels: list[str] | None) -> Imported:
     onx = model if isinstance(model, onnx.ModelProto) else onnx.load_from_string(bytes(model))
     onx = without_initializer_inputs(onx)
@@ -500,8 +525,16 @@ def _onnx(model: Any, X: Any, task: str | None, labels: list[str] | None) -> Imp
     label_output = next(
         (o.name for o in outputs if len(o.shape) == 1 and o.type in ("tensor(int64)", "tensor(string)")), None
     )
+    # a (batch, classes) float output of two or more classes; (batch, 1) is a value
     probability_output = next(
-        (o.name for o in outputs if len(o.shape) == 2 and o.type == "tensor(float)"), None
+        (
+            o.name
+            for o in outputs
+            if len(o.shape) == 2
+            and o.type == "tensor(float)"
+            and not (isinstance(o.shape[1], int) and o.shape[1] < 2)
+        ),
+        None,
     )
     found = graph_labels(onx)
     if task is None:
@@ -545,8 +578,9 @@ def _onnx(model: Any, X: Any, task: str | None, labels: list[str] | None) -> Imp
         if label_output:
             reference["labels"] = answers[label_output]
         width = int(reference["probabilities"].shape[1])
-        graph_order = found or ([] if label_output else None)
-        chosen = graph_order or labels or [str(i) for i in range(width)]
+        if found is None and label_output:
+            found = labels_from_answers(onx, reference["probabilities"], reference["labels"])
+        chosen = found or labels or [str(i) for i in range(width)]
     elif task == "regression":
         value_output = next(
             (o.name for o in outputs if o.type.startswith("tensor(float") or o.type == "tensor(double)"),
@@ -573,7 +607,7 @@ def _onnx(model: Any, X: Any, task: str | None, labels: list[str] | None) -> Imp
             "converter": "none (an ONNX file as it was given)",
             "producer": f"{onx.producer_name} {onx.producer_version}".strip(),
         },
-        class_source="the graph's class labels" if found else None,
+        class_source="the graph's class labels" if task in CLASSIFIER_TASKS and found else None,
     )
 
 

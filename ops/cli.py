@@ -99,7 +99,13 @@ def cmd_import(args: argparse.Namespace) -> int:
         + (f", {len(manifest['labels'])} labels {manifest['labels']}" if manifest["labels"] else "")
         + (f", held-out {held_out}" if held_out else "")
         + f", parity {parity['label_disagreements']} of {parity['rows']} {parity['compared']} differ, "
-        f"max |Δ{parity['measure']}| {parity['max_abs_diff']:.2e} -> {args.out}"
+        + (
+            f"max |Δvalue| {parity['max_abs_value_diff']:.2e} (relative {parity['max_rel_value_diff']:.2e}; "
+            f"tolerance {parity['rtol']:g}·|value| + {parity['atol']:g})"
+            if "max_abs_value_diff" in parity
+            else f"max |Δ{parity['measure']}| {parity['max_abs_diff']:.2e}"
+        )
+        + f" -> {args.out}"
     )
     return 0
 

@@ -73,7 +73,8 @@ def servable_problem(manifest: dict[str, Any]) -> str | None:
         if spec is None:
             return f"the probability output {output!r} is not an output of the graph ({sorted(outputs)})"
         width = (spec.get("shape") or [None])[-1]
-        if isinstance(width, int) and width != len(labels):
+        binary = width == 1 and len(labels) == 2  # one sigmoid column: P(labels[1])
+        if isinstance(width, int) and width != len(labels) and not binary:
             return f"the manifest has {len(labels)} labels {labels} but the probability output {output!r} has {width} columns"
     return None
 

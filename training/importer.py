@@ -136,6 +136,9 @@ def _is_keras(model: Any) -> bool:
     return any(klass.__module__.startswith("keras") for klass in type(model).__mro__)
 
 
+_KIND_NAMES = {"sklearn": "scikit-learn/XGBoost/LightGBM", "keras": "Keras", "onnx": "ONNX"}
+
+
 def _kind(model: Any) -> str:
     if isinstance(model, bytes | bytearray | onnx.ModelProto):
         return "onnx"
@@ -410,7 +413,12 @@ def _export_keras(model: Any, shape: list[int], output: str) -> onnx.ModelProto:
         if graph_input.name in captured:
             value = np.asarray(captured[graph_input.name].numpy())
             onx.graph.initializer.append(numpy_helper.from_array(value, graph_input.name))
-    return without_initializer_inputs(onx)
+    onx = without_initializer_inputs(onx)
+    used = {name for node in onx.graph.node for name in node.input}
+    unused = [init for init in onx.graph.initializer if init.name not in used]
+    for init in unused:  # a capture tf2onnx folded away (onnxruntime would warn about it)
+        onx.graph.initializer.remove(init)
+    return onx
 
 
 def _keras(model: Any, X: Any, task: str | None) -> Imported:
@@ -748,7 +756,9 @@ def import_model(
         model = load_source(path)
         source = {"source": path.name, "source_sha256": _sha256(path)}
     kind = _kind(model)
-    progress(f"exporting a {kind} model to ONNX")
+    progress(
+        "reading the ONNX graph" if kind == "onnx" else f"exporting the {_KIND_NAMES[kind]} model to ONNX"
+    )
     if kind == "sklearn":
         imported = _sklearn(model, X, task)
     elif kind == "keras":

@@ -121,7 +121,10 @@ class TabularClassifier(TabularTask):
         names = [self.probability_output, *([self.label_output] if self.label_output else [])]
         outputs = self.predictor.run(feeds, names)
         labels = outputs[self.label_output] if self.label_output else None
-        return self.classified(outputs[self.probability_output], labels)
+        probabilities = outputs[self.probability_output]
+        if probabilities.ndim == 2 and probabilities.shape[1] == 1 and len(self.labels) == 2:
+            probabilities = np.hstack([1.0 - probabilities, probabilities])  # one sigmoid column
+        return self.classified(probabilities, labels)
 
 
 class Regressor(TabularTask):

@@ -59,6 +59,57 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import(args: argparse.Namespace) -> int:
+    from maas.core.tasks import TASKS
+    from training.importer import import_model, read_labels, read_sample, read_target
+
+    if args.task is not None and args.task not in TASKS:
+        raise MaasError(
+            f"unknown task {args.task!r}: the runtime serves {sorted(TASKS)}", code="unknown_task"
+        )
+    sample = read_sample(Path(args.sample)) if args.sample else None
+    target = read_target(Path(args.target)) if args.target else None
+    labels = read_labels(Path(args.labels)) if args.labels else None
+    try:
+        manifest = import_model(
+            Path(args.source),
+            name=args.name,
+            out=Path(args.out),
+            X=sample,
+            y=target,
+            labels=labels,
+            task=args.task,
+            quiet=args.quiet,
+        )
+    except MaasError:
+        raise
+    except Exception as error:  # a converter's own error: say it in one line, no traceback
+        text = str(error).strip().splitlines()
+        raise MaasError(
+            f"cannot convert {args.source} to ONNX: {type(error).__name__}: {text[0] if text else ''}",
+            code="conversion_failed",
+        ) from None
+    parity = manifest["parity"]
+    metrics = manifest.get("metrics") or {}
+    held_out = ", ".join(
+        f"{key} {metrics[key]}" for key in ("accuracy", "f1", "mae", "rmse", "r2") if key in metrics
+    )
+    print(
+        f"{args.name}: {manifest['task']}"
+        + (f", {len(manifest['labels'])} labels {manifest['labels']}" if manifest["labels"] else "")
+        + (f", held-out {held_out}" if held_out else "")
+        + f", parity {parity['label_disagreements']} of {parity['rows']} {parity['compared']} differ, "
+        + (
+            f"max |Δvalue| {parity['max_abs_value_diff']:.2e} (relative {parity['max_rel_value_diff']:.2e}; "
+            f"tolerance {parity['rtol']:g}·|value| + {parity['atol']:g})"
+            if "max_abs_value_diff" in parity
+            else f"max |Δ{parity['measure']}| {parity['max_abs_diff']:.2e}"
+        )
+        + f" -> {args.out}"
+    )
+    return 0
+
+
 def _lifecycle(args: argparse.Namespace) -> Lifecycle:
     return Lifecycle(_registry(args))
 
@@ -100,7 +151,9 @@ def _alias_line(alias: Alias) -> str:
 
 
 def cmd_models_promote(args: argparse.Namespace) -> int:
-    moved = _lifecycle(args).promote(args.name, args.version, args.alias)
+    from training.progress import Progress
+
+    moved = _lifecycle(args).promote(args.name, args.version, args.alias, progress=Progress("promote"))
     print(
         f"{args.name}: alias {moved.alias} -> v{moved.version} (was {_was(moved)}, revision {moved.revision})"
     )
@@ -251,6 +304,28 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--quiet", action="store_true", help="no progress lines")
     train.set_defaults(func=cmd_train)
 
+    imports = commands.add_parser(
+        "import",
+        help="bring your own model: export it to ONNX, check parity on a sample, write a version folder",
+    )
+    imports.add_argument(
+        "source", help="a model file: .joblib/.pkl (scikit-learn, XGBoost, LightGBM), .keras/.h5, .onnx"
+    )
+    imports.add_argument("--name", required=True, help="the model's name in the registry (an identifier)")
+    imports.add_argument("--out", required=True, help="folder to write model.onnx and manifest.json to")
+    imports.add_argument(
+        "--sample", default=None, help="rows to check parity on: .csv (header), .jsonl or .npy"
+    )
+    imports.add_argument(
+        "--target", default=None, help="the sample's true values: held-out metrics go in the manifest"
+    )
+    imports.add_argument(
+        "--labels", default=None, help="one label a line, in the model's class order (checked against it)"
+    )
+    imports.add_argument("--task", default=None, help="override the inferred task (e.g. regression)")
+    imports.add_argument("--quiet", action="store_true", help="no progress lines")
+    imports.set_defaults(func=cmd_import)
+
     publish = commands.add_parser("publish", help="upload a version folder as the next version")
     publish.add_argument("dir")
     publish.add_argument("--bucket", default=None, help="registry bucket (default: $MODEL_BUCKET)")
@@ -352,12 +427,45 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _aws_problem(error: Exception) -> str | None:
+    """One line for what boto3 raises when the operator's AWS setup is wrong; None for a bug."""
+    from botocore.exceptions import (
+        ClientError,
+        EndpointConnectionError,
+        NoCredentialsError,
+        NoRegionError,
+        PartialCredentialsError,
+    )
+
+    if isinstance(error, NoCredentialsError | PartialCredentialsError):
+        return (
+            "no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE); "
+            "for a local moto server any values do"
+        )
+    if isinstance(error, NoRegionError):
+        return "no AWS region: set AWS_DEFAULT_REGION (e.g. us-east-1)"
+    if isinstance(error, EndpointConnectionError):
+        return (
+            f"cannot reach {error.kwargs.get('endpoint_url', 'the AWS endpoint')}: is AWS_ENDPOINT_URL right?"
+        )
+    if isinstance(error, ClientError):
+        info = error.response.get("Error", {})
+        return f"AWS refused {error.operation_name}: {info.get('Code')}: {info.get('Message')}"
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
     except MaasError as error:
         print(f"error: {error.message}", file=sys.stderr)
+        return 1
+    except Exception as error:
+        message = _aws_problem(error)
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -12,21 +12,26 @@ write permissions. The rules live here, the S3 mechanics in ``maas.core.registry
 
 from __future__ import annotations
 
-import json
+import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from maas.core.errors import Conflict, NotFound
+from maas.core.errors import Conflict, MaasError, NotFound
 from maas.core.registry import (
-    MANIFEST_NAME,
     STATUS_RETIRED,
     Alias,
     Progress,
     PublishedVersion,
 )
 from maas.core.settings import DEFAULT_ALIAS
-from ops.registry_admin import RegistryAdmin
+from ops.registry_admin import RegistryAdmin, read_manifest_file
+
+# A reloaded version must answer its stored sample as it did when it was written.
+SAMPLE_PROBABILITY_TOLERANCE = 1e-4
+SAMPLE_VALUE_RTOL = 1e-4
+SAMPLE_VALUE_ATOL = 1e-5
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +98,36 @@ def _quiet(_: str) -> None:
     """No progress lines."""
 
 
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+def _close(a: Any, b: Any, rtol: float, atol: float) -> bool:
+    return abs(float(a) - float(b)) <= atol + rtol * abs(float(b))
+
+
+def answer_differences(stored: list[dict[str, Any]], answered: list[dict[str, Any]]) -> list[str]:
+    """How the answers to the stored sample differ from the stored predictions (empty: the same)."""
+    if len(stored) != len(answered):
+        return [f"{len(answered)} predictions for {len(stored)} stored"]
+    problems: list[str] = []
+    for row, (want, got) in enumerate(zip(stored, answered, strict=True)):
+        if "label" in want and want.get("label") != got.get("label"):
+            problems.append(f"row {row}: label {got.get('label')!r}, stored {want.get('label')!r}")
+        for label, p in dict(want.get("probabilities", {})).items():
+            q = got.get("probabilities", {}).get(label)
+            if q is None or abs(float(q) - float(p)) > SAMPLE_PROBABILITY_TOLERANCE:
+                problems.append(f"row {row}: probability of {label!r} {q}, stored {p}")
+        wanted = [want["value"]] if "value" in want else list(want.get("values", []))
+        given = [got.get("value")] if "value" in want else list(got.get("values", []))
+        if len(wanted) != len(given) or not all(
+            g is not None and _close(g, w, SAMPLE_VALUE_RTOL, SAMPLE_VALUE_ATOL)
+            for g, w in zip(given, wanted, strict=False)
+        ):
+            problems.append(f"row {row}: value(s) {given}, stored {wanted}")
+    return problems
+
+
 def _metric_delta(before: Any, after: Any) -> float | None:
     if isinstance(before, int | float) and isinstance(after, int | float):
         return round(float(after) - float(before), 6)
@@ -120,9 +155,9 @@ class Lifecycle:
         The check is against ``alias`` (default: ``production``) if it points anywhere; with
         ``alias`` given, the alias is then moved to the new version.
         """
-        manifest_path = model_dir / MANIFEST_NAME
-        manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+        manifest = read_manifest_file(model_dir)
         name = str(manifest.get("name", ""))
+        self.registry.check_bucket()
         target = self.registry.get_alias(name, alias or DEFAULT_ALIAS) if name else None
         if target is not None and not allow_breaking:
             current = self.registry.read_manifest(name, target.version)
@@ -138,14 +173,65 @@ class Lifecycle:
                 )
         published = self.registry.publish(model_dir, progress=progress or _quiet)
         if alias:
-            self.promote(published.name, published.version, alias)
+            self.promote(published.name, published.version, alias, progress=progress)
         return published
 
     # --- aliases -----------------------------------------------------------------------------
 
-    def promote(self, name: str, version: int, alias: str) -> Alias:
-        """Move ``alias`` to ``version``; fails with ``alias_conflict`` if someone moved it meanwhile."""
+    def promote(self, name: str, version: int, alias: str, *, progress: Progress | None = None) -> Alias:
+        """Move ``alias`` to ``version`` once it loads and answers its stored sample; fails with
+        ``alias_conflict`` if someone moved the alias meanwhile."""
+        self.registry.check_bucket()
+        self.check_answers(name, int(version), progress=progress)
         return self.registry.set_alias(name, alias, int(version), action="promote")
+
+    def check_answers(self, name: str, version: int, *, progress: Progress | None = None) -> None:
+        """Load the published version as a serving function would (download, sha256, a fresh
+        onnxruntime session, its task type) and make it answer its stored sample like it did when
+        it was written; refuse with the reason if it cannot. A version without a stored sample
+        (published before samples were stored) is only loaded, with a warning."""
+        from maas.core.predictor import Predictor
+        from maas.core.store import ModelStore
+        from maas.core.tasks import task_for
+        from maas.core.tasks.base import Classifier
+
+        say = progress or _quiet
+        refuse = f"refusing to move an alias to {name} v{version}"
+        with tempfile.TemporaryDirectory(prefix="maas-check-") as cache:
+            local = ModelStore(self.registry, Path(cache)).fetch(name, version)
+            try:
+                predictor = Predictor(local.model_path)
+                task = task_for(predictor, local.manifest, local.directory)
+            except MaasError as error:
+                raise Conflict(
+                    f"{refuse}: it does not load: {error.message}", code="version_unloadable"
+                ) from None
+            except Exception as error:  # onnxruntime's own errors for a graph it cannot open
+                first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+                raise Conflict(f"{refuse}: it does not load: {first}", code="version_unloadable") from None
+            sample = local.manifest.get("sample")
+            if not isinstance(sample, dict) or not sample.get("instances"):
+                _warn(f"{name} v{version} has no stored sample: it loads, its answers were not checked")
+                return
+            if not isinstance(task, Classifier):
+                say(f"{name} v{version} loads; a {task.name} sample is not re-answered")
+                return
+            try:
+                answered = task.predict(task.prepare(list(sample["instances"])))
+            except MaasError as error:
+                raise Conflict(
+                    f"{refuse}: it cannot answer its stored sample: {error.message}", code="sample_failed"
+                ) from None
+            stored = sample.get("predictions")
+            if isinstance(stored, list):
+                problems = answer_differences(stored, answered)
+                if problems:
+                    raise Conflict(
+                        f"{refuse}: its answers to the stored sample differ from those written with it: "
+                        + "; ".join(problems[:3]),
+                        code="sample_mismatch",
+                    )
+            say(f"{name} v{version} loads and answers its stored sample ({len(answered)} rows)")
 
     def rollback(self, name: str, alias: str) -> Alias:
         """Move ``alias`` back to the version it pointed to before its last move."""

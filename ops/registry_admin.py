@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 from botocore.exceptions import ClientError
 
-from maas.core.errors import Conflict, NotFound, RegistryError
+from maas.core.errors import Conflict, MaasError, NotFound, RegistryError
 from maas.core.registry import (
     HISTORY_LIMIT,
     MANIFEST_NAME,
@@ -35,6 +35,49 @@ from maas.core.registry import (
 )
 
 _MAX_CLAIM_ATTEMPTS = 50
+
+
+def read_manifest_file(model_dir: Path) -> dict[str, Any]:
+    """A version folder's manifest, or a one-line reason why there is none to read."""
+    manifest_path = model_dir / MANIFEST_NAME
+    if not model_dir.is_dir():
+        raise NotFound(
+            f"{model_dir} is not a folder: give the folder maas train/import wrote", code="folder_missing"
+        )
+    if not manifest_path.is_file():
+        raise NotFound(
+            f"{manifest_path} does not exist: train or import a model into {model_dir} first",
+            code="manifest_missing",
+        )
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (ValueError, UnicodeDecodeError) as error:
+        raise MaasError(f"{manifest_path} is not valid JSON: {error}", code="manifest_invalid") from None
+    if not isinstance(manifest, dict):
+        raise MaasError(f"{manifest_path} is not a JSON object", code="manifest_invalid")
+    return manifest
+
+
+def servable_problem(manifest: dict[str, Any]) -> str | None:
+    """Why the runtime could not serve this manifest (checked before anything is uploaded)."""
+    from maas.core.tasks import unservable_task
+
+    reason = unservable_task(manifest)
+    if reason is not None:
+        return reason
+    io = manifest.get("io", {}) if isinstance(manifest.get("io"), dict) else {}
+    output = io.get("probability_output")
+    labels = manifest.get("labels") or []
+    if output:
+        outputs = {spec.get("name"): spec for spec in manifest.get("signature", {}).get("outputs", [])}
+        spec = outputs.get(output)
+        if spec is None:
+            return f"the probability output {output!r} is not an output of the graph ({sorted(outputs)})"
+        width = (spec.get("shape") or [None])[-1]
+        binary = width == 1 and len(labels) == 2  # one sigmoid column: P(labels[1])
+        if isinstance(width, int) and width != len(labels) and not binary:
+            return f"the manifest has {len(labels)} labels {labels} but the probability output {output!r} has {width} columns"
+    return None
 
 
 class RegistryAdmin(ModelRegistry):
@@ -85,27 +128,53 @@ class RegistryAdmin(ModelRegistry):
                 raise RegistryError(f"cannot upload {path.name} for {name} v{version}: {error}") from error
         return response.get("VersionId")
 
-    def publish(self, model_dir: Path, *, progress: Progress = _quiet) -> PublishedVersion:
+    def check_bucket(self) -> None:
+        """The registry bucket exists and keeps object versions (publication records pin them)."""
+        try:
+            status = self.s3.get_bucket_versioning(Bucket=self.bucket).get("Status")
+        except ClientError as error:
+            code = str(error.response.get("Error", {}).get("Code", ""))
+            if code in {"NoSuchBucket", "404", "NotFound"}:
+                raise NotFound(
+                    f"registry bucket {self.bucket!r} does not exist", code="bucket_missing"
+                ) from None
+            raise RegistryError(
+                f"cannot read the versioning of bucket {self.bucket!r}: {code or error}"
+            ) from None
+        if status != "Enabled":
+            raise Conflict(
+                f"registry bucket {self.bucket!r} does not have versioning enabled (status "
+                f"{status or 'never enabled'}): the registry needs it; enable it with "
+                f"aws s3api put-bucket-versioning --bucket {self.bucket} --versioning-configuration Status=Enabled",
+                code="bucket_unversioned",
+            )
+
+    def publish(
+        self, model_dir: Path, *, progress: Progress = _quiet, validate: bool = True
+    ) -> PublishedVersion:
         """Upload a trained model directory as the next version of its model.
 
         The files are checked against the manifest's sha256 first, so what is published is what
-        passed the parity gate.
+        passed the parity gate; with ``validate`` (the default) a manifest the runtime could not
+        serve (unknown task, labels that do not match the probability output) is refused.
         """
-        manifest_path = model_dir / MANIFEST_NAME
-        if not manifest_path.is_file():
-            raise NotFound(
-                f"{manifest_path} does not exist: train a model into {model_dir} first",
-                code="manifest_missing",
-            )
-        manifest = json.loads(manifest_path.read_text())
+        manifest = read_manifest_file(model_dir)
         name = check_model_name(str(manifest.get("name", "")))
+        if validate:
+            problem = servable_problem(manifest)
+            if problem:
+                raise Conflict(f"refusing to publish {name}: {problem}", code="unservable_version")
+        self.check_bucket()
         files = {MODEL_FILE: manifest.get("model", {}), **manifest.get("artifacts", {})}
         for filename, expected in files.items():
             path = model_dir / filename
             if not path.is_file():
                 raise NotFound(f"{path} is named in the manifest but missing", code="artifact_missing")
             if sha256_file(path) != expected.get("sha256"):
-                raise Conflict(f"{path} does not match the sha256 in its manifest", code="sha256_mismatch")
+                raise Conflict(
+                    f"{path} does not match the sha256 in its manifest (the file changed after the parity gate)",
+                    code="sha256_mismatch",
+                )
         version, claimed, manifest_version_id = self._claim(name, manifest)
         progress(f"claimed {name} version {version}")
         version_ids = {MANIFEST_NAME: manifest_version_id}

@@ -61,15 +61,61 @@ class ParityReport:
         }
 
 
+MAX_NAMED_ROWS = 20
+
+
 def compare_classifier(
     onnx_labels: np.ndarray, onnx_probabilities: np.ndarray, labels: np.ndarray, probabilities: np.ndarray
 ) -> ParityReport:
+    """Labels must agree on every row and probabilities within ``PROBABILITY_TOLERANCE``; the
+    report names the first rows (0-based, in sample order) that do not."""
+    wrong_label = np.asarray(onnx_labels).astype(str).ravel() != np.asarray(labels).astype(str).ravel()
+    diff = np.abs(
+        np.asarray(onnx_probabilities, dtype=np.float64) - np.asarray(probabilities, dtype=np.float64)
+    )
+    per_row = diff.reshape(len(diff), -1).max(axis=1) if diff.size else np.zeros(len(wrong_label))
+    differing = np.flatnonzero(wrong_label | (per_row > PROBABILITY_TOLERANCE))
     return ParityReport(
         rows=len(labels),
-        label_disagreements=int(
-            np.sum(np.asarray(onnx_labels).astype(str) != np.asarray(labels).astype(str))
-        ),
-        max_abs_diff=float(np.max(np.abs(np.asarray(onnx_probabilities, dtype=np.float64) - probabilities))),
+        label_disagreements=int(np.sum(wrong_label)),
+        max_abs_diff=float(per_row.max()) if per_row.size else 0.0,
+        details={"differing_rows": [int(i) for i in differing[:MAX_NAMED_ROWS]]} if differing.size else {},
+    )
+
+
+# A regressor's value may be large: each ONNX value must lie within
+# VALUE_ATOL + VALUE_RTOL * |source value| of the source model's (numpy.isclose's rule).
+VALUE_RTOL = 1e-4
+VALUE_ATOL = 1e-5
+
+
+def compare_values(onnx_values: np.ndarray, values: np.ndarray) -> ParityReport:
+    """Regressor parity: every value within 1e-4 relative + 1e-5 absolute of the source's.
+
+    The measure is the largest |Δ| / (atol + rtol·|source|), so the tolerance is 1; the report
+    also carries the largest absolute and relative differences and names the rows outside."""
+    got = np.asarray(onnx_values, dtype=np.float64).reshape(len(values), -1)
+    want = np.asarray(values, dtype=np.float64).reshape(len(values), -1)
+    diff = np.abs(got - want)
+    scaled = (diff / (VALUE_ATOL + VALUE_RTOL * np.abs(want))).max(axis=1) if diff.size else np.zeros(0)
+    outside = np.flatnonzero(scaled > 1.0)
+    relative = diff / np.maximum(np.abs(want), np.finfo(np.float64).tiny)
+    details: dict[str, Any] = {
+        "rtol": VALUE_RTOL,
+        "atol": VALUE_ATOL,
+        "max_abs_value_diff": float(diff.max()) if diff.size else 0.0,
+        "max_rel_value_diff": float(relative.max()) if relative.size else 0.0,
+    }
+    if outside.size:
+        details["differing_rows"] = [int(i) for i in outside[:MAX_NAMED_ROWS]]
+    return ParityReport(
+        rows=len(want),
+        label_disagreements=int(outside.size),
+        max_abs_diff=float(scaled.max()) if scaled.size else 0.0,
+        tolerance=1.0,
+        measure="value/(atol+rtol·|value|)",
+        compared="values",
+        details=details,
     )
 
 
@@ -88,6 +134,25 @@ class Candidate:
     request_schema: dict[str, Any]
     opsets: dict[str, int]
     artifacts: dict[str, bytes] = field(default_factory=dict)
+    #: feature names of a tabular model, in the graph's column order
+    features: list[str] | None = None
+    #: a few request instances, stored with what this graph answered for them: an alias never
+    #: moves to a version that cannot load and answer them again (``maas models promote``)
+    sample: list[Any] | None = None
+
+
+SAMPLE_ROWS = 3
+
+
+def answered_sample(predictor: Predictor, manifest: dict[str, Any], instances: list[Any]) -> dict[str, Any]:
+    """The sample instances and the served answers of this graph (the runtime's own task type)."""
+    from maas.core.tasks import task_for
+    from maas.core.tasks.base import Classifier
+
+    task = task_for(predictor, manifest)
+    if not isinstance(task, Classifier):
+        return {"instances": instances}
+    return {"instances": instances, "predictions": task.predict(task.prepare(list(instances)))}
 
 
 def code_revision() -> str:
@@ -134,10 +199,12 @@ def write_version(
             f"max |Δ{report.measure}| {report.max_abs_diff:.2e} (tolerance {report.tolerance:.0e})"
         )
         if not report.passed:
+            differing = report.details.get("differing_rows")
             raise ParityError(
                 f"refusing to write {candidate.name}: ONNX disagrees with the source model on "
                 f"{report.label_disagreements} of {report.rows} {report.compared}, max {report.measure} "
                 f"difference {report.max_abs_diff:.3e} (tolerance {report.tolerance:.0e})"
+                + (f"; rows that differ: {differing}" if differing else "")
             )
         manifest = {
             "name": candidate.name,
@@ -153,11 +220,14 @@ def write_version(
             },
             "io": candidate.io,
             "labels": candidate.labels,
+            **({"features": candidate.features} if candidate.features is not None else {}),
             "request_schema": candidate.request_schema,
             "metrics": candidate.metrics,
             "parity": report.to_dict(),
             "provenance": {**candidate.provenance, "code_revision": code_revision()},
         }
+        if candidate.sample:
+            manifest["sample"] = answered_sample(predictor, manifest, candidate.sample[:SAMPLE_ROWS])
         (staging / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         if out_dir.exists():
             shutil.rmtree(out_dir)

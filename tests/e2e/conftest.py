@@ -23,6 +23,7 @@ from maas.core.registry import MODEL_FILE
 from ops.local import create_bucket
 from ops.registry_admin import RegistryAdmin
 from tests.conftest import FunctionUnderTest, body_of, load_event, with_json_body
+from tests.e2e.byom import imported, keras_files, wine  # noqa: F401  (session fixtures)
 from training.data import PROJECT_ROOT
 
 MODELS_BUCKET = "maas-events-models"

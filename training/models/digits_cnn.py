@@ -195,6 +195,7 @@ def train_model(options: TrainOptions) -> Trained:
         name=NAME,
         task=ImageClassifier.name,
         onnx_bytes=onnx_model.SerializeToString(),
+        sample=data.test_x[:2].tolist(),
         labels=data.labels,
         io=IO,
         metrics=metrics,

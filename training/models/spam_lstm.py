@@ -147,6 +147,7 @@ def train_model(options: TrainOptions) -> Trained:
         name=NAME,
         task=SequenceClassifier.name,
         onnx_bytes=onnx_model.SerializeToString(),
+        sample=test_texts[:3],
         labels=data.labels,
         io=IO,
         metrics=metrics,

@@ -160,6 +160,7 @@ def train_model(options: TrainOptions) -> Trained:
         name=NAME,
         task=TextClassifier.name,
         onnx_bytes=onnx_model.SerializeToString(),
+        sample=test_texts[:3],
         labels=data.labels,
         io=IO,
         metrics=metrics,

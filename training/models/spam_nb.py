@@ -175,6 +175,7 @@ def train_model(options: TrainOptions, name: str = NAME) -> Trained:
         name=name,
         task="text-classification",
         onnx_bytes=model.SerializeToString(),
+        sample=test_texts[:3],
         labels=labels,
         io={"input": "text", "label_output": "label", "probability_output": "probabilities"},
         metrics=metrics,

@@ -55,7 +55,10 @@ def check_model_name(name: str) -> str:
     """A model name is a Python identifier, so ``functions.<name>.app`` imports."""
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise NotFound(
-            f"model name {name!r} is not a valid identifier", code="invalid_model_name", field="name"
+            f"model name {name!r} is not valid: a name starts with a letter or '_' and holds only "
+            "letters, digits and '_' (a Python identifier, e.g. wine_quality)",
+            code="invalid_model_name",
+            field="name",
         )
     return name
 

@@ -217,7 +217,8 @@ def score_object(runtime: ModelRuntime, source: InputObject, served: ServedModel
         fmt = input_format(source.key)
         body = _open_body(s3, source)
         for chunk in _chunks(
-            read_rows(body, source.key, runtime.settings.max_body_bytes), runtime.settings.batch_chunk_rows
+            read_rows(body, source.key, runtime.settings.max_body_bytes, served.task.feature_names),
+            runtime.settings.batch_chunk_rows,
         ):
             _score_chunk(chunk, source, served, predictions, errors, result)
         predictions.close()

@@ -14,7 +14,7 @@ import io
 import json
 import math
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -176,8 +176,26 @@ def _whole_lines(lines: Iterator[str | None], key: str, limit: int) -> Iterator[
         yield line
 
 
-def csv_rows(text: IO[str], key: str = "input", max_row: int = MAX_ROW_CHARS) -> Iterator[Row | RowError]:
-    """CSV with a header: a ``text`` column (the instance) and an optional ``id`` column."""
+def _cell(value: str) -> Any:
+    """A CSV cell of a feature column: a number when it reads as one, else the text (the task
+    then names the feature that is not numeric)."""
+    try:
+        return float(value)
+    except ValueError:
+        return value
+
+
+def csv_rows(
+    text: IO[str],
+    key: str = "input",
+    max_row: int = MAX_ROW_CHARS,
+    features: Sequence[str] | None = None,
+) -> Iterator[Row | RowError]:
+    """CSV with a header: a ``text`` column (the instance) and an optional ``id`` column.
+
+    For a tabular model (``features`` given) the header names the features instead: each row
+    becomes an object of its columns but ``id``, keyed by header name, numbers parsed; the task
+    checks the names (a missing or extra feature is that row's error, naming it)."""
     # strict: a quote that is never closed (or closed mid-field) is an error, not rows merged
     # silently into one field up to the end of the file.
     reader = csv.reader(_whole_lines(_decoded(_bounded_lines(text, max_row), key), key, max_row), strict=True)
@@ -188,12 +206,13 @@ def csv_rows(text: IO[str], key: str = "input", max_row: int = MAX_ROW_CHARS) ->
     except csv.Error as error:
         raise UnreadableInput(f"{key!r}: the CSV header cannot be read: {error}", code="bad_csv") from None
     columns = [name.strip().lower() for name in header]
-    if "text" not in columns:
+    names = [name.strip() for name in header]
+    if features is None and "text" not in columns:
         raise UnreadableInput(
             f"{key!r}: the CSV header {header!r} has no 'text' column", code="missing_column", field="text"
         )
-    text_at = columns.index("text")
-    id_at = columns.index("id") if "id" in columns else None
+    text_at = columns.index("text") if features is None else -1
+    id_at = columns.index("id") if "id" in columns and "id" not in (features or ()) else None
     line_no = reader.line_num
     while True:
         start = line_no + 1
@@ -220,15 +239,28 @@ def csv_rows(text: IO[str], key: str = "input", max_row: int = MAX_ROW_CHARS) ->
                 "line",
             )
             continue
-        yield Row(start, row_id, record[text_at])
+        if features is None:
+            yield Row(start, row_id, record[text_at])
+        else:
+            yield Row(
+                start,
+                row_id,
+                {n: _cell(v) for i, (n, v) in enumerate(zip(names, record, strict=True)) if i != id_at},
+            )
 
 
-def read_rows(body: Any, key: str, max_row: int = MAX_ROW_CHARS) -> Iterator[Row | RowError]:
-    """The rows of an S3 object body, by its format; raises ``UnreadableInput`` when it cannot be read."""
+def read_rows(
+    body: Any, key: str, max_row: int = MAX_ROW_CHARS, features: Sequence[str] | None = None
+) -> Iterator[Row | RowError]:
+    """The rows of an S3 object body, by its format; raises ``UnreadableInput`` when it cannot be read.
+
+    ``features``: the served model's feature names, for a tabular model's CSV (see ``csv_rows``)."""
     kind = input_format(key)
     text = open_text(body, key)
-    reader = jsonl_rows if kind == "jsonl" else csv_rows
     try:
-        yield from reader(text, key, max_row)
+        if kind == "jsonl":
+            yield from jsonl_rows(text, key, max_row)
+        else:
+            yield from csv_rows(text, key, max_row, features)
     finally:
         text.close()

@@ -45,6 +45,11 @@ class ServedTask:
             raise ConfigurationError(f"the manifest of task {self.name!r} names no {key!r} artifact")
         return self.directory / str(filename)
 
+    @property
+    def feature_names(self) -> list[str] | None:
+        """The named columns of a tabular model (a CSV batch's header names them), else None."""
+        return None
+
     def request_inputs(self) -> list[TensorSpec]:
         """What a tensor client (the Open Inference Protocol) sends: the graph's own inputs, unless
         preprocessing outside the graph (a tokeniser) makes the request something else (text)."""

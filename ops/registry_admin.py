@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from botocore.exceptions import ClientError
+import boto3
+from botocore.exceptions import BotoCoreError, ClientError
 
 from maas.core.errors import Conflict, NotFound, RegistryError
 from maas.core.registry import (
@@ -33,27 +34,79 @@ from maas.core.registry import (
     sha256_file,
     utc_now,
 )
+from maas.core.signing import (
+    MESSAGE_TYPE,
+    SIGNATURE_FIELD,
+    SIGNING_ALGORITHM,
+    ManifestVerifier,
+    manifest_digest,
+    signature_record,
+)
 
 _MAX_CLAIM_ATTEMPTS = 50
 
 
 class RegistryAdmin(ModelRegistry):
-    """The registry with its write operations: what ``maas publish`` and ``maas models`` use."""
+    """The registry with its write operations: what ``maas publish`` and ``maas models`` use.
+
+    With ``signing_key`` (a KMS asymmetric key id, ARN or alias; ``maas publish --signing-key``
+    or ``MANIFEST_SIGNING_KEY``), ``publish`` signs each manifest's stored bytes with KMS ``Sign``
+    and records the signature in the publication record.
+    """
+
+    def __init__(
+        self,
+        bucket: str,
+        s3_client: Any | None = None,
+        *,
+        verifier: ManifestVerifier | None = None,
+        signing_key: str | None = None,
+        kms_client: Any | None = None,
+    ) -> None:
+        super().__init__(bucket, s3_client, verifier=verifier)
+        self.signing_key = signing_key
+        self._signing_kms = kms_client
+
+    @property
+    def signing_kms(self) -> Any:
+        if self._signing_kms is None:
+            self._signing_kms = boto3.client("kms")
+        return self._signing_kms
+
+    def _sign(self, name: str, version: int, raw: bytes) -> dict[str, str]:
+        """KMS ``Sign`` over the SHA-256 digest of the manifest's exact stored bytes."""
+        assert self.signing_key is not None
+        try:
+            response = self.signing_kms.sign(
+                KeyId=self.signing_key,
+                Message=manifest_digest(raw),
+                MessageType=MESSAGE_TYPE,
+                SigningAlgorithm=SIGNING_ALGORITHM,
+            )
+        except (ClientError, BotoCoreError) as error:
+            raise RegistryError(
+                f"cannot sign the manifest of {name} v{version} with {self.signing_key}: {error}; "
+                "the version stays incomplete (no publication record) and is never served",
+                code="signing_failed",
+            ) from error
+        return signature_record(str(response["KeyId"]), bytes(response["Signature"]), raw)
 
     def next_version(self, name: str) -> int:
         versions = self.list_versions(name)
         return (versions[-1] + 1) if versions else 1
 
-    def _claim(self, name: str, manifest: dict[str, Any]) -> tuple[int, dict[str, Any], str | None]:
-        """Claim the next free number by creating its manifest; a taken number is skipped, never overwritten."""
+    def _claim(self, name: str, manifest: dict[str, Any]) -> tuple[int, dict[str, Any], str | None, bytes]:
+        """Claim the next free number by creating its manifest; a taken number is skipped, never
+        overwritten. Returns the number, the manifest, its S3 version id and its exact bytes."""
         candidate = self.next_version(name)
         for _ in range(_MAX_CLAIM_ATTEMPTS):
             claimed = {**manifest, "name": name, "version": candidate, "published_at": utc_now()}
+            body = json.dumps(claimed, indent=2, sort_keys=True).encode()
             try:
                 response = self.s3.put_object(
                     Bucket=self.bucket,
                     Key=self.object_key(name, candidate, MANIFEST_NAME),
-                    Body=json.dumps(claimed, indent=2, sort_keys=True).encode(),
+                    Body=body,
                     ContentType="application/json",
                     IfNoneMatch="*",
                 )
@@ -62,7 +115,7 @@ class RegistryAdmin(ModelRegistry):
                     candidate = max(candidate + 1, self.next_version(name))
                     continue
                 raise RegistryError(f"cannot write to s3://{self.bucket}: {error}") from error
-            return candidate, claimed, response.get("VersionId")
+            return candidate, claimed, response.get("VersionId"), body
         raise Conflict(f"could not claim a version number for {name!r} after {_MAX_CLAIM_ATTEMPTS} attempts")
 
     def _put_file(
@@ -106,8 +159,9 @@ class RegistryAdmin(ModelRegistry):
                 raise NotFound(f"{path} is named in the manifest but missing", code="artifact_missing")
             if sha256_file(path) != expected.get("sha256"):
                 raise Conflict(f"{path} does not match the sha256 in its manifest", code="sha256_mismatch")
-        version, claimed, manifest_version_id = self._claim(name, manifest)
+        version, claimed, manifest_version_id, body = self._claim(name, manifest)
         progress(f"claimed {name} version {version}")
+        signature = None if self.signing_key is None else self._sign(name, version, body)
         version_ids = {MANIFEST_NAME: manifest_version_id}
         for filename in files:
             if filename == MODEL_FILE:
@@ -115,18 +169,27 @@ class RegistryAdmin(ModelRegistry):
             version_ids[filename] = self._put_file(name, version, model_dir / filename)
         tags = {"model": name, "version": str(version), "status": STATUS_ACTIVE}
         version_ids[MODEL_FILE] = self._put_file(name, version, model_dir / MODEL_FILE, tags=tags)
-        self._write_publication(name, version, version_ids)
+        self._write_publication(name, version, version_ids, signature)
         progress(f"uploaded {len(files)} file(s) to s3://{self.bucket}/{self.version_prefix(name, version)}")
         return PublishedVersion(name=name, version=version, manifest=claimed)
 
-    def _write_publication(self, name: str, version: int, version_ids: dict[str, str | None]) -> None:
-        """Written last: a version without it is incomplete, and it pins each object's S3 version id."""
-        record = {
+    def _write_publication(
+        self,
+        name: str,
+        version: int,
+        version_ids: dict[str, str | None],
+        signature: dict[str, str] | None = None,
+    ) -> None:
+        """Written last: a version without it is incomplete, and it pins each object's S3 version
+        id (and holds the manifest's signature, when signed)."""
+        record: dict[str, Any] = {
             "name": name,
             "version": version,
             "published_at": utc_now(),
             "objects": {filename: {"version_id": vid} for filename, vid in sorted(version_ids.items())},
         }
+        if signature is not None:
+            record[SIGNATURE_FIELD] = signature
         try:
             self.s3.put_object(
                 Bucket=self.bucket,

@@ -20,7 +20,6 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from maas.core.errors import IntegrityError, RegistryError
-from maas.core.observability import logger
 
 SIGNING_ALGORITHM = "ECDSA_SHA_256"
 MESSAGE_TYPE = "DIGEST"
@@ -107,6 +106,10 @@ class ManifestVerifier:
             self._invalid(name, version, entry, "SignatureValid is false")
 
     def _invalid(self, name: str, version: int, entry: dict[str, Any], why: str) -> NoReturn:
+        # imported here: the registry imports this module, and observability reads its settings
+        # from the environment on import (tools set it after importing the registry)
+        from maas.core.observability import logger
+
         # the key ids go to the log only, like S3 version ids
         logger.error(
             "manifest signature invalid",

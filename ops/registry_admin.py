@@ -9,6 +9,7 @@ never lose an update (``IfMatch`` on the alias object's ETag).
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -28,6 +29,7 @@ from maas.core.registry import (
     ModelRegistry,
     Progress,
     PublishedVersion,
+    _error_code,
     _is_precondition,
     _quiet,
     check_model_name,
@@ -44,6 +46,9 @@ from maas.core.signing import (
 )
 
 _MAX_CLAIM_ATTEMPTS = 50
+#: the bucket tag that says how long publish locks a version (the template's RegistryObjectLockDays)
+LOCK_DAYS_TAG = "maas:object-lock-days"
+DEFAULT_LOCK_DAYS = 30
 
 
 class RegistryAdmin(ModelRegistry):
@@ -66,6 +71,32 @@ class RegistryAdmin(ModelRegistry):
         super().__init__(bucket, s3_client, verifier=verifier)
         self.signing_key = signing_key
         self._signing_kms = kms_client
+        self._lock: dict[str, Any] = {}
+
+    def _object_lock(self) -> dict[str, Any]:
+        """The Object Lock arguments of this publication's objects: none when the bucket has no
+        Object Lock, else COMPLIANCE until now + the bucket's ``maas:object-lock-days`` tag (30)."""
+        try:
+            config = self.s3.get_object_lock_configuration(Bucket=self.bucket)
+        except ClientError as error:
+            if "ObjectLockConfigurationNotFound" in _error_code(error):
+                return {}
+            raise RegistryError(
+                f"cannot read the Object Lock setting of s3://{self.bucket}: {error}"
+            ) from error
+        if config.get("ObjectLockConfiguration", {}).get("ObjectLockEnabled") != "Enabled":
+            return {}
+        days = DEFAULT_LOCK_DAYS
+        try:
+            tags = self.s3.get_bucket_tagging(Bucket=self.bucket).get("TagSet", [])
+            days = int(next((t["Value"] for t in tags if t["Key"] == LOCK_DAYS_TAG), DEFAULT_LOCK_DAYS))
+        except ClientError as error:
+            if _error_code(error) != "NoSuchTagSet":
+                raise RegistryError(f"cannot read the tags of s3://{self.bucket}: {error}") from error
+        if days <= 0:
+            return {}
+        until = datetime.now(UTC) + timedelta(days=days)
+        return {"ObjectLockMode": "COMPLIANCE", "ObjectLockRetainUntilDate": until}
 
     @property
     def signing_kms(self) -> Any:
@@ -109,6 +140,7 @@ class RegistryAdmin(ModelRegistry):
                     Body=body,
                     ContentType="application/json",
                     IfNoneMatch="*",
+                    **self._lock,
                 )
             except ClientError as error:
                 if _is_precondition(error):
@@ -133,6 +165,7 @@ class RegistryAdmin(ModelRegistry):
                     Body=body,
                     IfNoneMatch="*",
                     **extra,
+                    **self._lock,
                 )
             except ClientError as error:
                 raise RegistryError(f"cannot upload {path.name} for {name} v{version}: {error}") from error
@@ -159,6 +192,7 @@ class RegistryAdmin(ModelRegistry):
                 raise NotFound(f"{path} is named in the manifest but missing", code="artifact_missing")
             if sha256_file(path) != expected.get("sha256"):
                 raise Conflict(f"{path} does not match the sha256 in its manifest", code="sha256_mismatch")
+        self._lock = self._object_lock()
         version, claimed, manifest_version_id, body = self._claim(name, manifest)
         progress(f"claimed {name} version {version}")
         signature = None if self.signing_key is None else self._sign(name, version, body)
@@ -197,6 +231,7 @@ class RegistryAdmin(ModelRegistry):
                 Body=json.dumps(record, indent=2).encode(),
                 ContentType="application/json",
                 IfNoneMatch="*",
+                **self._lock,
             )
         except ClientError as error:
             raise RegistryError(f"cannot record the publication of {name} v{version}: {error}") from error
@@ -225,7 +260,11 @@ class RegistryAdmin(ModelRegistry):
             raise RegistryError(f"cannot tag {name} v{version} as {status}: {error}") from error
 
     def delete_version(self, name: str, version: int) -> int:
-        """Remove every S3 version of every object of a version; returns how many were deleted."""
+        """Remove every S3 version of every object of a version; returns how many were deleted.
+
+        A version under S3 Object Lock is refused before anything is deleted (``version_locked``).
+        """
+        self._refuse_locked(name, version)
         prefix = self.version_prefix(name, version)
         paginator = self.s3.get_paginator("list_object_versions")
         doomed: list[dict[str, str]] = []
@@ -236,12 +275,33 @@ class RegistryAdmin(ModelRegistry):
             # the manifest last: until it goes, the number stays claimed and is never reused
             doomed.sort(key=lambda entry: entry["Key"].endswith(MANIFEST_NAME))
             for start in range(0, len(doomed), 1000):
-                self.s3.delete_objects(
+                response = self.s3.delete_objects(
                     Bucket=self.bucket, Delete={"Objects": doomed[start : start + 1000], "Quiet": True}
                 )
+                if response.get("Errors"):
+                    failed = sorted({e.get("Key", "?").rsplit("/", 1)[-1] for e in response["Errors"]})
+                    raise RegistryError(
+                        f"cannot delete {name} v{version}: S3 refused {', '.join(failed)}",
+                        code="delete_refused",
+                    )
         except ClientError as error:
             raise RegistryError(f"cannot delete {name} v{version}: {error}") from error
         return len(doomed)
+
+    def _refuse_locked(self, name: str, version: int) -> None:
+        for filename in (MANIFEST_NAME, MODEL_FILE, PUBLICATION_NAME):
+            try:
+                head = self.s3.head_object(Bucket=self.bucket, Key=self.object_key(name, version, filename))
+            except ClientError:
+                continue  # missing: nothing locked there
+            until = head.get("ObjectLockRetainUntilDate")
+            if until is not None and until > datetime.now(UTC):
+                raise Conflict(
+                    f"{name} version {version} is under S3 Object Lock ({head.get('ObjectLockMode')}) until "
+                    f"{until.date().isoformat()}: it cannot be deleted before then",
+                    code="version_locked",
+                    field="version",
+                )
 
     def set_alias(
         self, name: str, alias: str, version: int, *, action: str = "promote", expected: Alias | None = None

@@ -571,3 +571,18 @@ def test_each_function_writes_logs_to_its_own_log_group_only() -> None:
         name = everything[group.split(".")[0]]["Properties"]["LogGroupName"].value
         assert name == f"/aws/lambda/${{{spec.logical_id}}}", (spec.logical_id, name)
         assert not any(a.startswith("logs:") for s in _statements(spec) for a in _actions(s))
+
+
+def test_the_registry_bucket_has_object_lock_by_default_and_publishers_may_lock() -> None:
+    document = load_template()
+    assert document["Parameters"]["RegistryObjectLockDays"]["Default"] == 30
+    bucket = document["Resources"]["ModelsBucket"]["Properties"]
+    assert bucket["ObjectLockEnabled"].tag == "If" and bucket["ObjectLockEnabled"].value[0] == "HasObjectLock"
+    assert "ObjectLockConfiguration" not in bucket, "no default retention: alias objects stay deletable"
+    assert {t["Key"]: t["Value"].value for t in bucket["Tags"]} == {
+        "maas:object-lock-days": "RegistryObjectLockDays"
+    }
+    publisher = document["Resources"]["RegistryPublisherPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    granted = {a for s in publisher for a in _actions(s)}
+    assert {"s3:PutObjectRetention", "s3:GetBucketObjectLockConfiguration", "s3:GetBucketTagging"} <= granted
+    assert not granted & {"s3:BypassGovernanceRetention", "s3:PutBucketObjectLockConfiguration"}

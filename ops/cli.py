@@ -13,6 +13,7 @@ from typing import Any
 
 from maas.core.errors import MaasError
 from maas.core.registry import Alias
+from maas.core.signing import ManifestVerifier
 from ops.lifecycle import Lifecycle
 from ops.registry_admin import RegistryAdmin
 
@@ -30,7 +31,12 @@ def _registry(args: argparse.Namespace) -> RegistryAdmin:
     bucket = args.bucket or os.environ.get("MODEL_BUCKET")
     if not bucket:
         raise MaasError("no registry bucket: pass --bucket or set MODEL_BUCKET", code="configuration_error")
-    return RegistryAdmin(bucket)
+    signing_key = None
+    if getattr(args, "func", None) is cmd_publish:  # only publish signs
+        signing_key = args.signing_key or os.environ.get("MANIFEST_SIGNING_KEY") or None
+    verify_key = os.environ.get("MANIFEST_SIGNING_KEY") or None  # describe checks as a function would
+    verifier = None if verify_key is None else ManifestVerifier(verify_key)
+    return RegistryAdmin(bucket, signing_key=signing_key, verifier=verifier)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -334,6 +340,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--allow-breaking",
         action="store_true",
         help="publish even if the signature is incompatible with the alias's (default production) version",
+    )
+    publish.add_argument(
+        "--signing-key",
+        default=None,
+        help="KMS asymmetric key (id, ARN or alias) that signs the manifest (default: $MANIFEST_SIGNING_KEY)",
     )
     publish.set_defaults(func=cmd_publish)
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from maas.core.errors import Conflict, MaasError, NotFound
+from maas.core.errors import Conflict, IntegrityError, MaasError, NotFound
 from maas.core.registry import (
     STATUS_RETIRED,
     Alias,
@@ -336,7 +336,15 @@ class Lifecycle:
             for filename, recorded in sorted(publication.get("objects", {}).items())
             if self.registry.object_version_id(name, version, filename) != recorded.get("version_id")
         ]
-        return f"replaced after publication: {', '.join(replaced)}" if replaced else "intact"
+        if replaced:
+            return f"replaced after publication: {', '.join(replaced)}"
+        if self.registry.verifier is not None:  # MANIFEST_SIGNING_KEY: what a function would check
+            raw_manifest = self.registry.read_manifest_bytes(name, version)
+            try:
+                self.registry.check_signature(name, version, raw_manifest[2], raw_manifest[0], publication)
+            except IntegrityError as error:
+                return f"{error.code}: {error.message}"
+        return "intact"
 
     def diff(self, name: str, first: int, second: int) -> dict[str, Any]:
         """Two versions side by side: metrics (with deltas) and signature changes from first to second."""

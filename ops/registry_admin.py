@@ -9,11 +9,13 @@ never lose an update (``IfMatch`` on the alias object's ETag).
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from botocore.exceptions import ClientError
+import boto3
+from botocore.exceptions import BotoCoreError, ClientError
 
 from maas.core.errors import Conflict, MaasError, NotFound, RegistryError
 from maas.core.registry import (
@@ -27,14 +29,26 @@ from maas.core.registry import (
     ModelRegistry,
     Progress,
     PublishedVersion,
+    _error_code,
     _is_precondition,
     _quiet,
     check_model_name,
     sha256_file,
     utc_now,
 )
+from maas.core.signing import (
+    MESSAGE_TYPE,
+    SIGNATURE_FIELD,
+    SIGNING_ALGORITHM,
+    ManifestVerifier,
+    manifest_digest,
+    signature_record,
+)
 
 _MAX_CLAIM_ATTEMPTS = 50
+#: the bucket tag that says how long publish locks a version (the template's RegistryObjectLockDays)
+LOCK_DAYS_TAG = "maas:object-lock-days"
+DEFAULT_LOCK_DAYS = 30
 
 
 def read_manifest_file(model_dir: Path) -> dict[str, Any]:
@@ -81,31 +95,102 @@ def servable_problem(manifest: dict[str, Any]) -> str | None:
 
 
 class RegistryAdmin(ModelRegistry):
-    """The registry with its write operations: what ``maas publish`` and ``maas models`` use."""
+    """The registry with its write operations: what ``maas publish`` and ``maas models`` use.
+
+    With ``signing_key`` (a KMS asymmetric key id, ARN or alias; ``maas publish --signing-key``
+    or ``MANIFEST_SIGNING_KEY``), ``publish`` signs each manifest's stored bytes with KMS ``Sign``
+    and records the signature in the publication record.
+    """
+
+    def __init__(
+        self,
+        bucket: str,
+        s3_client: Any | None = None,
+        *,
+        verifier: ManifestVerifier | None = None,
+        signing_key: str | None = None,
+        kms_client: Any | None = None,
+    ) -> None:
+        super().__init__(bucket, s3_client, verifier=verifier)
+        self.signing_key = signing_key
+        self._signing_kms = kms_client
+        self._lock: dict[str, Any] = {}
+
+    def _object_lock(self) -> dict[str, Any]:
+        """The Object Lock arguments of this publication's objects: none when the bucket has no
+        Object Lock, else COMPLIANCE until now + the bucket's ``maas:object-lock-days`` tag (30)."""
+        try:
+            config = self.s3.get_object_lock_configuration(Bucket=self.bucket)
+        except ClientError as error:
+            if "ObjectLockConfigurationNotFound" in _error_code(error):
+                return {}
+            raise RegistryError(
+                f"cannot read the Object Lock setting of s3://{self.bucket}: {error}"
+            ) from error
+        if config.get("ObjectLockConfiguration", {}).get("ObjectLockEnabled") != "Enabled":
+            return {}
+        days = DEFAULT_LOCK_DAYS
+        try:
+            tags = self.s3.get_bucket_tagging(Bucket=self.bucket).get("TagSet", [])
+            days = int(next((t["Value"] for t in tags if t["Key"] == LOCK_DAYS_TAG), DEFAULT_LOCK_DAYS))
+        except ClientError as error:
+            if _error_code(error) != "NoSuchTagSet":
+                raise RegistryError(f"cannot read the tags of s3://{self.bucket}: {error}") from error
+        if days <= 0:
+            return {}
+        until = datetime.now(UTC) + timedelta(days=days)
+        return {"ObjectLockMode": "COMPLIANCE", "ObjectLockRetainUntilDate": until}
+
+    @property
+    def signing_kms(self) -> Any:
+        if self._signing_kms is None:
+            self._signing_kms = boto3.client("kms")
+        return self._signing_kms
+
+    def _sign(self, name: str, version: int, raw: bytes) -> dict[str, str]:
+        """KMS ``Sign`` over the SHA-256 digest of the manifest's exact stored bytes."""
+        assert self.signing_key is not None
+        try:
+            response = self.signing_kms.sign(
+                KeyId=self.signing_key,
+                Message=manifest_digest(raw),
+                MessageType=MESSAGE_TYPE,
+                SigningAlgorithm=SIGNING_ALGORITHM,
+            )
+        except (ClientError, BotoCoreError) as error:
+            raise RegistryError(
+                f"cannot sign the manifest of {name} v{version} with {self.signing_key}: {error}; "
+                "the version stays incomplete (no publication record) and is never served",
+                code="signing_failed",
+            ) from error
+        return signature_record(str(response["KeyId"]), bytes(response["Signature"]), raw)
 
     def next_version(self, name: str) -> int:
         versions = self.list_versions(name)
         return (versions[-1] + 1) if versions else 1
 
-    def _claim(self, name: str, manifest: dict[str, Any]) -> tuple[int, dict[str, Any], str | None]:
-        """Claim the next free number by creating its manifest; a taken number is skipped, never overwritten."""
+    def _claim(self, name: str, manifest: dict[str, Any]) -> tuple[int, dict[str, Any], str | None, bytes]:
+        """Claim the next free number by creating its manifest; a taken number is skipped, never
+        overwritten. Returns the number, the manifest, its S3 version id and its exact bytes."""
         candidate = self.next_version(name)
         for _ in range(_MAX_CLAIM_ATTEMPTS):
             claimed = {**manifest, "name": name, "version": candidate, "published_at": utc_now()}
+            body = json.dumps(claimed, indent=2, sort_keys=True).encode()
             try:
                 response = self.s3.put_object(
                     Bucket=self.bucket,
                     Key=self.object_key(name, candidate, MANIFEST_NAME),
-                    Body=json.dumps(claimed, indent=2, sort_keys=True).encode(),
+                    Body=body,
                     ContentType="application/json",
                     IfNoneMatch="*",
+                    **self._lock,
                 )
             except ClientError as error:
                 if _is_precondition(error):
                     candidate = max(candidate + 1, self.next_version(name))
                     continue
                 raise RegistryError(f"cannot write to s3://{self.bucket}: {error}") from error
-            return candidate, claimed, response.get("VersionId")
+            return candidate, claimed, response.get("VersionId"), body
         raise Conflict(f"could not claim a version number for {name!r} after {_MAX_CLAIM_ATTEMPTS} attempts")
 
     def _put_file(
@@ -123,6 +208,7 @@ class RegistryAdmin(ModelRegistry):
                     Body=body,
                     IfNoneMatch="*",
                     **extra,
+                    **self._lock,
                 )
             except ClientError as error:
                 raise RegistryError(f"cannot upload {path.name} for {name} v{version}: {error}") from error
@@ -175,8 +261,10 @@ class RegistryAdmin(ModelRegistry):
                     f"{path} does not match the sha256 in its manifest (the file changed after the parity gate)",
                     code="sha256_mismatch",
                 )
-        version, claimed, manifest_version_id = self._claim(name, manifest)
+        self._lock = self._object_lock()
+        version, claimed, manifest_version_id, body = self._claim(name, manifest)
         progress(f"claimed {name} version {version}")
+        signature = None if self.signing_key is None else self._sign(name, version, body)
         version_ids = {MANIFEST_NAME: manifest_version_id}
         for filename in files:
             if filename == MODEL_FILE:
@@ -184,18 +272,27 @@ class RegistryAdmin(ModelRegistry):
             version_ids[filename] = self._put_file(name, version, model_dir / filename)
         tags = {"model": name, "version": str(version), "status": STATUS_ACTIVE}
         version_ids[MODEL_FILE] = self._put_file(name, version, model_dir / MODEL_FILE, tags=tags)
-        self._write_publication(name, version, version_ids)
+        self._write_publication(name, version, version_ids, signature)
         progress(f"uploaded {len(files)} file(s) to s3://{self.bucket}/{self.version_prefix(name, version)}")
         return PublishedVersion(name=name, version=version, manifest=claimed)
 
-    def _write_publication(self, name: str, version: int, version_ids: dict[str, str | None]) -> None:
-        """Written last: a version without it is incomplete, and it pins each object's S3 version id."""
-        record = {
+    def _write_publication(
+        self,
+        name: str,
+        version: int,
+        version_ids: dict[str, str | None],
+        signature: dict[str, str] | None = None,
+    ) -> None:
+        """Written last: a version without it is incomplete, and it pins each object's S3 version
+        id (and holds the manifest's signature, when signed)."""
+        record: dict[str, Any] = {
             "name": name,
             "version": version,
             "published_at": utc_now(),
             "objects": {filename: {"version_id": vid} for filename, vid in sorted(version_ids.items())},
         }
+        if signature is not None:
+            record[SIGNATURE_FIELD] = signature
         try:
             self.s3.put_object(
                 Bucket=self.bucket,
@@ -203,6 +300,7 @@ class RegistryAdmin(ModelRegistry):
                 Body=json.dumps(record, indent=2).encode(),
                 ContentType="application/json",
                 IfNoneMatch="*",
+                **self._lock,
             )
         except ClientError as error:
             raise RegistryError(f"cannot record the publication of {name} v{version}: {error}") from error
@@ -231,7 +329,11 @@ class RegistryAdmin(ModelRegistry):
             raise RegistryError(f"cannot tag {name} v{version} as {status}: {error}") from error
 
     def delete_version(self, name: str, version: int) -> int:
-        """Remove every S3 version of every object of a version; returns how many were deleted."""
+        """Remove every S3 version of every object of a version; returns how many were deleted.
+
+        A version under S3 Object Lock is refused before anything is deleted (``version_locked``).
+        """
+        self._refuse_locked(name, version)
         prefix = self.version_prefix(name, version)
         paginator = self.s3.get_paginator("list_object_versions")
         doomed: list[dict[str, str]] = []
@@ -242,12 +344,33 @@ class RegistryAdmin(ModelRegistry):
             # the manifest last: until it goes, the number stays claimed and is never reused
             doomed.sort(key=lambda entry: entry["Key"].endswith(MANIFEST_NAME))
             for start in range(0, len(doomed), 1000):
-                self.s3.delete_objects(
+                response = self.s3.delete_objects(
                     Bucket=self.bucket, Delete={"Objects": doomed[start : start + 1000], "Quiet": True}
                 )
+                if response.get("Errors"):
+                    failed = sorted({e.get("Key", "?").rsplit("/", 1)[-1] for e in response["Errors"]})
+                    raise RegistryError(
+                        f"cannot delete {name} v{version}: S3 refused {', '.join(failed)}",
+                        code="delete_refused",
+                    )
         except ClientError as error:
             raise RegistryError(f"cannot delete {name} v{version}: {error}") from error
         return len(doomed)
+
+    def _refuse_locked(self, name: str, version: int) -> None:
+        for filename in (MANIFEST_NAME, MODEL_FILE, PUBLICATION_NAME):
+            try:
+                head = self.s3.head_object(Bucket=self.bucket, Key=self.object_key(name, version, filename))
+            except ClientError:
+                continue  # missing: nothing locked there
+            until = head.get("ObjectLockRetainUntilDate")
+            if until is not None and until > datetime.now(UTC):
+                raise Conflict(
+                    f"{name} version {version} is under S3 Object Lock ({head.get('ObjectLockMode')}) until "
+                    f"{until.date().isoformat()}: it cannot be deleted before then",
+                    code="version_locked",
+                    field="version",
+                )
 
     def set_alias(
         self, name: str, alias: str, version: int, *, action: str = "promote", expected: Alias | None = None

@@ -40,8 +40,15 @@ _DROP = object()  # a placeholder whose value is None: its key (or list item) di
 
 
 def _load(path: Path) -> dict[str, Any]:
-    with path.open() as handle:
-        document: dict[str, Any] = yaml.load(handle, Loader=_Loader)
+    """A hand-edited source; a YAML mistake in it is one line naming the file and the place."""
+    try:
+        with path.open() as handle:
+            document: dict[str, Any] = yaml.load(handle, Loader=_Loader)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise ConfigurationError(f"{where}: not valid YAML: {problem}", field=str(path)) from None
     return document
 
 

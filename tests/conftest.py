@@ -131,10 +131,12 @@ def moto_endpoint() -> Iterator[str]:
 class FunctionUnderTest:
     """A model function's real handler module, reset to a fresh execution environment."""
 
-    def __init__(self, model: str, environ: dict[str, str], s3_client: Any | None) -> None:
+    def __init__(
+        self, model: str, environ: dict[str, str], s3_client: Any | None, kms_client: Any | None = None
+    ) -> None:
         self.spec = function_for_model(model)
         self.module = load_function_module(self.spec)
-        self.module.runtime.reset(environ=environ, s3_client=s3_client)
+        self.module.runtime.reset(environ=environ, s3_client=s3_client, kms_client=kms_client)
 
     def __call__(self, event: dict[str, Any]) -> dict[str, Any]:
         context = LambdaContext(function_name=self.spec.logical_id, memory_limit_in_mb=self.spec.memory_mb)
@@ -142,9 +144,11 @@ class FunctionUnderTest:
         return response
 
 
-def make_function(model: str, s3_client: Any | None, tmp_path: Path, **extra: str) -> FunctionUnderTest:
+def make_function(
+    model: str, s3_client: Any | None, tmp_path: Path, *, kms_client: Any | None = None, **extra: str
+) -> FunctionUnderTest:
     environ = {"MODEL_BUCKET": BUCKET, "MODEL_CACHE_DIR": str(tmp_path / "cache"), **extra}
-    return FunctionUnderTest(model, environ, s3_client)
+    return FunctionUnderTest(model, environ, s3_client, kms_client)
 
 
 def body_of(response: dict[str, Any]) -> Any:

@@ -190,9 +190,7 @@ def _statements(spec: Any) -> list[dict[str, Any]]:
     assert isinstance(role, Intrinsic) and role.tag == "GetAtt"
     role_id = role.value.split(".")[0]
     properties = resources()[role_id]["Properties"]
-    assert [str(arn.value) for arn in properties["ManagedPolicyArns"][:1]] == [
-        "arn:${AWS::Partition}:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
-    ]
+    assert "AWSLambdaBasicExecutionRole" not in str(properties["ManagedPolicyArns"]), "logs:* on *"
     return [s for policy in properties["Policies"] for s in policy["PolicyDocument"]["Statement"]]
 
 
@@ -229,6 +227,9 @@ def test_each_function_reads_only_its_own_model_prefix() -> None:
         prefix = f"models/{spec.model_name}/*" if spec.model_name else "models/*"
         for statement in _statements(spec):
             actions = _actions(statement)
+            if actions == ["kms:Verify"]:  # manifest signatures: the signing key only
+                assert _resources_of(statement) == ["ManifestSigningKey.Arn"]
+                continue
             assert all(a.startswith(("s3:", "sqs:")) and "*" not in a for a in actions), actions
             if not spec.model_name:  # no data bucket, no queue: the registry only
                 assert all("ModelsBucket" in r for r in _resources_of(statement)), statement
@@ -527,3 +528,61 @@ def test_architecture_snapstart_and_provisioned_concurrency_are_parameters() -> 
     assert rule["Assertions"][0]["Assert"] == Intrinsic(
         "Equals", [Intrinsic("Ref", "ProvisionedConcurrency"), "0"]
     )
+
+
+def _role_of(spec: Any) -> str:
+    return str(resources()[spec.logical_id]["Properties"]["Role"].value).split(".")[0]
+
+
+def test_the_manifest_signing_key_signs_for_publishers_and_only_verifies_for_functions() -> None:
+    everything = resources()
+    key = everything["ManifestSigningKey"]
+    assert key["Type"] == "AWS::KMS::Key"
+    assert key["Properties"]["KeySpec"] == "ECC_NIST_P256" and key["Properties"]["KeyUsage"] == "SIGN_VERIFY"
+    (admin,) = key["Properties"]["KeyPolicy"]["Statement"]
+    assert "${AWS::AccountId}:root" in str(admin["Principal"]["AWS"].value)
+    env = load_template()["Globals"]["Function"]["Environment"]["Variables"]
+    assert (
+        env["MANIFEST_SIGNING_KEY"].tag == "Ref" and env["MANIFEST_SIGNING_KEY"].value == "ManifestSigningKey"
+    )
+    for spec in functions():
+        on_kms = [s for s in _statements(spec) if any(a.startswith("kms:") for a in _actions(s))]
+        assert [_actions(s) for s in on_kms] == [["kms:Verify"]], spec.logical_id
+        assert _resources_of(on_kms[0]) == ["ManifestSigningKey.Arn"]
+    publisher = everything["RegistryPublisherPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    (signing,) = [s for s in publisher if any(a.startswith("kms:") for a in _actions(s))]
+    assert "kms:Sign" in _actions(signing) and _resources_of(signing) == ["ManifestSigningKey.Arn"]
+
+
+def test_each_function_writes_logs_to_its_own_log_group_only() -> None:
+    everything = resources()
+    for spec in functions():
+        role = _role_of(spec)
+        policies = [
+            p["Properties"]
+            for p in everything.values()
+            if p["Type"] == "AWS::IAM::Policy" and any(r.value == role for r in p["Properties"]["Roles"])
+        ]
+        (policy,) = policies
+        (statement,) = policy["PolicyDocument"]["Statement"]
+        assert sorted(_actions(statement)) == ["logs:CreateLogStream", "logs:PutLogEvents"]
+        (group,) = _resources_of(statement)
+        assert group.endswith("LogGroup.Arn")
+        name = everything[group.split(".")[0]]["Properties"]["LogGroupName"].value
+        assert name == f"/aws/lambda/${{{spec.logical_id}}}", (spec.logical_id, name)
+        assert not any(a.startswith("logs:") for s in _statements(spec) for a in _actions(s))
+
+
+def test_the_registry_bucket_has_object_lock_by_default_and_publishers_may_lock() -> None:
+    document = load_template()
+    assert document["Parameters"]["RegistryObjectLockDays"]["Default"] == 30
+    bucket = document["Resources"]["ModelsBucket"]["Properties"]
+    assert bucket["ObjectLockEnabled"].tag == "If" and bucket["ObjectLockEnabled"].value[0] == "HasObjectLock"
+    assert "ObjectLockConfiguration" not in bucket, "no default retention: alias objects stay deletable"
+    assert {t["Key"]: t["Value"].value for t in bucket["Tags"]} == {
+        "maas:object-lock-days": "RegistryObjectLockDays"
+    }
+    publisher = document["Resources"]["RegistryPublisherPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    granted = {a for s in publisher for a in _actions(s)}
+    assert {"s3:PutObjectRetention", "s3:GetBucketObjectLockConfiguration", "s3:GetBucketTagging"} <= granted
+    assert not granted & {"s3:BypassGovernanceRetention", "s3:PutBucketObjectLockConfiguration"}

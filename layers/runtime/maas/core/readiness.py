@@ -3,14 +3,15 @@
 The repository index (the registry function) answers this for every version without opening an
 ONNX session, so it imports no onnxruntime: it checks what a load would check first. The version
 is active; its publication record exists (the upload finished); the manifest and every file it
-names are the objects that record pins (none replaced); and the manifest's task is one this
+names are the objects that record pins (none replaced); with ``MANIFEST_SIGNING_KEY`` set, the manifest is signed by that key
+(KMS ``Verify``); and the manifest's task is one this
 runtime serves. A version that passes can still fail in ``ModelStore.fetch`` on a sha256 mismatch:
 that check needs the bytes, and the serving function makes it.
 """
 
 from __future__ import annotations
 
-from maas.core.errors import MaasError, NotFound
+from maas.core.errors import IntegrityError, MaasError, NotFound
 from maas.core.registry import MANIFEST_NAME, MODEL_FILE, STATUS_ACTIVE, ModelRegistry
 from maas.core.tasks import unservable_task
 
@@ -25,9 +26,13 @@ def unready_reason(registry: ModelRegistry, name: str, version: int) -> str | No
         if publication is None:
             return "incomplete: no publication record (the upload did not finish)"
         recorded = {key: meta.get("version_id") for key, meta in publication.get("objects", {}).items()}
-        manifest, manifest_vid = registry.read_manifest_object(name, version)
+        manifest, manifest_vid, raw = registry.read_manifest_bytes(name, version)
         if manifest_vid != recorded.get(MANIFEST_NAME):
             return f"{MANIFEST_NAME} was replaced after publication"
+        try:
+            registry.check_signature(name, version, raw, manifest, publication)
+        except IntegrityError as error:
+            return error.message
         task = unservable_task(manifest)
         if task is not None:
             return task

@@ -28,6 +28,7 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from maas.core.errors import Conflict, ModelUnavailable, NotFound, RegistryError, shown
+from maas.core.signing import ManifestVerifier
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -140,12 +141,16 @@ class PublishedVersion:
 class ModelRegistry:
     """Reads the registry bucket: what serving needs. The write side (publish, aliases, status,
     delete) is the operators' and lives in ``ops.registry_admin``. The client is injected so
-    tests pass moto's."""
+    tests pass moto's. With a ``verifier`` (``MANIFEST_SIGNING_KEY``), a version is servable
+    only if its manifest carries a valid signature from that key."""
 
-    def __init__(self, bucket: str, s3_client: S3Client | None = None) -> None:
+    def __init__(
+        self, bucket: str, s3_client: S3Client | None = None, *, verifier: ManifestVerifier | None = None
+    ) -> None:
         self.bucket = bucket
         self._s3 = s3_client
         self._owns_client = s3_client is None
+        self.verifier = verifier
 
     @property
     def s3(self) -> S3Client:
@@ -157,6 +162,8 @@ class ModelRegistry:
         """Drop a client this registry created, so the next call opens new connections."""
         if self._owns_client:
             self._s3 = None
+        if self.verifier is not None:
+            self.verifier.reset_connections()
 
     # --- layout -------------------------------------------------------------------------------
 
@@ -208,6 +215,11 @@ class ModelRegistry:
 
     def _get_json(self, key: str) -> tuple[dict[str, Any], str, str | None] | None:
         """A JSON object with its ETag and S3 version id, or None when it does not exist."""
+        found = self._get_json_bytes(key)
+        return None if found is None else found[:3]
+
+    def _get_json_bytes(self, key: str) -> tuple[dict[str, Any], str, str | None, bytes] | None:
+        """``_get_json`` and the object's exact bytes (what a manifest signature covers)."""
         try:
             response = self.s3.get_object(Bucket=self.bucket, Key=key)
             raw = response["Body"].read()
@@ -225,16 +237,29 @@ class ModelRegistry:
             ) from None
         if not isinstance(document, dict):
             raise RegistryError(f"s3://{self.bucket}/{key} is not a JSON object", code="malformed_document")
-        return document, str(response["ETag"]), response.get("VersionId")
+        return document, str(response["ETag"]), response.get("VersionId"), raw
 
     def read_manifest_object(self, name: str, version: int) -> tuple[dict[str, Any], str | None]:
         """The manifest and the S3 version id of the object it was read from."""
-        found = self._get_json(self.object_key(name, version, MANIFEST_NAME))
+        manifest, version_id, _ = self.read_manifest_bytes(name, version)
+        return manifest, version_id
+
+    def read_manifest_bytes(self, name: str, version: int) -> tuple[dict[str, Any], str | None, bytes]:
+        """The manifest, its object's S3 version id and its exact bytes."""
+        found = self._get_json_bytes(self.object_key(name, version, MANIFEST_NAME))
         if found is None:
             raise NotFound(
                 f"model {name!r} has no version {version}", code="version_not_found", field="version"
             )
-        return found[0], found[2]
+        return found[0], found[2], found[3]
+
+    def check_signature(
+        self, name: str, version: int, raw: bytes, manifest: dict[str, Any], publication: dict[str, Any]
+    ) -> None:
+        """With a verifier, refuse (``IntegrityError``) a manifest not signed by its key; without
+        one, accept everything."""
+        if self.verifier is not None:
+            self.verifier.verify(name, int(version), raw, manifest, publication)
 
     def read_manifest(self, name: str, version: int) -> dict[str, Any]:
         return self.read_manifest_object(name, version)[0]

@@ -25,6 +25,7 @@ class ModelRuntime:
         self.multi_model = multi_model
         self._environ: Mapping[str, str] | None = None
         self._s3_client: Any | None = None
+        self._kms_client: Any | None = None
         self._settings: Settings | None = None
         self._service: ModelService | None = None
         self._data_s3: Any | None = None
@@ -58,7 +59,7 @@ class ModelRuntime:
     @property
     def service(self) -> ModelService:
         if self._service is None:
-            self._service = ModelService.from_settings(self.settings, self._s3_client)
+            self._service = ModelService.from_settings(self.settings, self._s3_client, self._kms_client)
         return self._service
 
     def model_for(self, requested: str) -> str:
@@ -106,10 +107,16 @@ class ModelRuntime:
         if self._service is not None:
             self._service.refresh_after_restore()
 
-    def reset(self, environ: Mapping[str, str] | None = None, s3_client: Any | None = None) -> None:
+    def reset(
+        self,
+        environ: Mapping[str, str] | None = None,
+        s3_client: Any | None = None,
+        kms_client: Any | None = None,
+    ) -> None:
         """Forget everything loaded, as a new execution environment would (tests, local tools)."""
         self._environ = environ
         self._s3_client = s3_client
+        self._kms_client = kms_client
         self._settings = None
         self._service = None
         self._data_s3 = None

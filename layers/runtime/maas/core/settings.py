@@ -63,6 +63,8 @@ class Settings:
     max_body_bytes: int = 1_048_576
     session_threads: int = 1
     batch_chunk_rows: int = 256
+    #: the KMS key (id, ARN or alias) whose signature a version's manifest must carry; None: no check
+    manifest_signing_key: str | None = None
 
     @classmethod
     def from_env(
@@ -101,4 +103,5 @@ class Settings:
             max_body_bytes=_int(env, "MAX_BODY_BYTES", 1_048_576),
             session_threads=_int(env, "SESSION_THREADS", 1),
             batch_chunk_rows=_int(env, "BATCH_CHUNK_ROWS", 256),
+            manifest_signing_key=env.get("MANIFEST_SIGNING_KEY") or None,
         )

@@ -3,7 +3,8 @@
 A file whose sha256 differs from the manifest is deleted and refused: it is never served. So is a
 version without a publication record (its upload never finished), and one whose manifest or model
 object has a different S3 version id than the publication recorded (replaced after publication,
-even with equal bytes). A version already verified in this execution environment is not
+even with equal bytes). With ``MANIFEST_SIGNING_KEY`` set, so is a version whose manifest has no
+valid KMS signature from that key (``maas.core.signing``). A version already verified in this execution environment is not
 downloaded again while warm.
 """
 
@@ -88,8 +89,10 @@ class ModelStore:
                     code="version_incomplete",
                 )
             recorded = {k: v.get("version_id") for k, v in publication.get("objects", {}).items()}
-            manifest, manifest_vid = self.registry.read_manifest_object(name, version)
+            manifest, manifest_vid, raw = self.registry.read_manifest_bytes(name, version)
             _check_version_id(name, int(version), MANIFEST_NAME, manifest_vid, recorded)
+            # before anything else is downloaded: the manifest names what the files must be
+            self.registry.check_signature(name, int(version), raw, manifest, publication)
             directory = self.cache_dir / name / str(version)
             directory.mkdir(parents=True, exist_ok=True)
             expected = {MODEL_FILE: manifest.get("model", {}), **manifest.get("artifacts", {})}

@@ -15,6 +15,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from maas.core.errors import ConfigurationError
 from maas.core.observability import logger, traced
 from maas.core.registry import ModelRegistry
+from maas.core.signing import ManifestVerifier
 from maas.http.server import build_server_app
 
 
@@ -24,6 +25,7 @@ class RegistryRuntime:
     def __init__(self) -> None:
         self._environ: Mapping[str, str] | None = None
         self._s3_client: Any | None = None
+        self._kms_client: Any | None = None
         self._registry: ModelRegistry | None = None
 
     @property
@@ -35,11 +37,19 @@ class RegistryRuntime:
                 raise ConfigurationError(
                     "MODEL_BUCKET is not set: the function cannot find its registry", field="MODEL_BUCKET"
                 )
-            self._registry = ModelRegistry(bucket, self._s3_client)
+            key = env.get("MANIFEST_SIGNING_KEY") or None
+            verifier = None if key is None else ManifestVerifier(key, self._kms_client)
+            self._registry = ModelRegistry(bucket, self._s3_client, verifier=verifier)
         return self._registry
 
-    def reset(self, environ: Mapping[str, str] | None = None, s3_client: Any | None = None) -> None:
+    def reset(
+        self,
+        environ: Mapping[str, str] | None = None,
+        s3_client: Any | None = None,
+        kms_client: Any | None = None,
+    ) -> None:
         self._environ, self._s3_client, self._registry = environ, s3_client, None
+        self._kms_client = kms_client
 
 
 class RegistryFunction:

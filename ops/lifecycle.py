@@ -26,7 +26,7 @@ from maas.core.registry import (
     PublishedVersion,
 )
 from maas.core.settings import DEFAULT_ALIAS
-from ops.registry_admin import RegistryAdmin, read_manifest_file
+from ops.registry_admin import RegistryAdmin, check_manifest, read_manifest_file
 
 # A reloaded version must answer its stored sample as it did when it was written.
 SAMPLE_PROBABILITY_TOLERANCE = 1e-4
@@ -156,7 +156,7 @@ class Lifecycle:
         ``alias`` given, the alias is then moved to the new version.
         """
         manifest = read_manifest_file(model_dir)
-        name = str(manifest.get("name", ""))
+        name = check_manifest(manifest, model_dir).name
         self.registry.check_bucket()
         target = self.registry.get_alias(name, alias or DEFAULT_ALIAS) if name else None
         if target is not None and not allow_breaking:

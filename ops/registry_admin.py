@@ -18,6 +18,7 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from maas.core.errors import Conflict, MaasError, NotFound, RegistryError
+from maas.core.manifest import Manifest, ManifestError
 from maas.core.registry import (
     HISTORY_LIMIT,
     MANIFEST_NAME,
@@ -70,6 +71,15 @@ def read_manifest_file(model_dir: Path) -> dict[str, Any]:
     if not isinstance(manifest, dict):
         raise MaasError(f"{manifest_path} is not a JSON object", code="manifest_invalid")
     return manifest
+
+
+def check_manifest(manifest: dict[str, Any], model_dir: Path) -> Manifest:
+    """The manifest as the runtime will read it (``maas.core.manifest``), or a ``ManifestError``
+    naming the field: the first check of a publish, before anything is read from S3."""
+    try:
+        return Manifest.from_dict(manifest)
+    except ManifestError as error:
+        raise ManifestError(f"refusing to publish {model_dir}: {error.message}", field=error.field) from None
 
 
 def servable_problem(manifest: dict[str, Any]) -> str | None:
@@ -247,6 +257,7 @@ class RegistryAdmin(ModelRegistry):
         manifest = read_manifest_file(model_dir)
         name = check_model_name(str(manifest.get("name", "")))
         if validate:
+            check_manifest(manifest, model_dir)
             problem = servable_problem(manifest)
             if problem:
                 raise Conflict(f"refusing to publish {name}: {problem}", code="unservable_version")

@@ -21,6 +21,7 @@ import numpy as np
 import onnxruntime
 
 from maas.core.errors import ParityError
+from maas.core.manifest import Manifest
 from maas.core.predictor import Predictor
 from maas.core.registry import MANIFEST_NAME, MODEL_FILE, sha256_file
 from training.data import PROJECT_ROOT
@@ -228,6 +229,8 @@ def write_version(
         }
         if candidate.sample:
             manifest["sample"] = answered_sample(predictor, manifest, candidate.sample[:SAMPLE_ROWS])
+        # the one schema every reader relies on (maas.core.manifest); a writer bug fails here
+        manifest = Manifest.from_dict(manifest).to_dict()
         (staging / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         if out_dir.exists():
             shutil.rmtree(out_dir)

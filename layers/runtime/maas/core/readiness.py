@@ -12,7 +12,8 @@ that check needs the bytes, and the serving function makes it.
 from __future__ import annotations
 
 from maas.core.errors import IntegrityError, MaasError, NotFound
-from maas.core.registry import MANIFEST_NAME, MODEL_FILE, STATUS_ACTIVE, ModelRegistry
+from maas.core.manifest import Manifest, ManifestError
+from maas.core.registry import MANIFEST_NAME, STATUS_ACTIVE, ModelRegistry
 from maas.core.tasks import unservable_task
 
 
@@ -33,10 +34,14 @@ def unready_reason(registry: ModelRegistry, name: str, version: int) -> str | No
             registry.check_signature(name, version, raw, manifest, publication)
         except IntegrityError as error:
             return error.message
+        try:
+            typed = Manifest.from_dict(manifest)
+        except ManifestError as error:
+            return f"{MANIFEST_NAME} is malformed: {error.message}"
         task = unservable_task(manifest)
         if task is not None:
             return task
-        for filename in [MODEL_FILE, *manifest.get("artifacts", {})]:
+        for filename in typed.files:
             if filename not in recorded:
                 return f"{filename} is not in the publication record"
             if registry.object_version_id(name, version, filename) != recorded[filename]:

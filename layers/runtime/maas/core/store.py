@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from maas.core.errors import IntegrityError
+from maas.core.manifest import Manifest, ManifestError
 from maas.core.observability import logger
 from maas.core.registry import MANIFEST_NAME, MODEL_FILE, ModelRegistry, sha256_file
 
@@ -42,6 +43,11 @@ class LocalVersion:
 
     def artifact(self, filename: str) -> Path:
         return self.directory / filename
+
+    @property
+    def typed(self) -> Manifest:
+        """The manifest as a ``Manifest`` (``fetch`` has already checked that it parses)."""
+        return Manifest.from_dict(self.manifest)
 
 
 def _check_version_id(
@@ -93,13 +99,19 @@ class ModelStore:
             _check_version_id(name, int(version), MANIFEST_NAME, manifest_vid, recorded)
             # before anything else is downloaded: the manifest names what the files must be
             self.registry.check_signature(name, int(version), raw, manifest, publication)
+            try:
+                typed = Manifest.from_dict(manifest)
+            except ManifestError as error:
+                raise IntegrityError(
+                    f"{name} version {version}: its {MANIFEST_NAME} is malformed: {error.message}; "
+                    "refusing to serve it",
+                    code="manifest_invalid",
+                    field=error.field,
+                ) from None
             directory = self.cache_dir / name / str(version)
             directory.mkdir(parents=True, exist_ok=True)
-            expected = {MODEL_FILE: manifest.get("model", {}), **manifest.get("artifacts", {})}
-            for filename, meta in expected.items():
-                self._ensure_file(
-                    name, int(version), filename, str(meta.get("sha256", "")), directory, recorded
-                )
+            for filename, meta in typed.files.items():
+                self._ensure_file(name, int(version), filename, meta.sha256, directory, recorded)
             local = LocalVersion(name=name, version=int(version), manifest=manifest, directory=directory)
             self._verified[key] = local
             return local

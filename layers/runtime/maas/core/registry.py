@@ -28,6 +28,7 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from maas.core.errors import Conflict, ModelUnavailable, NotFound, RegistryError, shown
+from maas.core.settings import Settings
 from maas.core.signing import ManifestVerifier
 
 if TYPE_CHECKING:
@@ -151,6 +152,15 @@ class ModelRegistry:
         self._s3 = s3_client
         self._owns_client = s3_client is None
         self.verifier = verifier
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, s3_client: Any | None = None, kms_client: Any | None = None
+    ) -> ModelRegistry:
+        """The registry a function reads: ``MODEL_BUCKET``, and ``MANIFEST_SIGNING_KEY``'s verifier."""
+        key = settings.manifest_signing_key
+        verifier = None if key is None else ManifestVerifier(key, kms_client)
+        return cls(settings.model_bucket, s3_client, verifier=verifier)
 
     @property
     def s3(self) -> S3Client:

@@ -26,7 +26,6 @@ from maas.core.observability import logger
 from maas.core.predictor import Predictor
 from maas.core.registry import STATUS_ACTIVE, ModelRegistry
 from maas.core.settings import Settings
-from maas.core.signing import ManifestVerifier
 from maas.core.store import LocalVersion, ModelStore
 from maas.core.tasks import task_for
 from maas.core.tasks.base import ServedTask
@@ -92,9 +91,7 @@ class ModelService:
     def from_settings(
         cls, settings: Settings, s3_client: Any | None = None, kms_client: Any | None = None
     ) -> ModelService:
-        key = settings.manifest_signing_key
-        verifier = None if key is None else ManifestVerifier(key, kms_client)
-        registry = ModelRegistry(settings.model_bucket, s3_client, verifier=verifier)
+        registry = ModelRegistry.from_settings(settings, s3_client, kms_client)
         return cls(settings=settings, registry=registry, store=ModelStore(registry, settings.model_cache_dir))
 
     @property

@@ -6,16 +6,14 @@ It imports neither numpy nor onnxruntime: it opens no model, it reads the regist
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from typing import Any
 
 from aws_lambda_powertools.logging import correlation_paths
 
-from maas.core.errors import ConfigurationError
 from maas.core.observability import logger, traced
 from maas.core.registry import ModelRegistry
-from maas.core.signing import ManifestVerifier
+from maas.core.settings import Settings
 from maas.http.server import build_server_app
 
 
@@ -31,15 +29,9 @@ class RegistryRuntime:
     @property
     def registry(self) -> ModelRegistry:
         if self._registry is None:
-            env = os.environ if self._environ is None else self._environ
-            bucket = env.get("MODEL_BUCKET", "")
-            if not bucket:
-                raise ConfigurationError(
-                    "MODEL_BUCKET is not set: the function cannot find its registry", field="MODEL_BUCKET"
-                )
-            key = env.get("MANIFEST_SIGNING_KEY") or None
-            verifier = None if key is None else ManifestVerifier(key, self._kms_client)
-            self._registry = ModelRegistry(bucket, self._s3_client, verifier=verifier)
+            # the same settings as a model function's (MODEL_BUCKET, MANIFEST_SIGNING_KEY), no model
+            settings = Settings.from_env(environ=self._environ, multi_model=True)
+            self._registry = ModelRegistry.from_settings(settings, self._s3_client, self._kms_client)
         return self._registry
 
     def reset(

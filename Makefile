@@ -8,6 +8,9 @@ STAMP := $(VENV)/.installed
 # pins: it gets a virtual environment of its own, inside .venv.
 CHECKOV_VERSION := 3.3.30
 CHECKOV := $(VENV)/checkov/bin/checkov
+# tests/integration/test_registry_iam.py evaluates the registry policies with an IAM simulator (npm).
+IAM_SIMULATE_VERSION := 0.1.173
+IAM_SIMULATE := $(VENV)/node/node_modules/@cloud-copilot/iam-simulate/package.json
 # Lambda's runtime is python3.12: find a working interpreter (pyenv's build, else python3.12 on PATH).
 PYTHON312 ?= $(shell for p in $$(pyenv root 2>/dev/null)/versions/3.12*/bin/python3.12 python3.12; do \
 	  "$$p" -c 'import sys; assert sys.version_info[:2] == (3, 12)' >/dev/null 2>&1 && { echo "$$p"; break; }; done)
@@ -24,6 +27,8 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e ".[training,dev]"
 	@$(CHECKOV) --version 2>/dev/null | grep -qx "$(CHECKOV_VERSION)" || { $(PYTHON312) -m venv $(VENV)/checkov && \
 	  $(VENV)/checkov/bin/pip install --quiet "checkov==$(CHECKOV_VERSION)"; }
+	@grep -q '"version": "$(IAM_SIMULATE_VERSION)"' $(IAM_SIMULATE) 2>/dev/null || \
+	  npm install --silent --no-audit --no-fund --prefix $(VENV)/node "@cloud-copilot/iam-simulate@$(IAM_SIMULATE_VERSION)"
 	@touch $(STAMP)
 
 install: $(STAMP)

@@ -9,6 +9,7 @@ differs. Anything unexpected (an unknown key, a wrong type, a bad name) is a
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -21,6 +22,8 @@ CATALOGUE = PROJECT_ROOT / "models.toml"
 FAMILIES = ("text", "image", "generator")
 # Names the template already uses for functions of its own (RegistryFunction, MultiModelFunction).
 RESERVED = frozenset({"registry", "multi_model"})
+# The registry's rule for a model name (maas.core.registry.check_model_name).
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,10 +62,18 @@ class ModelEntry:
 @dataclass(frozen=True, slots=True)
 class Catalogue:
     models: tuple[ModelEntry, ...]
+    # ``[registry] extra_models``: models served by the multi-model function only, which the
+    # registry's publish, promote and retire policies must name too.
+    extra_registry_models: tuple[str, ...] = ()
 
     @property
     def names(self) -> tuple[str, ...]:
         return tuple(model.name for model in self.models)
+
+    @property
+    def registry_models(self) -> tuple[str, ...]:
+        """Every model the registry policies name: the catalogue's, then the extra ones."""
+        return self.names + tuple(n for n in self.extra_registry_models if n not in self.names)
 
     def __getitem__(self, name: str) -> ModelEntry:
         for model in self.models:
@@ -137,9 +148,12 @@ def _check_name(name: str) -> None:
 
 def parse(document: dict[str, Any]) -> Catalogue:
     """Validate a decoded ``models.toml`` and merge each model table over ``[defaults]``."""
-    unknown = set(document) - {"defaults", "models"}
+    unknown = set(document) - {"defaults", "models", "registry"}
     if unknown:
-        raise _fail(sorted(unknown)[0], "", "unknown table (expected [defaults] and [models.<name>])")
+        raise _fail(
+            sorted(unknown)[0], "", "unknown table (expected [defaults], [registry] and [models.<name>])"
+        )
+    extra_registry_models = _registry_models(document.get("registry", {}))
     defaults = document.get("defaults", {})
     if not isinstance(defaults, dict):
         raise _fail("defaults", "", "expected a table")
@@ -160,7 +174,23 @@ def parse(document: dict[str, Any]) -> Catalogue:
         if merged["family"] == "generator" and merged["labels"]:
             raise _fail(f"models.{name}", "labels", "a generator predicts no labels")
         entries.append(ModelEntry(name=name, **merged))
-    return Catalogue(tuple(entries))
+    return Catalogue(tuple(entries), extra_registry_models)
+
+
+def _registry_models(table: Any) -> tuple[str, ...]:
+    """``[registry] extra_models = [...]``: valid model names, each once."""
+    if not isinstance(table, dict):
+        raise _fail("registry", "", "expected a table")
+    unknown = set(table) - {"extra_models"}
+    if unknown:
+        raise _fail("registry", sorted(unknown)[0], "unknown key (known: extra_models)")
+    names = table.get("extra_models", [])
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise _fail("registry", "extra_models", f"expected a list of model names, got {names!r}")
+    for name in names:
+        if not _IDENTIFIER.fullmatch(name):
+            raise _fail("registry", "extra_models", f"{name!r} is not a valid model name")
+    return tuple(dict.fromkeys(names))
 
 
 def load_catalogue(path: Path = CATALOGUE) -> Catalogue:

@@ -93,6 +93,16 @@ def test_the_catalogue_keeps_the_models_and_their_settings() -> None:
             "unknown",
         ),
         ("[model.a]\ndescription = 'x'\n", "model.", "unknown table"),
+        (
+            "[registry]\nextra_models = ['wine-lr']\n[models.a]\ndescription = 'x'\nfamily = 'text'\n",
+            "registry.extra_models",
+            "not a valid model name",
+        ),
+        (
+            "[registry]\nmodels = []\n[models.a]\ndescription = 'x'\nfamily = 'text'\n",
+            "registry.models",
+            "unknown",
+        ),
     ],
 )
 def test_a_wrong_catalogue_is_refused_naming_the_table_and_the_field(

@@ -489,10 +489,55 @@ def labels_from_answers(
     return [seen[i] for i in range(width)] if len(seen) == width else None
 
 
+# onnxruntime's element types -> the numpy dtype a sample is fed as (what the runtime casts to)
+_NUMPY_TYPES = {
+    "tensor(float)": np.float32,
+    "tensor(double)": np.float64,
+    "tensor(int64)": np.int64,
+    "tensor(int32)": np.int32,
+    "tensor(bool)": np.bool_,
+}
+
+
+def _tensor_rows(X: Any, inputs: list[Any]) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
+    """A sample for a graph of several inputs: a dict of arrays (one per input name, rows first)
+    or a list of row objects keyed by input name. Returns the rows (the served instances) and the
+    feeds (for the graph's own answers)."""
+    names = [i.name for i in inputs]
+    if hasattr(X, "to_dict") and hasattr(X, "columns"):  # JSON Lines objects read as a DataFrame
+        X = X.to_dict(orient="records")
+    if isinstance(X, dict):
+        missing = [n for n in names if n not in X]
+        if missing:
+            raise TrainingError(f"the sample has no input {missing[0]!r}; the graph takes {names}")
+        columns = {n: np.asarray(X[n]) for n in names}
+        rows = [{n: columns[n][i].tolist() for n in names} for i in range(len(columns[names[0]]))]
+    elif isinstance(X, list | tuple) and X and all(isinstance(row, dict) for row in X):
+        rows = [dict(row) for row in X]
+    else:
+        raise TrainingError(
+            f"the graph takes several inputs {names}: give the sample as rows keyed by input name "
+            "(JSON Lines objects) or as a dict of arrays"
+        )
+    feeds = {
+        i.name: np.asarray([row[i.name] for row in rows], dtype=_NUMPY_TYPES.get(i.type, np.float32))
+        for i in inputs
+    }
+    return rows, feeds
+
+
 def _onnx(model: Any, X: Any, task: str | None, labels: list[str] | None) -> Imported:
     onx = model if isinstance(model, onnx.ModelProto) else onnx.load_from_string(bytes(model))
     onx = without_initializer_inputs(onx)
-    session = onnxruntime.InferenceSession(onx.SerializeToString(), providers=["CPUExecutionProvider"])
+    try:
+        session = onnxruntime.InferenceSession(onx.SerializeToString(), providers=["CPUExecutionProvider"])
+    except Exception as error:  # onnxruntime's own Fail/InvalidGraph/...: the graph, not the caller
+        # the last clause of its message: "... Model::Model(...) Unsupported model IR version: 14, ..."
+        reason = str(error).splitlines()[0].rsplit(" : ", 1)[-1].rsplit(") ", 1)[-1][:300]
+        raise TrainingError(
+            f"onnxruntime {onnxruntime.__version__} cannot load the ONNX graph: {reason}",
+            code="graph_unloadable",
+        ) from None
     inputs, outputs = session.get_inputs(), session.get_outputs()
     if any(o.type.startswith("seq(") or o.type.startswith("map(") for o in outputs):
         raise TrainingError(
@@ -530,6 +575,7 @@ def _onnx(model: Any, X: Any, task: str | None, labels: list[str] | None) -> Imp
             task = "tensors"
     io: dict[str, Any] = {"input": inputs[0].name}
     features: list[str] | None = None
+    feeds: dict[str, np.ndarray] | None = None
     if task == "text-classification":
         instances: list[Any] = [str(x) for x in (X.tolist() if hasattr(X, "tolist") else X)]
         feed: Any = np.asarray(instances, dtype=object).reshape(-1, 1)
@@ -538,9 +584,11 @@ def _onnx(model: Any, X: Any, task: str | None, labels: list[str] | None) -> Imp
         matrix, features = _feature_frame(X, None, width)
         instances = matrix.tolist()
         feed = matrix.astype(np.float64 if inputs[0].type == "tensor(double)" else np.float32)
+    elif len(inputs) > 1 or isinstance(X, dict):
+        instances, feeds = _tensor_rows(X, inputs)
     else:
-        feed = np.asarray(X, dtype=np.float32)
-        instances = feed.astype(np.float64).tolist()
+        feed = np.asarray(X, dtype=_NUMPY_TYPES.get(inputs[0].type, np.float32))
+        instances = feed.tolist()
     reference: dict[str, np.ndarray] = {}
     if task in CLASSIFIER_TASKS:
         if probability_output is None:
@@ -569,7 +617,7 @@ def _onnx(model: Any, X: Any, task: str | None, labels: list[str] | None) -> Imp
         chosen = []
     else:
         chosen = []
-        for output, value in zip(outputs, session.run(None, {inputs[0].name: feed}), strict=True):
+        for output, value in zip(outputs, session.run(None, feeds or {inputs[0].name: feed}), strict=True):
             reference[output.name] = np.asarray(value)
     return Imported(
         task=task,
@@ -616,7 +664,8 @@ def check_labels(imported: Imported, labels: list[str] | None) -> list[str]:
 def _metrics(imported: Imported, labels: list[str], y: Any) -> dict[str, Any]:
     if y is None:
         return {}
-    truth = np.asarray(y).ravel()
+    truth = np.asarray(y)
+    truth = truth.ravel() if truth.ndim == 2 and truth.shape[1] == 1 else truth  # (rows, targets)
     if len(truth) != len(imported.instances):
         raise TrainingError(f"the target has {len(truth)} rows, the sample {len(imported.instances)}")
     if imported.task in CLASSIFIER_TASKS:

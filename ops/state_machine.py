@@ -43,7 +43,11 @@ def _map(entry: ModelEntry, fmt: str) -> dict[str, Any]:
         "ItemReader": {
             "Resource": "arn:aws:states:::s3:getObject",
             "ReaderConfig": READERS[fmt],
-            "Parameters": {"Bucket.$": "$.job.bucket", "Key.$": "$.job.key", "VersionId.$": "$.job.version_id"},
+            "Parameters": {
+                "Bucket.$": "$.job.bucket",
+                "Key.$": "$.job.key",
+                "VersionId.$": "$.job.version_id",
+            },
         },
         # the row's index travels with it: the batch's first index names its output objects
         "ItemSelector": {"row.$": "$$.Map.Item.Index", "item.$": "$$.Map.Item.Value"},

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import functools
 import importlib
 import io
 import json
@@ -30,10 +31,11 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import yaml
 
 from maas.core.errors import ConfigurationError, MaasError
 from ops.local import REGION, LambdaContext, environment, function_environment
-from ops.template import TEMPLATE, FunctionSpec, Intrinsic, functions, load_template
+from ops.template import TEMPLATE, FunctionSpec, Intrinsic, _intrinsic, functions
 
 ACCOUNT = "123456789012"
 STAND_IN = "development stand-in for AWS Step Functions: production runs the real service"
@@ -59,10 +61,19 @@ class StateMachineSpec:
     function: FunctionSpec
 
 
+class _FastLoader(yaml.CSafeLoader):
+    """libyaml's parser with the template's short tags: the generated template is 4,000 lines,
+    which PyYAML's pure-Python parser takes seconds to read."""
+
+
+_FastLoader.add_multi_constructor("!", _intrinsic)
+
+
 def state_machine_for_model(model: str, path: Path = TEMPLATE) -> StateMachineSpec:
     """The model's ``AWS::Serverless::StateMachine`` of ``template.yaml``, its substitutions applied."""
-    document = load_template(path)
-    specs = {spec.logical_id: spec for spec in functions(path)}
+    with path.open() as handle:
+        document: dict[str, Any] = yaml.load(handle, Loader=_FastLoader)
+    specs = {spec.logical_id: spec for spec in functions(path, document)}
     for logical_id, resource in document.get("Resources", {}).items():
         if resource.get("Type") != "AWS::Serverless::StateMachine":
             continue
@@ -81,10 +92,19 @@ def state_machine_for_model(model: str, path: Path = TEMPLATE) -> StateMachineSp
 # --- JSONPath, as far as the definitions use it ----------------------------------------------------
 
 
+_ENCODE = json.JSONEncoder(ensure_ascii=False).encode  # one encoder: json.dumps(**options) makes one a call
+
+
+@functools.lru_cache(maxsize=256)
+def _parts(path: str) -> tuple[bool, tuple[str, ...]]:
+    context = path.startswith("$$")
+    return context, tuple(p for p in path[2 if context else 1 :].split(".") if p)
+
+
 def _path(document: Any, path: str, context: dict[str, Any]) -> Any:
-    root, rest = (context, path[2:]) if path.startswith("$$") else (document, path[1:])
-    value = root
-    for part in [p for p in rest.split(".") if p]:
+    in_context, parts = _parts(path)
+    value = context if in_context else document
+    for part in parts:
         if not isinstance(value, dict) or part not in value:
             raise StatesError("States.Runtime", f"the JSONPath {path!r} matches nothing")
         value = value[part]
@@ -172,7 +192,7 @@ def batches(items: Iterator[Any], batcher: dict[str, Any], batch_input: Any) -> 
     current: list[Any] = []
     size = base
     for item in items:
-        item_bytes = len(json.dumps(item, ensure_ascii=False).encode()) + 1
+        item_bytes = len(_ENCODE(item).encode()) + 1
         if current and (
             size + item_bytes > max_bytes or (max_items is not None and len(current) >= max_items)
         ):

@@ -15,9 +15,10 @@ from typing import Any
 import boto3
 import pytest
 
+from benchmarks.batch_bench import separate_moto_server
 from ops import batch_run
 from ops.batch_run import StatesError, run_job, state_machine_for_model
-from ops.local import create_bucket
+from ops.local import create_bucket, environment, local_aws_environment
 from ops.registry_admin import RegistryAdmin
 from ops.template import FunctionSpec
 from training.data import PROJECT_ROOT
@@ -49,16 +50,19 @@ class Jobs:
 
 
 @pytest.fixture(scope="module")
-def jobs(moto_endpoint: str, spam_nb_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Jobs]:
-    """spam_nb versions 1 and 2 (production -> 1) in a registry of their own, an empty data bucket."""
-    create_bucket(MODELS)
-    create_bucket(DATA)
-    registry = RegistryAdmin(MODELS)
-    for _ in range(2):
-        registry.publish(spam_nb_dir)
-    registry.set_alias("spam_nb", "production", 1)
-    cache = tmp_path_factory.mktemp("batch-cache")
-    yield Jobs({"MODEL_BUCKET": MODELS, "DATA_BUCKET": DATA, "MODEL_CACHE_DIR": str(cache)}, registry)
+def jobs(spam_nb_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Jobs]:
+    """spam_nb versions 1 and 2 (production -> 1) in a registry of their own, an empty data bucket,
+    on a moto server in a process of its own: its S3 work does not take the GIL from the batches
+    (Step Functions and S3 are not in the Lambda process either)."""
+    with separate_moto_server() as endpoint, environment(local_aws_environment(endpoint)):
+        create_bucket(MODELS)
+        create_bucket(DATA)
+        registry = RegistryAdmin(MODELS)
+        for _ in range(2):
+            registry.publish(spam_nb_dir)
+        registry.set_alias("spam_nb", "production", 1)
+        cache = tmp_path_factory.mktemp("batch-cache")
+        yield Jobs({"MODEL_BUCKET": MODELS, "DATA_BUCKET": DATA, "MODEL_CACHE_DIR": str(cache)}, registry)
 
 
 def text(i: int) -> str:
@@ -285,3 +289,46 @@ def test_the_cli_says_it_is_a_stand_in_and_a_wrong_url_is_one_line(jobs: Jobs) -
     )
     assert elsewhere.returncode == 1 and "error: the job failed: RequestError" in elsewhere.stderr
     assert "Traceback" not in elsewhere.stderr
+
+
+def test_batch_start_starts_the_deployed_state_machine_with_the_event_s3_would_send(jobs: Jobs) -> None:
+    """Against moto's Step Functions (which records executions without running them)."""
+    jobs.put("inputs/spam_nb/large/started.jsonl", b'"hello there"\n')
+    sfn = boto3.client("stepfunctions")
+    definition = json.dumps(state_machine_for_model("spam_nb").definition)
+    role = "arn:aws:iam::123456789012:role/maas-spam_nb-batch"
+    arn = sfn.create_state_machine(name="teststack-spam_nb-batch", definition=definition, roleArn=role)[
+        "stateMachineArn"
+    ]
+    env = {**__import__("os").environ, **jobs.environ}
+    url = f"s3://{DATA}/inputs/spam_nb/large/started.jsonl"
+    command = [sys.executable, "-m", "ops.cli", "batch", "start", "spam_nb", url, "--no-follow"]
+    started = subprocess.run(
+        [*command, "--stack", "teststack"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=PROJECT_ROOT,
+        timeout=300,
+    )
+    assert started.returncode == 0, started.stderr
+    execution = started.stdout.strip()
+    described = sfn.describe_execution(executionArn=execution)
+    assert described["stateMachineArn"] == arn
+    event = json.loads(described["input"])
+    assert event["detail-type"] == "Object Created" and event["source"] == "aws.s3"
+    assert event["detail"]["object"]["key"] == "inputs/spam_nb/large/started.jsonl"
+    assert event["detail"]["object"]["version-id"]
+    missing = subprocess.run(
+        [*command, "--stack", "nostack"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=PROJECT_ROOT,
+        timeout=300,
+    )
+    assert missing.returncode == 1
+    assert (
+        missing.stderr.strip()
+        == "error: no state machine named 'nostack-spam_nb-batch': is the stack 'nostack' deployed? (--stack, --state-machine)"
+    )

@@ -20,9 +20,11 @@ import pytest
 from benchmarks.batch_bench import separate_moto_server
 from ops import batch_run
 from ops.batch_run import StatesError, run_job, state_machine_for_model
+from ops.event_sources import s3_put_event
 from ops.local import create_bucket, environment, local_aws_environment
 from ops.registry_admin import RegistryAdmin
 from ops.template import FunctionSpec
+from tests.conftest import FunctionUnderTest
 from training.data import PROJECT_ROOT
 
 # `maas batch run`'s environments are threads of one process sharing Powertools' metric store: one
@@ -339,3 +341,14 @@ def test_batch_start_starts_the_deployed_state_machine_with_the_event_s3_would_s
         missing.stderr.strip()
         == "error: no state machine named 'nostack-spam_nb-batch': is the stack 'nostack' deployed? (--stack, --state-machine)"
     )
+
+
+def test_the_s3_notification_of_a_large_input_leaves_it_to_the_batch_job(jobs: Jobs) -> None:
+    """The notification covers all of inputs/<model>/; the one-invocation path scores no large/ key."""
+    jobs.put("inputs/spam_nb/large/notified.jsonl", b'"hello there"\n')
+    jobs.put("inputs/spam_nb/small.jsonl", b'"hello there"\n')
+    function = FunctionUnderTest("spam_nb", jobs.environ, None)
+    assert function(s3_put_event("spam_nb", DATA, "inputs/spam_nb/large/notified.jsonl")) == {"files": []}
+    (scored,) = function(s3_put_event("spam_nb", DATA, "inputs/spam_nb/small.jsonl"))["files"]
+    assert scored["status"] == "scored" and scored["rows"] == 1
+    assert not jobs.outputs("outputs/spam_nb/notified") and not jobs.outputs("outputs/spam_nb/large/notified")

@@ -253,11 +253,18 @@ def cmd_batch_run(args: argparse.Namespace) -> int:
             line = f"\r{bar(progress.done, progress.total)} {progress.done}/{progress.total} batches, {progress.rows} rows"
             print(line + (f", {progress.failed} failed" if progress.failed else ""), end="", file=sys.stderr)
 
-    result = run_job(
-        args.model, bucket, key, parallel=args.parallel, overrides=overrides, progress=Progress(report=report)
-    )
-    if not args.quiet:
-        print(file=sys.stderr)
+    try:
+        result = run_job(
+            args.model,
+            bucket,
+            key,
+            parallel=args.parallel,
+            overrides=overrides,
+            progress=Progress(report=report),
+        )
+    finally:
+        if not args.quiet:
+            print(file=sys.stderr)  # end the progress line: an error goes on a line of its own
     out = result.output
     print(
         f"{out['rows_read']} rows read: {out['rows_scored']} scored, {out['rows_refused']} refused, "

@@ -37,6 +37,12 @@ class ModelEntry:
     timeout_s: int
     ephemeral_storage_mb: int
     batch_chunk_rows: int
+    # the Distributed Map of large files (ops/state_machine.py): rows and bytes per child batch,
+    # children at once, and the share of children that may fail before the job does
+    map_items_per_batch: int = 2000
+    map_input_bytes_per_batch: int = 262_144
+    map_max_concurrency: int = 100
+    map_tolerated_failure_percent: int = 0
     reserved_concurrency: int | None = None
     labels: tuple[str, ...] = ()
 
@@ -52,6 +58,10 @@ class ModelEntry:
     @property
     def dead_letter_queue(self) -> str:
         return f"{self.logical_id}DeadLetterQueue"
+
+    @property
+    def state_machine(self) -> str:
+        return f"{self.logical_id}BatchStateMachine"
 
     @property
     def verb(self) -> str:
@@ -105,12 +115,26 @@ _FIELDS: dict[str, tuple[tuple[type, ...], int | None]] = {
     "timeout_s": ((int,), 1),
     "ephemeral_storage_mb": ((int,), 512),
     "batch_chunk_rows": ((int,), 1),
+    "map_items_per_batch": ((int,), 1),
+    "map_input_bytes_per_batch": ((int,), 1024),
+    "map_max_concurrency": ((int,), 1),
+    "map_tolerated_failure_percent": ((int,), 0),
     "reserved_concurrency": ((int,), 0),
     "labels": ((list,), None),
 }
-_UPPER = {"memory_mb": 10240, "timeout_s": 900, "ephemeral_storage_mb": 10240}
+# Lambda's limits, and Step Functions' (a batch is one state input: 256 KiB; 10,000 children at once)
+_UPPER = {
+    "memory_mb": 10240,
+    "timeout_s": 900,
+    "ephemeral_storage_mb": 10240,
+    "map_input_bytes_per_batch": 262_144,
+    "map_max_concurrency": 10_000,
+    "map_tolerated_failure_percent": 100,
+}
 _REQUIRED = tuple(
-    f.name for f in fields(ModelEntry) if f.name not in {"name", "reserved_concurrency", "labels"}
+    f.name
+    for f in fields(ModelEntry)
+    if f.name not in {"name", "reserved_concurrency", "labels"} and not f.name.startswith("map_")
 )
 
 
@@ -129,7 +153,7 @@ def _check(table: str, values: dict[str, Any]) -> dict[str, Any]:
         if lowest is not None and value < lowest:
             raise _fail(table, key, f"{value} is below the minimum {lowest}")
         if key in _UPPER and value > _UPPER[key]:
-            raise _fail(table, key, f"{value} is above Lambda's maximum {_UPPER[key]}")
+            raise _fail(table, key, f"{value} is above the AWS maximum {_UPPER[key]}")
         if key == "labels" and not all(isinstance(label, str) and label for label in value):
             raise _fail(table, key, f"expected a list of non-empty strings, got {value!r}")
         if key == "family" and value not in FAMILIES:

@@ -24,7 +24,7 @@ import yaml
 
 from maas.core.errors import ConfigurationError
 from ops import catalogue as catalogue_module
-from ops import dashboard
+from ops import dashboard, state_machine
 from ops.template import Intrinsic, _Loader
 from training.data import PROJECT_ROOT
 
@@ -118,6 +118,7 @@ def model_values(entry: catalogue_module.ModelEntry) -> dict[str, Any]:
         "batch_chunk_rows": str(entry.batch_chunk_rows),  # an environment variable: a string
         # At least 6x the function timeout (AWS's advice for Lambda event sources).
         "visibility_timeout": 6 * entry.timeout_s,
+        "state_machine": state_machine.definition(entry),  # the batch job's ASL, from the catalogue
     }
 
 

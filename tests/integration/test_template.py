@@ -256,9 +256,16 @@ def test_each_function_reads_its_inputs_and_writes_its_outputs_and_results_only(
     for spec in model_functions():
         model = spec.model_name
         on_data = [s for s in _statements(spec) if any("DataBucketName" in r for r in _resources_of(s))]
-        reads = [s for s in on_data if all(a.startswith("s3:Get") for a in _actions(s))]
+        reads = [s for s in on_data if all(a.startswith(("s3:Get", "s3:List")) for a in _actions(s))]
         writes = [s for s in on_data if s not in reads]
-        assert [r for s in reads for r in _resources_of(s)] == [f"{data}/inputs/{model}/*"]
+        # its inputs; and a batch job's final step reads back its batches' counts (and lists them)
+        assert [r for s in reads for r in _resources_of(s)] == [
+            f"{data}/inputs/{model}/*",
+            f"{data}/outputs/{model}/large/*",
+            data,
+        ]
+        (listing,) = [s for s in reads if _actions(s) == ["s3:ListBucket"]]
+        assert listing["Condition"]["StringLike"]["s3:prefix"] == [f"outputs/{model}/large/*"]
         assert sorted(r for s in writes for r in _resources_of(s)) == [
             f"{data}/outputs/{model}/*",
             f"{data}/results/{model}/*",

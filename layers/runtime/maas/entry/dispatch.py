@@ -49,7 +49,7 @@ class ModelFunction:
     """
 
     def __init__(self, model_name: str | None = None, *, multi_model: bool = False) -> None:
-        self.runtime = ModelRuntime(model_name, multi_model=multi_model)
+        self.runtime = ModelRuntime(model_name, multi_model=multi_model, light_reads=True)
         self.app = build_model_app(self.runtime)
         self.lambda_handler: Handler = self._entry_point()
 

@@ -56,6 +56,7 @@ class MetricSet:
 
     def __init__(self, namespace: str) -> None:
         self.namespace = namespace
+        self.disabled = _disabled()  # Powertools' switch, read once: the environment is fixed
         self.dimension_set: dict[str, str] = {}
         self._more_dimension_sets: list[dict[str, str]] = []
         self._metrics: dict[str, tuple[str, list[float]]] = {}
@@ -82,12 +83,12 @@ class MetricSet:
 
     def single(self, name: str, unit: str, value: float, dimensions: dict[str, str]) -> None:
         """A record of its own, printed now, with only these dimensions (the per-error-code counts)."""
-        if not _disabled():
+        if not self.disabled:
             print(record(self.namespace, [dict(dimensions)], {name: (unit, [float(value)])}))
 
     def flush(self) -> None:
         """Print the set (nothing without a metric) and start the next one empty."""
-        if self._metrics and not _disabled():
+        if self._metrics and not self.disabled:
             sets = [self.dimension_set, *self._more_dimension_sets]
             print(record(self.namespace, sets, self._metrics, self._metadata))
         self.clear_metrics()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -197,6 +198,12 @@ class ModelRegistry:
 
             self._reader = reader_or_client()
         return self._reader
+
+    def prepare(self) -> None:
+        """Import and build the reader now, if it reads with the environment's own credentials
+        (Lambda's): nothing here may wait on the network (an instance-metadata lookup) at init."""
+        if self.light_reads and self._owns_client and os.environ.get("AWS_ACCESS_KEY_ID"):
+            self.reads  # noqa: B018 (built for its side effect)
 
     def reset_connections(self) -> None:
         """Drop a client this registry created, so the next call opens new connections."""

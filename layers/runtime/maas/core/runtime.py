@@ -57,6 +57,16 @@ class ModelRuntime:
         except ConfigurationError:
             return "unknown"
 
+    def prepare(self) -> None:
+        """At init, what the first request would otherwise set up: the settings, the service and
+        its registry's connection pool (Lambda gives the init phase its full CPU, and SnapStart
+        snapshots it). A missing or wrong setting is left to the first request, which reports it."""
+        try:
+            service = self.service
+        except ConfigurationError:
+            return
+        service.registry.prepare()
+
     def drain_load_times(self) -> list[float]:
         """The model loads since the last call (none when nothing was loaded yet)."""
         return [] if self._service is None else self._service.drain_load_times()

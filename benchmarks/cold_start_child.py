@@ -1,7 +1,8 @@
 """One cold start, in a fresh interpreter: import the handler, invoke it once, report.
 
 Run by ``benchmarks.run`` as ``python benchmarks/cold_start_child.py KIND HANDLER_DIR EVENT``;
-it prints one JSON line with the wall-clock time of the first response and the peak RSS. The
+it prints one JSON line with the wall-clock times of the end of the handler's import and of the
+first response, and the peak RSS. The
 handler is imported the way Lambda does (the function's code folder and the layer first on
 ``sys.path``, the handler module by name), so nothing else of this project is imported first.
 """
@@ -42,13 +43,19 @@ def main() -> None:
     with open(event_path) as handle:
         event = json.load(handle)
     # ours: the layer's one entry module (MODEL_NAME says which model); the baselines: a module each
-    name = {"onnx": "maas.entry.model", "sklearn": "sklearn_handler"}.get(kind, kind)
+    name = {"onnx": "maas.entry.model"}.get(kind, kind)
     module = importlib.import_module(name)
+    imported = time.time()
     response = module.lambda_handler(event, Context())
     done = time.time()
     peak_kb = peak_rss_kb()
     status = response["statusCode"]
-    print(json.dumps({"done_at": done, "peak_rss_mb": peak_kb / 1024, "status": status}), file=sys.__stdout__)
+    print(
+        json.dumps(
+            {"imported_at": imported, "done_at": done, "peak_rss_mb": peak_kb / 1024, "status": status}
+        ),
+        file=sys.__stdout__,
+    )
 
 
 if __name__ == "__main__":

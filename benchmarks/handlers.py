@@ -12,10 +12,11 @@ from ops.local import LambdaContext, environment, function_environment, load_fun
 from ops.template import function_for_model
 
 
-def warm_handler(model: str, env: dict[str, str]) -> Callable[[dict[str, Any]], float]:
+def warm_handler(model: str, env: dict[str, str]) -> tuple[Callable[[dict[str, Any]], float], Any]:
     """Milliseconds per call through ``lambda_handler`` (event parsing, validation, inference,
     metrics, logging), as Lambda calls it in a warm environment; the EMF output goes to an
-    in-memory sink, and the environment is set around each call outside the timed part."""
+    in-memory sink, and the environment is set around each call outside the timed part. Also
+    returns the function's module (its runtime serves the loaded version to other sides)."""
     spec = function_for_model(model)
     with environment(function_environment(spec, env)):
         module = load_function_module(spec)
@@ -34,4 +35,4 @@ def warm_handler(model: str, env: dict[str, str]) -> Callable[[dict[str, Any]], 
         sink.truncate()
         return elapsed
 
-    return call
+    return call, module

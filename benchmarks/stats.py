@@ -33,6 +33,25 @@ def alternate(
     return first, second
 
 
+def rotate(sides: Sequence[Callable[[], float]], repeats: int) -> list[list[float]]:
+    """``alternate`` for more than two sides: each round runs them all, each round starting one
+    side later (ABC, BCA, CAB…), so drift and warm caches hit every side alike."""
+    runs: list[list[float]] = [[] for _ in sides]
+    for index in range(repeats):
+        for offset in range(len(sides)):
+            side = (index + offset) % len(sides)
+            runs[side].append(sides[side]())
+    return runs
+
+
+def verdict(value: float, op: str, target: float, unit: str = "") -> str:
+    """``met (target <= 0.3)``, or ``MISSED by 0.04 (target <= 0.3)``: a miss says by how much."""
+    met = value <= target if op == "<=" else value >= target
+    if met:
+        return f"met (target {op} {target:g}{unit})"
+    return f"MISSED by {abs(value - target):.3g}{unit} (target {op} {target:g}{unit})"
+
+
 def ratio(a: Sequence[float], b: Sequence[float]) -> dict[str, Any]:
     """Per-pair ratios a_i / b_i of an alternating run: the median and its spread."""
     return summary([x / y for x, y in zip(a, b, strict=True)])

@@ -17,7 +17,7 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
 import maas
 from maas.core.registry import ModelRegistry
 from maas.core.runtime import ModelRuntime
-from maas.http.app import build_model_app
+from maas.http.app import ModelApp, build_model_app
 from maas.http.server import build_server_app
 from training.data import PROJECT_ROOT
 
@@ -35,21 +35,29 @@ _UNUSED_SCHEMAS = ("HTTPValidationError", "ValidationError", "ResponseValidation
 
 
 def apps() -> list[APIGatewayHttpResolver]:
-    """The resolvers whose routes make the API: a model function's (generic in the model) and
-    the registry function's. Nothing is called: no registry is needed to build them."""
+    """The resolvers whose routes make the API: a model function's (generic in the model, both
+    route families documented on one resolver) and the registry function's. Nothing is called:
+    no registry is needed to build them."""
     return [
-        build_model_app(ModelRuntime("model")),
+        build_model_app(ModelRuntime("model")).documented(),
         build_server_app(lambda: ModelRegistry("unused")),
     ]
 
 
+def routes(app: APIGatewayHttpResolver | ModelApp) -> set[tuple[str, str]]:
+    """(METHOD, /openapi/{path}) of the routes a function's app registers (a model function's
+    both families)."""
+    resolvers = app.resolvers() if isinstance(app, ModelApp) else [app]
+    return {
+        (route.method.upper(), route.openapi_path)
+        for resolver in resolvers
+        for route in resolver._static_routes + resolver._dynamic_routes  # where Powertools keeps them
+    }
+
+
 def registered_routes() -> set[tuple[str, str]]:
     """(METHOD, /openapi/{path}) of every route the code registers."""
-    found = set()
-    for app in apps():
-        for route in app._static_routes + app._dynamic_routes:  # where Powertools keeps them
-            found.add((route.method.upper(), route.openapi_path))
-    return found
+    return set().union(*(routes(app) for app in apps()))
 
 
 def document() -> dict[str, Any]:

@@ -1,62 +1,36 @@
-"""The way the AWS samples serve a Keras model: a TensorFlow SavedModel from S3, TF in the handler.
+"""The way the AWS samples serve a Keras model: Powertools Logger and Metrics, a TensorFlow
+SavedModel downloaded from S3 with boto3, TensorFlow in the handler.
 
-Used only as the baseline of the Keras cold-start benchmark; never deployed. The SavedModel is
-uploaded as one zip (``BASELINE_KEY``); a text model also downloads its tokeniser
-(``BASELINE_TOKENIZER_KEY``) and encodes here, as such handlers do.
+The baseline of the Keras cold-start target: ``keras_plain_handler`` (the same without
+Powertools) does the loading and encoding. Never deployed.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import re
-import zipfile
 from typing import Any
 
-import boto3
+import keras_plain_handler as plain
 import numpy as np
 import tensorflow as tf
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
 
-_model: Any = None
-_tokenizer: dict[str, Any] | None = None
-
-
-def _load() -> None:
-    global _model, _tokenizer
-    cache = os.environ["MODEL_CACHE_DIR"]
-    s3 = boto3.client("s3")
-    archive = os.path.join(cache, "saved_model.zip")
-    s3.download_file(os.environ["MODEL_BUCKET"], os.environ["BASELINE_KEY"], archive)
-    with zipfile.ZipFile(archive) as bundle:
-        bundle.extractall(os.path.join(cache, "saved_model"))
-    _model = tf.saved_model.load(os.path.join(cache, "saved_model"))
-    tokenizer_key = os.environ.get("BASELINE_TOKENIZER_KEY")
-    if tokenizer_key:
-        path = os.path.join(cache, "tokenizer.json")
-        s3.download_file(os.environ["MODEL_BUCKET"], tokenizer_key, path)
-        with open(path, encoding="utf-8") as handle:
-            _tokenizer = json.load(handle)
+logger = Logger()
+metrics = Metrics()
 
 
-def _encode(texts: list[str]) -> np.ndarray:
-    assert _tokenizer is not None
-    index = {word: i for i, word in enumerate(_tokenizer["vocabulary"])}
-    length = int(_tokenizer["sequence_length"])
-    batch = np.zeros((len(texts), length), dtype=np.int32)
-    for row, text in enumerate(texts):
-        ids = [index.get(w, 1) for w in re.findall(_tokenizer["pattern"], text.lower())[:length]]
-        if ids:
-            batch[row, -len(ids) :] = ids
-    return batch
-
-
+@logger.inject_lambda_context
+@metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    if _model is None:
-        _load()
+    if plain._model is None:
+        plain._load()
+        logger.info("model loaded")
     instances = json.loads(event["body"])["instances"]
-    if _tokenizer is not None:
-        features = _encode(instances)
+    if plain._tokenizer is not None:
+        features = plain._encode(instances)
     else:
         features = np.asarray(instances, dtype=np.float32)[..., None]
-    outputs = np.asarray(_model.serve(tf.constant(features)))
+    outputs = np.asarray(plain._model.serve(tf.constant(features)))
+    metrics.add_metric(name="Predictions", unit=MetricUnit.Count, value=len(instances))
     return {"statusCode": 200, "body": json.dumps({"predictions": outputs.tolist()})}

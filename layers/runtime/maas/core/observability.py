@@ -1,4 +1,5 @@
-"""Logs, metrics and (optional) tracing through aws-lambda-powertools.
+"""Logs and (optional) tracing through aws-lambda-powertools; metrics as one EMF record per
+invocation (``maas.core.emf``: Powertools' record, built once).
 
 Powertools' own environment variables configure them (``POWERTOOLS_SERVICE_NAME``,
 ``POWERTOOLS_METRICS_NAMESPACE``, ``POWERTOOLS_LOG_LEVEL``, ``POWERTOOLS_TRACE_DISABLED``). The
@@ -13,13 +14,14 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from aws_lambda_powertools.logging import Logger
+
+from maas.core.emf import COUNT, MILLISECONDS, MetricSet
 
 Handler = TypeVar("Handler", bound=Callable[..., Any])
 
 logger = Logger(service=os.getenv("POWERTOOLS_SERVICE_NAME", "maas"))
-metrics = Metrics(namespace=os.getenv("POWERTOOLS_METRICS_NAMESPACE", "Maas"))
+metrics = MetricSet(namespace=os.getenv("POWERTOOLS_METRICS_NAMESPACE", "Maas"))
 
 
 def tracing_enabled() -> bool:
@@ -79,9 +81,9 @@ def record_invocation(model: str, *, cold_start: bool, load_times: Sequence[floa
     if "model" not in metrics.dimension_set:
         _dimensions(model)
     if cold_start:
-        metrics.add_metric(name="ColdStart", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name="ColdStart", unit=COUNT, value=1)
     for load_ms in load_times:
-        metrics.add_metric(name="ModelLoadTime", unit=MetricUnit.Milliseconds, value=load_ms)
+        metrics.add_metric(name="ModelLoadTime", unit=MILLISECONDS, value=load_ms)
 
 
 def record_prediction(
@@ -94,11 +96,11 @@ def record_prediction(
 ) -> None:
     """One scored request: counts, ``session.run`` latency, and the predicted-label mix."""
     _dimensions(model, version)
-    metrics.add_metric(name="Requests", unit=MetricUnit.Count, value=1)
-    metrics.add_metric(name="InstancesScored", unit=MetricUnit.Count, value=instances)
-    metrics.add_metric(name="InferenceLatency", unit=MetricUnit.Milliseconds, value=latency_ms)
+    metrics.add_metric(name="Requests", unit=COUNT, value=1)
+    metrics.add_metric(name="InstancesScored", unit=COUNT, value=instances)
+    metrics.add_metric(name="InferenceLatency", unit=MILLISECONDS, value=latency_ms)
     for label, count in sorted(Counter(labels).items()):
-        metrics.add_metric(name=label_metric_name(label), unit=MetricUnit.Count, value=count)
+        metrics.add_metric(name=label_metric_name(label), unit=COUNT, value=count)
 
 
 def record_generation(
@@ -112,26 +114,23 @@ def record_generation(
     """A generation request: counted like a prediction (one instance per sequence, the decoding
     loop's time as latency), plus the number of tokens it generated."""
     record_prediction(model, version, sequences, latency_ms)
-    metrics.add_metric(name="GeneratedTokens", unit=MetricUnit.Count, value=tokens)
+    metrics.add_metric(name="GeneratedTokens", unit=COUNT, value=tokens)
 
 
 def record_metadata_request(model: str, version: int) -> None:
     _dimensions(model, version)
-    metrics.add_metric(name="MetadataRequests", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(name="MetadataRequests", unit=COUNT, value=1)
 
 
 def record_error(model: str, status: int, code: str) -> None:
     """Client errors count as ``InvalidRequests``, the rest as ``ServerErrors``; also per error code."""
     _dimensions(model)
     name = "InvalidRequests" if status < 500 else "ServerErrors"
-    metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
+    metrics.add_metric(name=name, unit=COUNT, value=1)
     metrics.add_metadata(key="error_code", value=code)
-    with single_metric(
-        name=f"{name}ByCode", unit=MetricUnit.Count, value=1, namespace=metrics.namespace
-    ) as by_code:
-        by_code.add_dimension(name="model", value=model)
-        by_code.add_dimension(name="service", value=_service(model))
-        by_code.add_dimension(name="error_code", value=code)
+    metrics.single(
+        f"{name}ByCode", COUNT, 1, {"model": model, "service": _service(model), "error_code": code}
+    )
 
 
 def _record_counts(
@@ -144,9 +143,9 @@ def _record_counts(
     """Counters of one invocation of an event source, with the usual dimensions."""
     _dimensions(model, version)
     for name, value in counts.items():
-        metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+        metrics.add_metric(name=name, unit=COUNT, value=value)
     if latency_ms is not None:
-        metrics.add_metric(name="InferenceLatency", unit=MetricUnit.Milliseconds, value=latency_ms)
+        metrics.add_metric(name="InferenceLatency", unit=MILLISECONDS, value=latency_ms)
 
 
 def record_batch_file(
@@ -196,4 +195,4 @@ def record_request_latency(model: str, latency_ms: float) -> None:
     """
     if "model" not in metrics.dimension_set:
         _dimensions(model)
-    metrics.add_metric(name="RequestLatency", unit=MetricUnit.Milliseconds, value=latency_ms)
+    metrics.add_metric(name="RequestLatency", unit=MILLISECONDS, value=latency_ms)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -24,7 +25,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from maas.core.errors import Conflict, ModelUnavailable, NotFound, RegistryError, shown
@@ -143,35 +143,73 @@ class ModelRegistry:
     """Reads the registry bucket: what serving needs. The write side (publish, aliases, status,
     delete) is the operators' and lives in ``ops.registry_admin``. The client is injected so
     tests pass moto's. With a ``verifier`` (``MANIFEST_SIGNING_KEY``), a version is servable
-    only if its manifest carries a valid signature from that key."""
+    only if its manifest carries a valid signature from that key.
+
+    With ``light_reads`` and no injected client (a model function in Lambda), the reads a
+    version's load makes (objects, tags, HEAD) go through ``maas.core.s3_reads``: signed requests,
+    no SDK client to build. Listings, and every read otherwise, use boto3's client (which an
+    in-process mock such as moto's ``mock_aws`` intercepts; it cannot see the reader's requests).
+    """
 
     def __init__(
-        self, bucket: str, s3_client: S3Client | None = None, *, verifier: ManifestVerifier | None = None
+        self,
+        bucket: str,
+        s3_client: S3Client | None = None,
+        *,
+        verifier: ManifestVerifier | None = None,
+        light_reads: bool = False,
     ) -> None:
         self.bucket = bucket
         self._s3 = s3_client
         self._owns_client = s3_client is None
+        self.light_reads = light_reads
+        self._reader: Any | None = None
         self.verifier = verifier
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, s3_client: Any | None = None, kms_client: Any | None = None
+        cls,
+        settings: Settings,
+        s3_client: Any | None = None,
+        kms_client: Any | None = None,
+        *,
+        light_reads: bool = False,
     ) -> ModelRegistry:
         """The registry a function reads: ``MODEL_BUCKET``, and ``MANIFEST_SIGNING_KEY``'s verifier."""
         key = settings.manifest_signing_key
         verifier = None if key is None else ManifestVerifier(key, kms_client)
-        return cls(settings.model_bucket, s3_client, verifier=verifier)
+        return cls(settings.model_bucket, s3_client, verifier=verifier, light_reads=light_reads)
 
     @property
     def s3(self) -> S3Client:
         if self._s3 is None:
+            import boto3  # here: a model function's cold start reads without it
+
             self._s3 = boto3.client("s3")
         return self._s3
+
+    @property
+    def reads(self) -> Any:
+        """What GETs objects and tags and HEADs them: the injected client, else the reader."""
+        if not self._owns_client or not self.light_reads:
+            return self.s3
+        if self._reader is None:
+            from maas.core.s3_reads import reader_or_client
+
+            self._reader = reader_or_client()
+        return self._reader
+
+    def prepare(self) -> None:
+        """Import and build the reader now, if it reads with the environment's own credentials
+        (Lambda's): nothing here may wait on the network (an instance-metadata lookup) at init."""
+        if self.light_reads and self._owns_client and os.environ.get("AWS_ACCESS_KEY_ID"):
+            self.reads  # noqa: B018 (built for its side effect)
 
     def reset_connections(self) -> None:
         """Drop a client this registry created, so the next call opens new connections."""
         if self._owns_client:
             self._s3 = None
+            self._reader = None
         if self.verifier is not None:
             self.verifier.reset_connections()
 
@@ -231,7 +269,7 @@ class ModelRegistry:
     def _get_json_bytes(self, key: str) -> tuple[dict[str, Any], str, str | None, bytes] | None:
         """``_get_json`` and the object's exact bytes (what a manifest signature covers)."""
         try:
-            response = self.s3.get_object(Bucket=self.bucket, Key=key)
+            response = self.reads.get_object(Bucket=self.bucket, Key=key)
             raw = response["Body"].read()
         except ClientError as error:
             if _is_missing(error):
@@ -331,7 +369,7 @@ class ModelRegistry:
     def tags(self, name: str, version: int) -> dict[str, str]:
         """The model object's tags; a version whose model object is missing is not servable."""
         try:
-            tags = self.s3.get_object_tagging(
+            tags = self.reads.get_object_tagging(
                 Bucket=self.bucket, Key=self.object_key(name, version, MODEL_FILE)
             )
         except ClientError as error:
@@ -354,7 +392,8 @@ class ModelRegistry:
         """The S3 version id of the object's current version."""
         key = self.object_key(name, version, filename)
         try:
-            return self.s3.head_object(Bucket=self.bucket, Key=key).get("VersionId")
+            found: str | None = self.reads.head_object(Bucket=self.bucket, Key=key).get("VersionId")
+            return found
         except ClientError as error:
             if _is_missing(error):
                 raise NotFound(f"s3://{self.bucket}/{key} does not exist", code="object_missing") from error
@@ -364,7 +403,7 @@ class ModelRegistry:
         """Stream the current object to ``destination``; returns its S3 version id."""
         key = self.object_key(name, version, filename)
         try:
-            response = self.s3.get_object(Bucket=self.bucket, Key=key)
+            response = self.reads.get_object(Bucket=self.bucket, Key=key)
             with destination.open("wb") as handle:
                 for chunk in response["Body"].iter_chunks(1 << 20):
                     handle.write(chunk)
@@ -372,4 +411,5 @@ class ModelRegistry:
             if _is_missing(error):
                 raise NotFound(f"s3://{self.bucket}/{key} does not exist", code="object_missing") from error
             raise RegistryError(f"cannot download s3://{self.bucket}/{key}: {error}") from error
-        return response.get("VersionId")
+        version_id: str | None = response.get("VersionId")
+        return version_id

@@ -9,8 +9,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import boto3
-
 from maas.core.errors import ConfigurationError, NotFound, shown
 from maas.core.registry import check_model_name
 from maas.core.service import ModelService
@@ -18,11 +16,18 @@ from maas.core.settings import Settings
 
 
 class ModelRuntime:
-    """A model function's state (``model_name``), or the multi-model function's (``multi_model``)."""
+    """A model function's state (``model_name``), or the multi-model function's (``multi_model``).
 
-    def __init__(self, model_name: str | None = None, *, multi_model: bool = False) -> None:
+    ``light_reads``: the registry reads of a load go out as signed requests without an SDK
+    client (``maas.core.s3_reads``), as the Lambda entry points ask; an injected client wins.
+    """
+
+    def __init__(
+        self, model_name: str | None = None, *, multi_model: bool = False, light_reads: bool = False
+    ) -> None:
         self._model_name = model_name
         self.multi_model = multi_model
+        self.light_reads = light_reads
         self._environ: Mapping[str, str] | None = None
         self._s3_client: Any | None = None
         self._kms_client: Any | None = None
@@ -52,6 +57,16 @@ class ModelRuntime:
         except ConfigurationError:
             return "unknown"
 
+    def prepare(self) -> None:
+        """At init, what the first request would otherwise set up: the settings, the service and
+        its registry's connection pool (Lambda gives the init phase its full CPU, and SnapStart
+        snapshots it). A missing or wrong setting is left to the first request, which reports it."""
+        try:
+            service = self.service
+        except ConfigurationError:
+            return
+        service.registry.prepare()
+
     def drain_load_times(self) -> list[float]:
         """The model loads since the last call (none when nothing was loaded yet)."""
         return [] if self._service is None else self._service.drain_load_times()
@@ -59,7 +74,9 @@ class ModelRuntime:
     @property
     def service(self) -> ModelService:
         if self._service is None:
-            self._service = ModelService.from_settings(self.settings, self._s3_client, self._kms_client)
+            self._service = ModelService.from_settings(
+                self.settings, self._s3_client, self._kms_client, light_reads=self.light_reads
+            )
         return self._service
 
     def model_for(self, requested: str) -> str:
@@ -96,7 +113,12 @@ class ModelRuntime:
     def data_s3(self) -> Any:
         """The S3 client for the data bucket: the injected one, else boto3's default chain."""
         if self._data_s3 is None:
-            self._data_s3 = self._s3_client if self._s3_client is not None else boto3.client("s3")
+            if self._s3_client is None:
+                import boto3  # the batch and queue paths only: an HTTP request never needs it
+
+                self._data_s3 = boto3.client("s3")
+            else:
+                self._data_s3 = self._s3_client
         return self._data_s3
 
     def after_restore(self) -> None:

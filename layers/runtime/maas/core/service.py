@@ -89,9 +89,14 @@ class ModelService:
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, s3_client: Any | None = None, kms_client: Any | None = None
+        cls,
+        settings: Settings,
+        s3_client: Any | None = None,
+        kms_client: Any | None = None,
+        *,
+        light_reads: bool = False,
     ) -> ModelService:
-        registry = ModelRegistry.from_settings(settings, s3_client, kms_client)
+        registry = ModelRegistry.from_settings(settings, s3_client, kms_client, light_reads=light_reads)
         return cls(settings=settings, registry=registry, store=ModelStore(registry, settings.model_cache_dir))
 
     @property

@@ -16,7 +16,6 @@ import binascii
 import hashlib
 from typing import Any, NoReturn
 
-import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from maas.core.errors import IntegrityError, RegistryError
@@ -55,6 +54,8 @@ class ManifestVerifier:
     @property
     def kms(self) -> Any:
         if self._kms is None:
+            import boto3  # only a function that checks signatures needs it
+
             self._kms = boto3.client("kms")
         return self._kms
 

@@ -13,8 +13,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from aws_lambda_powertools.logging import correlation_paths
-
 from maas.core.observability import logger, metrics, record_invocation, record_request_latency, traced
 from maas.core.runtime import ModelRuntime
 from maas.http.app import build_model_app
@@ -48,6 +46,14 @@ def event_source(event: Any) -> str:
     return "unknown"
 
 
+def api_request_id(event: Any) -> str | None:
+    """API Gateway's request id, the logs' correlation id (Powertools' ``API_GATEWAY_HTTP`` path,
+    ``requestContext.requestId``, read without a JMESPath search per request); None otherwise."""
+    context = event.get("requestContext") if isinstance(event, dict) else None
+    found = context.get("requestId") if isinstance(context, dict) else None
+    return found if isinstance(found, str) else None
+
+
 class ModelFunction:
     """One function's whole behaviour: its runtime, its HTTP application and its entry point.
 
@@ -56,7 +62,7 @@ class ModelFunction:
     """
 
     def __init__(self, model_name: str | None = None, *, multi_model: bool = False) -> None:
-        self.runtime = ModelRuntime(model_name, multi_model=multi_model)
+        self.runtime = ModelRuntime(model_name, multi_model=multi_model, light_reads=True)
         self.app = build_model_app(self.runtime)
         self.lambda_handler: Handler = self._entry_point()
 
@@ -106,12 +112,11 @@ class ModelFunction:
     def _entry_point(self) -> Handler:
         """Structured-log context, one EMF flush per invocation, tracing when enabled."""
 
-        @logger.inject_lambda_context(
-            correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True
-        )
+        @logger.inject_lambda_context(clear_state=True)
         @metrics.log_metrics
         @traced
         def lambda_handler(event: dict[str, Any], context: Any) -> Any:
+            logger.set_correlation_id(api_request_id(event))
             return self.handle(event, context)
 
         return lambda_handler

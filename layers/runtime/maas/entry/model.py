@@ -19,4 +19,5 @@ function = create()
 runtime = function.runtime
 app = function.app
 lambda_handler = function.lambda_handler  # HTTP, S3 batch inputs and SQS requests
+runtime.prepare()  # the SDK setup at init; a missing setting is reported by the first request
 snapstart.register_hooks(runtime)

@@ -20,4 +20,5 @@ function = create()
 runtime = function.runtime
 app = function.app
 lambda_handler = function.lambda_handler
+runtime.prepare()  # the SDK setup at init; a missing setting is reported by the first request
 snapstart.register_hooks(runtime)

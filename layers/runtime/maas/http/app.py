@@ -1,43 +1,87 @@
-"""A model function's HTTP application: one resolver, the plain and protocol Routers, errors mapped.
+"""A model function's HTTP application: the plain and protocol Routers, errors mapped once.
 
-The same application serves a dedicated model function and the multi-model function; the
-runtime says which models it answers for.
+The plain routes answer from a resolver without request validation; the Open Inference
+Protocol's typed routes from a validating one, built at the first ``/v2`` request: pydantic and
+the protocol's models load then, and a plain request never pays for them. Both resolvers map
+errors through ``install_error_handlers``, so an error answers the same whichever one caught it.
+The same application serves a dedicated model function and the multi-model function; the runtime
+says which models it answers for.
 """
 
 from __future__ import annotations
 
 import re
+from typing import Any
 
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
+from aws_lambda_powertools.event_handler.api_gateway import APIGatewayHttpResolver, Router
 
 from maas.core.errors import MaasError
 from maas.core.observability import record_error
 from maas.core.runtime import ModelRuntime
-from maas.http.errors import install_error_handlers
+from maas.http.errors import PROTOCOL_PREFIX, install_error_handlers
 from maas.http.plain import plain_router
-from maas.http.protocol import protocol_router
 from maas.http.resolver import resolver
 
 _MODEL_IN_PATH = re.compile(r"^/(?:v2/)?models/([A-Za-z_][A-Za-z0-9_]*)(?:/|$)")
 
 
-def build_model_app(runtime: ModelRuntime) -> APIGatewayHttpResolver:
-    """``/models/{m}[/predict|/generate]`` and the Open Inference Protocol's model routes."""
-    app = resolver(lambda: runtime.settings.max_body_bytes)
-    app.include_router(plain_router(runtime))
-    app.include_router(protocol_router(runtime))
+class ModelApp:
+    """``/models/{m}[/predict|/generate]`` and the Open Inference Protocol's model routes, each
+    family on its own resolver; ``resolve`` picks it by the path, as the error mapping does."""
 
-    def record(error: MaasError, status: int) -> None:
-        """Errors count against the model the path names (the multi-model function's many)."""
-        model = runtime.model_name
-        if runtime.multi_model:
-            found = _MODEL_IN_PATH.match(app.current_event.raw_path)
-            model = found.group(1) if found else model
-        record_error(model, status, error.code)
+    def __init__(self, runtime: ModelRuntime) -> None:
+        self.runtime = runtime
+        self.plain = self._resolver([plain_router(runtime)], validation=False)
+        self._protocol: APIGatewayHttpResolver | None = None
 
-    def hidden() -> list[str]:
-        settings = runtime.settings
-        return [settings.model_bucket, settings.data_bucket or ""]
+    @property
+    def protocol(self) -> APIGatewayHttpResolver:
+        """The typed ``/v2`` routes, built the first time they are asked for."""
+        if self._protocol is None:
+            from maas.http.protocol import protocol_router  # pydantic and the typed models
 
-    install_error_handlers(app, record, hidden)
-    return app
+            self._protocol = self._resolver([protocol_router(self.runtime)], validation=True)
+        return self._protocol
+
+    def resolvers(self) -> list[APIGatewayHttpResolver]:
+        return [self.plain, self.protocol]
+
+    def resolve(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+        path = event.get("rawPath") if isinstance(event, dict) else None
+        app = self.protocol if isinstance(path, str) and path.startswith(PROTOCOL_PREFIX) else self.plain
+        response: dict[str, Any] = app.resolve(event, context)
+        return response
+
+    def documented(self) -> APIGatewayHttpResolver:
+        """Both route families on one validating resolver with their error answers documented:
+        what the OpenAPI document is generated from (never what serves)."""
+        from maas.http.protocol import protocol_router
+
+        return self._resolver(
+            [plain_router(self.runtime, documented=True), protocol_router(self.runtime)], validation=True
+        )
+
+    def _resolver(self, routers: list[Router], *, validation: bool) -> APIGatewayHttpResolver:
+        runtime = self.runtime
+        app = resolver(lambda: runtime.settings.max_body_bytes, validation=validation)
+        for router in routers:
+            app.include_router(router)
+
+        def record(error: MaasError, status: int) -> None:
+            """Errors count against the model the path names (the multi-model function's many)."""
+            model = runtime.model_name
+            if runtime.multi_model:
+                found = _MODEL_IN_PATH.match(app.current_event.raw_path)
+                model = found.group(1) if found else model
+            record_error(model, status, error.code)
+
+        def hidden() -> list[str]:
+            settings = runtime.settings
+            return [settings.model_bucket, settings.data_bucket or ""]
+
+        install_error_handlers(app, record, hidden)
+        return app
+
+
+def build_model_app(runtime: ModelRuntime) -> ModelApp:
+    return ModelApp(runtime)

@@ -14,13 +14,13 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools.event_handler import content_types
+from aws_lambda_powertools.event_handler.api_gateway import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestUnsupportedContentType,
     RequestValidationError,
 )
-from pydantic import BaseModel
 
 from maas.core.errors import (
     Conflict,
@@ -40,19 +40,6 @@ from maas.core.observability import logger
 PROTOCOL_PREFIX = "/v2"
 # Set by clients that send tensors in the protocol's binary extension (Triton's, by default).
 BINARY_HEADER = "inference-header-content-length"
-
-
-class ErrorDetail(BaseModel):
-    code: str
-    message: str
-    field: str | None
-    request_id: str | None = None
-
-
-class PlainError(BaseModel):
-    """The plain routes' error body (the protocol routes answer ``{"error": "message"}``)."""
-
-    error: ErrorDetail
 
 
 # Most specific first: the first class an error is an instance of decides its status.

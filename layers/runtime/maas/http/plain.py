@@ -16,21 +16,28 @@ from maas.core import pipeline
 from maas.core.decode import check_instances
 from maas.core.observability import record_generation, record_metadata_request, record_prediction
 from maas.core.runtime import ModelRuntime
-from maas.http.errors import PlainError
-from maas.http.protocol_types import error_responses
 from maas.http.resolver import read_json_object
 
 PLAIN = ["Plain JSON"]
 
 
-def plain_router(runtime: ModelRuntime) -> Router:
+def plain_router(runtime: ModelRuntime, *, documented: bool = False) -> Router:
+    """The plain routes; ``documented`` adds their error answers' types for the OpenAPI document
+    (pydantic models: a serving function never builds them)."""
     router = Router()  # type: ignore[no-untyped-call]  # Powertools leaves __init__ unannotated
+
+    def errors(*statuses: int) -> dict[str, Any]:
+        if not documented:
+            return {}
+        from maas.http.protocol_types import PlainError, error_responses
+
+        return {"responses": error_responses(*statuses, model=PlainError)}
 
     @router.post(
         "/models/<model>/predict",
         summary='Predict: {"instances": [...]}',
         tags=PLAIN,
-        responses=error_responses(400, 404, 413, 503, model=PlainError),
+        **errors(400, 404, 413, 503),
     )
     def predict(model: str) -> dict[str, Any]:
         name = runtime.model_for(model)
@@ -52,7 +59,7 @@ def plain_router(runtime: ModelRuntime) -> Router:
         "/models/<model>/generate",
         summary='Generate: {"prompt", "max_new_tokens", ...}',
         tags=PLAIN,
-        responses=error_responses(400, 404, 413, 503, model=PlainError),
+        **errors(400, 404, 413, 503),
     )
     def generate(model: str) -> dict[str, Any]:
         name = runtime.model_for(model)
@@ -85,7 +92,7 @@ def plain_router(runtime: ModelRuntime) -> Router:
         "/models/<model>",
         summary="The answering version",
         tags=PLAIN,
-        responses=error_responses(404, 503, model=PlainError),
+        **errors(404, 503),
     )
     def describe(model: str) -> dict[str, Any]:
         served = runtime.service.current(runtime.model_for(model))

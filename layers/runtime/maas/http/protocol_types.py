@@ -1,8 +1,10 @@
 """The Open Inference Protocol's messages (KServe/Triton "v2" REST), in one module.
 
 pydantic models for the requests and answers, the protocol's datatypes, and the error responses
-each route documents in the OpenAPI document. Nothing here imports numpy or onnxruntime: the
-server-wide routes (the registry function) use these types too.
+each route documents in the OpenAPI document (the plain routes' error body too). Nothing here
+imports numpy or onnxruntime: the server-wide routes (the registry function) use these types
+too. Only the typed routes import this module: a model function loads it at its first ``/v2``
+request.
 """
 
 from __future__ import annotations
@@ -94,6 +96,19 @@ class InferenceResponse(_Message):
     )
     parameters: dict[str, Any] | None = _omitted_if_none()
     outputs: list[ResponseOutput]
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    field: str | None
+    request_id: str | None = None
+
+
+class PlainError(BaseModel):
+    """The plain routes' error body (the protocol routes answer ``{"error": "message"}``)."""
+
+    error: ErrorDetail
 
 
 class ProtocolError(_Message):

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
 
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
+from aws_lambda_powertools.event_handler.api_gateway import APIGatewayHttpResolver
 
 from maas.core.decode import parse_json_object
 from maas.core.errors import PayloadTooLarge, RequestError, cut
@@ -39,12 +39,13 @@ def bounded_json(max_bytes: Callable[[], int]) -> Callable[[str], Any]:
     return loads
 
 
-def resolver(max_body_bytes: Callable[[], int]) -> APIGatewayHttpResolver:
+def resolver(max_body_bytes: Callable[[], int], *, validation: bool = True) -> APIGatewayHttpResolver:
     """A resolver with typed, validated routes (the OpenAPI document is generated from them); a
-    response that does not match its declared type is a 500, never a 4xx."""
+    response that does not match its declared type is a 500, never a 4xx. Without ``validation``
+    (the plain routes, which read and check their bodies themselves) pydantic is never imported."""
     return APIGatewayHttpResolver(
-        enable_validation=True,
-        response_validation_error_http_code=HTTPStatus.INTERNAL_SERVER_ERROR,
+        enable_validation=validation,
+        response_validation_error_http_code=HTTPStatus.INTERNAL_SERVER_ERROR if validation else None,
         json_body_deserializer=bounded_json(max_body_bytes),
     )
 

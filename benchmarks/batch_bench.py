@@ -30,7 +30,7 @@ import boto3
 import numpy as np
 
 from benchmarks.batch_child import score_in_child, write_rows
-from benchmarks.stats import alternate, ratio, summary
+from benchmarks.stats import alternate, ratio, summary, verdict
 from maas.core.predictor import Predictor
 from ops.event_sources import s3_put_event, sqs_event
 from ops.local import (
@@ -260,9 +260,9 @@ def run(trained: spam_nb.Trained, model_dir: Path, repeats: int = 5, rows: int =
 
 
 def _verdict(name: str, value: float) -> str:
+    """The one verdict format of the bench: a miss says by how much."""
     op, target = TARGETS[name]
-    met = value <= target if op == "<=" else value >= target
-    return f"{'met' if met else 'MISSED'} (target {op} {target:g})"
+    return verdict(value, op, target)
 
 
 def markdown_rows(results: dict[str, Any]) -> list[str]:

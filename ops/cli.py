@@ -24,6 +24,7 @@ TRAINERS = {
     "digits_cnn": "training.models.digits_cnn",
     "spam_mlp": "training.models.spam_mlp",
     "moby_gen": "training.models.moby_gen",
+    "minilm": "training.models.minilm",
 }
 
 
@@ -39,6 +40,9 @@ def _registry(args: argparse.Namespace) -> RegistryAdmin:
     return RegistryAdmin(bucket, signing_key=signing_key, verifier=verifier)
 
 
+QUANTIZABLE = ["minilm", "spam_minilm"]
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from training.options import TrainOptions
 
@@ -51,15 +55,21 @@ def cmd_train(args: argparse.Namespace) -> int:
         dataset=args.dataset,
         limit=args.limit,
         quiet=args.quiet,
+        quantize=args.quantize,
     )
+    if args.quantize and not getattr(trainer, "QUANTIZABLE", False):
+        raise MaasError(f"{args.model} has no quantisation gate: --quantize is for {QUANTIZABLE}")
     manifest = trainer.train(options)
     metrics, parity = manifest["metrics"], manifest["parity"]
     held_out = ", ".join(
-        f"{name} {metrics[name]}" for name in ("accuracy", "f1", "perplexity") if name in metrics
+        f"{name} {metrics[name]}"
+        for name in ("accuracy", "f1", "perplexity", "paraphrase_nearer")
+        if name in metrics
     )
+    cosine = f" (min cosine {parity['min_cosine']:.6f})" if "min_cosine" in parity else ""
     print(
         f"{args.model}: {held_out}, parity {parity['label_disagreements']} {parity.get('compared', 'labels')} "
-        f"differ, max |Δ{parity.get('measure', 'probability')}| {parity['max_abs_diff']:.2e}, "
+        f"differ, max |Δ{parity.get('measure', 'probability')}| {parity['max_abs_diff']:.2e}{cosine}, "
         f"opset {manifest['onnx']['opsets'].get('ai.onnx')} -> {args.out}"
     )
     return 0
@@ -308,6 +318,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--limit", type=int, default=None, help="train on a stratified sample of this many rows"
     )
     train.add_argument("--quiet", action="store_true", help="no progress lines")
+    train.add_argument(
+        "--quantize", default=None, help="write the quantised variant (int8), behind its own parity gate"
+    )
     train.set_defaults(func=cmd_train)
 
     imports = commands.add_parser(

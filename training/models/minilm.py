@@ -102,6 +102,7 @@ def held_out_texts(options: TrainOptions) -> tuple[list[str], dict[str, Any]]:
 def export(workdir: Path, options: TrainOptions, progress: Progress) -> Exported:
     """Run the PyTorch export and sentence-transformers once; both variants are written from it."""
     texts, provenance = held_out_texts(options)
+    workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "texts.json").write_text(json.dumps(texts), encoding="utf-8")
     progress(f"exporting with PyTorch in the export environment; {len(texts)} held-out texts embedded")
     summary = run_export(

@@ -29,12 +29,9 @@ TEXTS = [e.text.split("\n", 1)[0] or "(no subject)" for e in load_spamassassin()
 def hf_folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A 2-layer, 32-wide BERT with MiniLM's WordPiece vocabulary, exported by PyTorch the way
     Hugging Face's exporters lay it out: ``last_hidden_state`` and a classifier's ``logits``."""
-    folders = {}
-    for head in ("hidden", "logits"):
-        folder = tmp_path_factory.mktemp(f"tiny-{head}")
-        run_export(["--tiny", str(folder), "--head", head, "--out", str(folder)])
-        folders[head] = folder
-    return folders
+    root = tmp_path_factory.mktemp("tiny")
+    run_export(["--tiny", str(root), "--head", "hidden", "--head", "logits", "--out", str(root)])
+    return {head: root / head for head in ("hidden", "logits")}
 
 
 def test_a_feature_extraction_folder_is_imported_as_an_embedding_model(

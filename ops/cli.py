@@ -518,8 +518,18 @@ def _aws_problem(error: Exception) -> str | None:
     return None
 
 
+# Commands that run a function's handler keep the runtime's INFO logs (a download's MB/s, a load's
+# time): they are that function's log stream. The others print their own results on stdout, which
+# scripts read (`maas publish` prints the version), so the runtime only warns there.
+HANDLER_COMMANDS = frozenset({"invoke", "serve"})
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command not in HANDLER_COMMANDS:
+        from maas.core.observability import logger
+
+        logger.setLevel("WARNING")
     try:
         return int(args.func(args))
     except MaasError as error:

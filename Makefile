@@ -15,6 +15,13 @@ EXPORT_VENV := $(VENV)/export
 EXPORT_STAMP := $(EXPORT_VENV)/.installed
 PYTHON311 ?= $(shell for p in $$(pyenv root 2>/dev/null)/versions/3.11*/bin/python3.11 python3.11; do \
 	  "$$p" -c 'import sys; assert sys.version_info[:2] == (3, 11)' >/dev/null 2>&1 && { echo "$$p"; break; }; done)
+# tests/integration/test_registry_iam.py evaluates the registry policies with an IAM simulator (npm).
+IAM_SIMULATE_VERSION := 0.1.173
+IAM_SIMULATE := $(VENV)/node/node_modules/@cloud-copilot/iam-simulate/package.json
+# The Amazon States Language validator (npm) checks each batch-job state machine
+# (tests/integration/test_state_machine.py); it lives in .venv/asl, pinned here.
+ASL_VALIDATOR_VERSION := 4.0.0
+ASL_VALIDATOR := $(VENV)/asl/node_modules/.bin/asl-validator
 # Lambda's runtime is python3.12: find a working interpreter (pyenv's build, else python3.12 on PATH).
 PYTHON312 ?= $(shell for p in $$(pyenv root 2>/dev/null)/versions/3.12*/bin/python3.12 python3.12; do \
 	  "$$p" -c 'import sys; assert sys.version_info[:2] == (3, 12)' >/dev/null 2>&1 && { echo "$$p"; break; }; done)
@@ -31,12 +38,18 @@ $(EXPORT_STAMP): training/transformers/requirements.txt
 	$(EXPORT_VENV)/bin/pip install --quiet -r training/transformers/requirements.txt
 	@touch $(EXPORT_STAMP)
 
-$(STAMP): pyproject.toml $(EXPORT_STAMP)
+$(STAMP): pyproject.toml Makefile $(EXPORT_STAMP)
 	@test -n "$(PYTHON312)" || { echo "error: no Python 3.12 interpreter found (install it, or set PYTHON312=/path/to/python3.12)"; exit 1; }
 	@test -x $(PY) || $(PYTHON312) -m venv $(VENV)
 	$(PY) -m pip install --quiet -e ".[training,dev]"
 	@$(CHECKOV) --version 2>/dev/null | grep -qx "$(CHECKOV_VERSION)" || { $(PYTHON312) -m venv $(VENV)/checkov && \
 	  $(VENV)/checkov/bin/pip install --quiet "checkov==$(CHECKOV_VERSION)"; }
+	@grep -q '"version": "$(IAM_SIMULATE_VERSION)"' $(IAM_SIMULATE) 2>/dev/null || { \
+	  command -v npm >/dev/null || { echo "error: npm is needed for iam-simulate (install Node.js)"; exit 1; }; \
+	  npm install --silent --no-audit --no-fund --prefix $(VENV)/node "@cloud-copilot/iam-simulate@$(IAM_SIMULATE_VERSION)"; }
+	@$(ASL_VALIDATOR) --version 2>/dev/null | grep -qx "$(ASL_VALIDATOR_VERSION)" || { \
+	  command -v npm >/dev/null || { echo "error: npm is needed for asl-validator (install Node.js)"; exit 1; }; \
+	  npm install --silent --no-audit --no-fund --prefix $(VENV)/asl "asl-validator@$(ASL_VALIDATOR_VERSION)"; }
 	@touch $(STAMP)
 
 install: $(STAMP)

@@ -1,4 +1,5 @@
-"""Event-driven paths against ``session.run``: S3 batch files and SQS batches, and batch memory.
+"""Event-driven paths against ``session.run``: S3 batch files and SQS batches, batch memory, and
+batch jobs (``maas batch run``, the Distributed Map stand-in) at 1, 2 and 4 batches in parallel.
 
 Rows per second through the real handler (an S3 event for a file of held-out texts, read from
 and written to a local S3; an SQS event of ten requests) against ``session.run`` alone on the
@@ -150,6 +151,42 @@ def bench_sqs(
     }
 
 
+def bench_jobs(
+    texts: Sequence[str], environ: dict[str, str], repeats: int, parallel: Sequence[int] = (1, 2, 4)
+) -> dict[str, Any]:
+    """One file as a batch job (``maas batch run``: the template's state machine, real handlers in
+    threads) at each parallelism, against the same file through the one-invocation S3 path."""
+    from ops.batch_run import run_job
+
+    path = write_rows(Path(tempfile.mkdtemp()) / "jobs.jsonl", len(texts), texts)
+    large, small = "inputs/spam_nb/large/bench.jsonl", "inputs/spam_nb/bench/jobs.jsonl"
+    for key in (large, small):
+        boto3.client("s3").upload_file(str(path), DATA_BUCKET, key)
+    event = s3_put_event("spam_nb", DATA_BUCKET, small)
+    handler = _handler(environ)
+    handler(event)  # warm, as the job's environments are after their first batch
+    rates: dict[str, list[float]] = {"s3_path": [], **{str(n): [] for n in parallel}, "child": []}
+    batches = 0
+    for _ in range(repeats):
+        started = time.perf_counter()
+        assert handler(event)["files"][0]["scored"] == len(texts)
+        rates["s3_path"].append(len(texts) / (time.perf_counter() - started))
+        for n in parallel:
+            with contextlib.redirect_stdout(io.StringIO()):
+                job = run_job("spam_nb", DATA_BUCKET, large, parallel=n, overrides=environ)
+            assert job.output["rows_scored"] == len(texts), job.output
+            rates[str(n)].append(len(texts) / job.seconds)
+            if n == 1:  # the children's own handler time: what a child costs on AWS
+                rates["child"].append(len(texts) / (job.output["timings"]["batches_ms"] / 1000.0))
+            batches = job.batches
+    return {
+        "rows": len(texts),
+        "batches": batches,
+        "rows_per_s": {name: summary(values) for name, values in rates.items()},
+        "note": "each job includes its start and final steps and its environments' model loads",
+    }
+
+
 def bench_memory(texts: Sequence[str], environ: dict[str, str], sizes: Sequence[int]) -> dict[str, Any]:
     """Peak RSS of a fresh interpreter scoring files of ``sizes`` rows through the S3 path."""
     work = Path(tempfile.mkdtemp())
@@ -211,7 +248,15 @@ def run(trained: spam_nb.Trained, model_dir: Path, repeats: int = 5, rows: int =
         _log("batch memory: 10,000 and 100,000 rows, each in a fresh interpreter")
         short = [" ".join(t.split())[:400] for t in held_out[:500]]
         memory = bench_memory(short, environ, (10_000, 100_000))
-    return {"s3": s3, "sqs": sqs, "memory": memory, "s3_server": "moto server in a separate process"}
+        _log("batch jobs: maas batch run at 1, 2 and 4 batches in parallel against the S3 path")
+        jobs = bench_jobs(texts * 2, environ, max(3, repeats // 2))
+    return {
+        "s3": s3,
+        "sqs": sqs,
+        "memory": memory,
+        "jobs": jobs,
+        "s3_server": "moto server in a separate process",
+    }
 
 
 def _verdict(name: str, value: float) -> str:
@@ -237,6 +282,24 @@ def markdown_rows(results: dict[str, Any]) -> list[str]:
         f"session.run | {spread(sqs['ratio'], '{:.2f}')} | |",
         f"| S3 batch peak RSS, MB (10,000 / 100,000 rows) | {small:.1f} / {large:.1f} | | "
         f"{memory['growth']:.3f} | {_verdict('memory_100k_vs_10k', memory['growth'])} |",
+        *_job_rows(results.get("jobs"), spread),
+    ]
+
+
+def _job_rows(jobs: dict[str, Any] | None, spread: Callable[[dict[str, Any], str], str]) -> list[str]:
+    if not jobs:
+        return []
+    rates = jobs["rows_per_s"]
+    one = rates["1"]["median"]
+    counts = [n for n in rates if n not in {"s3_path", "child"}]
+    parallel = ", ".join(f"{n}: {spread(rates[n], '{:.0f}')}" for n in counts)
+    scaling = " / ".join(f"{rates[n]['median'] / one:.2f}" for n in counts)
+    return [
+        f"| batch job spam_nb (maas batch run, {jobs['rows']} rows, {jobs['batches']} batches), rows/s "
+        f"at 1, 2, 4 parallel | {parallel} | {spread(rates['s3_path'], '{:.0f}')} S3 path (one invocation) | "
+        f"{scaling} (vs 1 parallel) | |",
+        f"| batch job spam_nb, one child's handler, rows/s (the per-child rate of the README's AWS "
+        f"arithmetic) | {spread(rates['child'], '{:.0f}')} | | | |",
     ]
 
 

@@ -9,6 +9,7 @@ differs. Anything unexpected (an unknown key, a wrong type, a bad name) is a
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -21,6 +22,8 @@ CATALOGUE = PROJECT_ROOT / "models.toml"
 FAMILIES = ("text", "image", "generator", "embedding")
 # Names the template already uses for functions of its own (RegistryFunction, MultiModelFunction).
 RESERVED = frozenset({"registry", "multi_model"})
+# The registry's rule for a model name (maas.core.registry.check_model_name).
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +37,12 @@ class ModelEntry:
     timeout_s: int
     ephemeral_storage_mb: int
     batch_chunk_rows: int
+    # the Distributed Map of large files (ops/state_machine.py): rows and bytes per child batch,
+    # children at once, and the share of children that may fail before the job does
+    map_items_per_batch: int = 2000
+    map_input_bytes_per_batch: int = 262_144
+    map_max_concurrency: int = 100
+    map_tolerated_failure_percent: int = 0
     reserved_concurrency: int | None = None
     labels: tuple[str, ...] = ()
 
@@ -51,6 +60,10 @@ class ModelEntry:
         return f"{self.logical_id}DeadLetterQueue"
 
     @property
+    def state_machine(self) -> str:
+        return f"{self.logical_id}BatchStateMachine"
+
+    @property
     def verb(self) -> str:
         """The plain route the model's sample requests use (the function declares both)."""
         return {"generator": "generate", "embedding": "embed"}.get(self.family, "predict")
@@ -59,10 +72,18 @@ class ModelEntry:
 @dataclass(frozen=True, slots=True)
 class Catalogue:
     models: tuple[ModelEntry, ...]
+    # ``[registry] extra_models``: models served by the multi-model function only, which the
+    # registry's publish, promote and retire policies must name too.
+    extra_registry_models: tuple[str, ...] = ()
 
     @property
     def names(self) -> tuple[str, ...]:
         return tuple(model.name for model in self.models)
+
+    @property
+    def registry_models(self) -> tuple[str, ...]:
+        """Every model the registry policies name: the catalogue's, then the extra ones."""
+        return self.names + tuple(n for n in self.extra_registry_models if n not in self.names)
 
     def __getitem__(self, name: str) -> ModelEntry:
         for model in self.models:
@@ -94,12 +115,26 @@ _FIELDS: dict[str, tuple[tuple[type, ...], int | None]] = {
     "timeout_s": ((int,), 1),
     "ephemeral_storage_mb": ((int,), 512),
     "batch_chunk_rows": ((int,), 1),
+    "map_items_per_batch": ((int,), 1),
+    "map_input_bytes_per_batch": ((int,), 1024),
+    "map_max_concurrency": ((int,), 1),
+    "map_tolerated_failure_percent": ((int,), 0),
     "reserved_concurrency": ((int,), 0),
     "labels": ((list,), None),
 }
-_UPPER = {"memory_mb": 10240, "timeout_s": 900, "ephemeral_storage_mb": 10240}
+# Lambda's limits, and Step Functions' (a batch is one state input: 256 KiB; 10,000 children at once)
+_UPPER = {
+    "memory_mb": 10240,
+    "timeout_s": 900,
+    "ephemeral_storage_mb": 10240,
+    "map_input_bytes_per_batch": 262_144,
+    "map_max_concurrency": 10_000,
+    "map_tolerated_failure_percent": 100,
+}
 _REQUIRED = tuple(
-    f.name for f in fields(ModelEntry) if f.name not in {"name", "reserved_concurrency", "labels"}
+    f.name
+    for f in fields(ModelEntry)
+    if f.name not in {"name", "reserved_concurrency", "labels"} and not f.name.startswith("map_")
 )
 
 
@@ -118,7 +153,7 @@ def _check(table: str, values: dict[str, Any]) -> dict[str, Any]:
         if lowest is not None and value < lowest:
             raise _fail(table, key, f"{value} is below the minimum {lowest}")
         if key in _UPPER and value > _UPPER[key]:
-            raise _fail(table, key, f"{value} is above Lambda's maximum {_UPPER[key]}")
+            raise _fail(table, key, f"{value} is above the AWS maximum {_UPPER[key]}")
         if key == "labels" and not all(isinstance(label, str) and label for label in value):
             raise _fail(table, key, f"expected a list of non-empty strings, got {value!r}")
         if key == "family" and value not in FAMILIES:
@@ -137,9 +172,12 @@ def _check_name(name: str) -> None:
 
 def parse(document: dict[str, Any]) -> Catalogue:
     """Validate a decoded ``models.toml`` and merge each model table over ``[defaults]``."""
-    unknown = set(document) - {"defaults", "models"}
+    unknown = set(document) - {"defaults", "models", "registry"}
     if unknown:
-        raise _fail(sorted(unknown)[0], "", "unknown table (expected [defaults] and [models.<name>])")
+        raise _fail(
+            sorted(unknown)[0], "", "unknown table (expected [defaults], [registry] and [models.<name>])"
+        )
+    extra_registry_models = _registry_models(document.get("registry", {}))
     defaults = document.get("defaults", {})
     if not isinstance(defaults, dict):
         raise _fail("defaults", "", "expected a table")
@@ -160,7 +198,23 @@ def parse(document: dict[str, Any]) -> Catalogue:
         if merged["family"] in {"generator", "embedding"} and merged["labels"]:
             raise _fail(f"models.{name}", "labels", f"an {merged['family']} model predicts no labels")
         entries.append(ModelEntry(name=name, **merged))
-    return Catalogue(tuple(entries))
+    return Catalogue(tuple(entries), extra_registry_models)
+
+
+def _registry_models(table: Any) -> tuple[str, ...]:
+    """``[registry] extra_models = [...]``: valid model names, each once."""
+    if not isinstance(table, dict):
+        raise _fail("registry", "", "expected a table")
+    unknown = set(table) - {"extra_models"}
+    if unknown:
+        raise _fail("registry", sorted(unknown)[0], "unknown key (known: extra_models)")
+    names = table.get("extra_models", [])
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise _fail("registry", "extra_models", f"expected a list of model names, got {names!r}")
+    for name in names:
+        if not _IDENTIFIER.fullmatch(name):
+            raise _fail("registry", "extra_models", f"{name!r} is not a valid model name")
+    return tuple(dict.fromkeys(names))
 
 
 def load_catalogue(path: Path = CATALOGUE) -> Catalogue:

@@ -279,6 +279,58 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _s3_url(url: str) -> tuple[str, str]:
+    bucket, _, key = url.removeprefix("s3://").partition("/")
+    if not url.startswith("s3://") or not bucket or not key or key.endswith("/"):
+        raise MaasError(f"{url!r} is not an object URL: s3://BUCKET/inputs/MODEL/large/FILE", code="bad_url")
+    return bucket, key
+
+
+def cmd_batch_run(args: argparse.Namespace) -> int:
+    from ops.batch_run import STAND_IN, Progress, bar, run_job
+
+    bucket, key = _s3_url(args.url)
+    print(f"maas batch run: {STAND_IN}", file=sys.stderr)
+    overrides = {"MODEL_BUCKET": args.bucket} if args.bucket else {}
+
+    def report(progress: Progress) -> None:
+        if not args.quiet:
+            line = f"\r{bar(progress.done, progress.total)} {progress.done}/{progress.total} batches, {progress.rows} rows"
+            print(line + (f", {progress.failed} failed" if progress.failed else ""), end="", file=sys.stderr)
+
+    try:
+        result = run_job(
+            args.model,
+            bucket,
+            key,
+            parallel=args.parallel,
+            overrides=overrides,
+            progress=Progress(report=report),
+        )
+    finally:
+        if not args.quiet:
+            print(file=sys.stderr)  # end the progress line: an error goes on a line of its own
+    out = result.output
+    print(
+        f"{out['rows_read']} rows read: {out['rows_scored']} scored, {out['rows_refused']} refused, "
+        f"by {args.model} version {out['model_version']} in {result.batches} batches "
+        f"({args.parallel} at a time), {result.seconds:.1f} s, {out['rows_read'] / max(result.seconds, 1e-9):.0f} rows/s"
+    )
+    print(f"summary s3://{bucket}/{out['success_object']}")
+    return 0
+
+
+def cmd_batch_start(args: argparse.Namespace) -> int:
+    from ops.batch_jobs import follow, start
+
+    bucket, key = _s3_url(args.url)
+    execution = start(args.model, bucket, key, state_machine=args.state_machine, stack=args.stack)
+    print(execution)
+    if args.no_follow:
+        return 0
+    return follow(execution)
+
+
 def cmd_openapi(args: argparse.Namespace) -> int:
     from ops.openapi import OPENAPI_PATH, check, write
 
@@ -464,6 +516,31 @@ def build_parser() -> argparse.ArgumentParser:
         "--bucket", default=None, help=f"registry bucket (default: $MODEL_BUCKET, else {'maas-local-models'})"
     )
     serve.set_defaults(func=cmd_serve)
+
+    batch = commands.add_parser("batch", help="batch jobs: a large S3 file through a Distributed Map")
+    batch_commands = batch.add_subparsers(dest="batch_command", required=True)
+    run = batch_commands.add_parser(
+        "run",
+        help="development stand-in for Step Functions: the model's state machine of template.yaml, "
+        "here, against local S3 (AWS_ENDPOINT_URL), real handlers in-process",
+    )
+    run.add_argument("model")
+    run.add_argument("url", help="s3://DATA-BUCKET/inputs/MODEL/large/FILE.csv|.jsonl")
+    run.add_argument("--parallel", type=int, default=2, help="batches at a time (default 2)")
+    run.add_argument("--bucket", default=None, help="registry bucket (default: $MODEL_BUCKET)")
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.set_defaults(func=cmd_batch_run)
+    begin = batch_commands.add_parser(
+        "start", help="start the deployed state machine on an S3 object and follow it with a progress bar"
+    )
+    begin.add_argument("model")
+    begin.add_argument("url", help="s3://DATA-BUCKET/inputs/MODEL/large/FILE.csv|.jsonl")
+    begin.add_argument("--state-machine", default=None, help="its ARN (default: found by name in the stack)")
+    begin.add_argument(
+        "--stack", default=os.environ.get("MAAS_STACK", "maas"), help="stack name (default maas)"
+    )
+    begin.add_argument("--no-follow", action="store_true", help="print the execution ARN and return")
+    begin.set_defaults(func=cmd_batch_start)
 
     openapi = commands.add_parser("openapi", help="write the OpenAPI document generated from the routes")
     openapi.add_argument("--out", default=None, help="default: openapi.json at the repository root")

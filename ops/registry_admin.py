@@ -320,7 +320,7 @@ class RegistryAdmin(ModelRegistry):
         """Change the status tag of a version's model object (its other tags are kept).
 
         Retirement is final: a retired version is never made active again (publish it anew).
-        This guards the tools; the tag itself is guarded by who may call ``PutObjectTagging``.
+        This guards the tools; in AWS the bucket policy's ``RetiredIsFinal`` makes it final for everyone.
         """
         current = self.tags(name, version)
         if current.get("status") == STATUS_RETIRED and status != STATUS_RETIRED:

@@ -75,8 +75,9 @@ def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
     return document
 
 
-def functions(path: Path = TEMPLATE) -> list[FunctionSpec]:
-    document = load_template(path)
+def functions(path: Path = TEMPLATE, document: dict[str, Any] | None = None) -> list[FunctionSpec]:
+    """The template's functions; ``document``: the template already loaded from ``path``."""
+    document = load_template(path) if document is None else document
     defaults = document.get("Globals", {}).get("Function", {})
     specs: list[FunctionSpec] = []
     for logical_id, resource in document.get("Resources", {}).items():

@@ -24,7 +24,7 @@ import yaml
 
 from maas.core.errors import ConfigurationError
 from ops import catalogue as catalogue_module
-from ops import dashboard
+from ops import dashboard, state_machine
 from ops.template import Intrinsic, _Loader
 from training.data import PROJECT_ROOT
 
@@ -37,6 +37,8 @@ GENERATOR_ONLY = ("RouteApis", "AlarmDefaults")
 METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "ANY"})
 _PLACEHOLDER = re.compile(r"<(\w+)>")
 _DROP = object()  # a placeholder whose value is None: its key (or list item) disappears
+# A list item holding this placeholder is repeated once per model the registry policies name.
+REGISTRY_MODEL = "<registry_model>"
 
 
 def _load(path: Path) -> dict[str, Any]:
@@ -85,6 +87,25 @@ def _substitute(node: Any, values: dict[str, Any], where: str, *, strict: bool) 
     return _PLACEHOLDER.sub(text, node)
 
 
+def _per_registry_model(node: Any, names: tuple[str, ...]) -> Any:
+    """Repeat every text list item (a string or a ``!Sub``) that mentions ``<registry_model>``
+    once per name, in order."""
+    if isinstance(node, dict):
+        return {key: _per_registry_model(value, names) for key, value in node.items()}
+    if isinstance(node, Intrinsic):
+        return Intrinsic(node.tag, _per_registry_model(node.value, names))
+    if not isinstance(node, list):
+        return node
+    out: list[Any] = []
+    for item in node:
+        text = item.value if isinstance(item, Intrinsic) else item
+        if isinstance(text, str) and REGISTRY_MODEL in text:
+            out.extend(_substitute(item, {"registry_model": name}, "shared", strict=False) for name in names)
+        else:
+            out.append(_per_registry_model(item, names))
+    return out
+
+
 def model_values(entry: catalogue_module.ModelEntry) -> dict[str, Any]:
     return {
         "model": entry.name,
@@ -97,6 +118,7 @@ def model_values(entry: catalogue_module.ModelEntry) -> dict[str, Any]:
         "batch_chunk_rows": str(entry.batch_chunk_rows),  # an environment variable: a string
         # At least 6x the function timeout (AWS's advice for Lambda event sources).
         "visibility_timeout": 6 * entry.timeout_s,
+        "state_machine": state_machine.definition(entry),  # the batch job's ASL, from the catalogue
     }
 
 
@@ -141,6 +163,7 @@ def generate(root: Path = PROJECT_ROOT) -> dict[str, Any]:
     apis: dict[str, str] = shared.pop("RouteApis")
     alarm_defaults: dict[str, Any] = shared.pop("AlarmDefaults")
     body = dashboard.dashboard_body(dashboard.panels(models))
+    shared = _per_registry_model(shared, models.registry_models)
     document = _substitute(shared, {"dashboard": body}, "shared", strict=False)
     for entry in models:
         expanded = _substitute(block, model_values(entry), entry.name, strict=True)

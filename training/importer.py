@@ -23,7 +23,7 @@ import copy
 import hashlib
 import json
 import pickle
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,7 @@ from maas.core.registry import check_model_name
 from maas.core.tasks import TASKS, task_for
 from maas.core.tasks.base import Classifier
 from training.export import Candidate, ParityReport, compare_classifier, compare_values, write_version
+from training.keras_common import without_initializer_inputs
 from training.progress import Progress
 from training.quantize import quantisation
 from training.text import classification_metrics, instances_schema, text_request_schema
@@ -280,11 +281,35 @@ def _feature_frame(X: Any, features: list[str] | None, width: int) -> tuple[np.n
     return matrix, names
 
 
+def convert_text_classifier(model: Any) -> onnx.ModelProto:
+    """One graph from raw strings to labels and probabilities: a text pipeline through skl2onnx,
+    its vectorisers tokenising as scikit-learn does (the locale and token pattern onnxruntime's
+    regex engine needs on Unicode text), ``zipmap`` off so it answers a probability matrix."""
+    from skl2onnx import convert_sklearn
+    from skl2onnx.common.data_types import StringTensorType
+    from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
+
+    options: dict[Any, Any] = {type(_final_step(model)): {"zipmap": False}}
+    for _, step in getattr(model, "steps", []):
+        if isinstance(step, TfidfVectorizer | CountVectorizer):
+            pattern = step.token_pattern
+            options[id(step)] = {
+                "locale": "C.UTF-8",
+                "tokenexp": ONNX_TOKENS if pattern == DEFAULT_TOKEN_PATTERN else pattern,
+            }
+    onx: onnx.ModelProto = convert_sklearn(
+        model,
+        initial_types=[("text", StringTensorType([None, 1]))],
+        options=options,  # skl2onnx's default opsets: speed_up_tfidf writes ReduceL2 as of opset 18
+    )
+    return onx
+
+
 def _sklearn(model: Any, X: Any, task: str | None) -> Imported:
     import skl2onnx
     import sklearn
     from skl2onnx import convert_sklearn
-    from skl2onnx.common.data_types import FloatTensorType, StringTensorType
+    from skl2onnx.common.data_types import FloatTensorType
     from sklearn.base import is_classifier, is_regressor
     from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
 
@@ -319,20 +344,8 @@ def _sklearn(model: Any, X: Any, task: str | None) -> Imported:
     if text:
         if not classifier:
             raise TrainingError("a text model must be a classifier to be served (text-classification)")
-        for _, step in getattr(model, "steps", []):
-            if isinstance(step, TfidfVectorizer | CountVectorizer):
-                pattern = step.token_pattern
-                options[id(step)] = {
-                    "locale": "C.UTF-8",
-                    "tokenexp": ONNX_TOKENS if pattern == DEFAULT_TOKEN_PATTERN else pattern,
-                }
         texts = [str(x) for x in (X.tolist() if hasattr(X, "tolist") else X)]
-        onx = convert_sklearn(
-            model,
-            initial_types=[("text", StringTensorType([None, 1]))],
-            options=options,
-            target_opset=targets,
-        )
+        onx = convert_text_classifier(model)
         reference = {"probabilities": model.predict_proba(texts), "labels": model.predict(texts)}
         return Imported(
             task=task or "text-classification",
@@ -392,40 +405,8 @@ def _sklearn(model: Any, X: Any, task: str | None) -> Imported:
     )
 
 
-def _export_keras(model: Any, shape: list[int], output: str) -> onnx.ModelProto:
-    """``training.keras_common``'s export (``tf2onnx.convert.from_function``), with captured
-    constants bound: tf2onnx makes a tensor the function captures (an adapted ``Normalization``
-    layer's mean and variance) a graph input; here it becomes the initializer it is."""
-    from onnx import numpy_helper
-
-    from training.keras_common import export_function, tensorflow
-
-    tf = tensorflow()
-
-    @tf.function(input_signature=[tf.TensorSpec([None, *shape], tf.float32, name="input")])
-    def serve(inputs: Any) -> dict[str, Any]:
-        return {output: model(inputs, training=False)}
-
-    onx = export_function(serve)
-    captured = {
-        internal.name: external
-        for external, internal in serve.get_concrete_function().graph.captures
-        if hasattr(external, "numpy")
-    }
-    for graph_input in list(onx.graph.input):
-        if graph_input.name in captured:
-            value = np.asarray(captured[graph_input.name].numpy())
-            onx.graph.initializer.append(numpy_helper.from_array(value, graph_input.name))
-    onx = without_initializer_inputs(onx)
-    used = {name for node in onx.graph.node for name in node.input}
-    unused = [init for init in onx.graph.initializer if init.name not in used]
-    for init in unused:  # a capture tf2onnx folded away (onnxruntime would warn about it)
-        onx.graph.initializer.remove(init)
-    return onx
-
-
-def _keras(model: Any, X: Any, task: str | None) -> Imported:
-    from training.keras_common import keras_framework
+def _keras(model: Any, X: Any, task: str | None, input_name: str) -> Imported:
+    from training.keras_common import export_model, keras_framework
 
     shape = [int(d) if d is not None else None for d in model.input_shape[1:]]
     if any(d is None for d in shape):
@@ -444,7 +425,7 @@ def _keras(model: Any, X: Any, task: str | None) -> Imported:
         else:
             task = "regression" if rank == 2 else "tensors"
     output = "probabilities" if task in CLASSIFIER_TASKS else "value" if task == "regression" else "output"
-    onx = _export_keras(model, shape, output)
+    onx = export_model(model, shape, "float32", input_name, output)
     names: list[str] | None = None
     if rank == 2:
         matrix, names = _feature_frame(X, None, shape[0])
@@ -454,7 +435,7 @@ def _keras(model: Any, X: Any, task: str | None) -> Imported:
         inputs = np.asarray(X, dtype=np.float32)
         instances = inputs.astype(np.float64).tolist()
     reference = np.asarray(model.predict(inputs, verbose=0), dtype=np.float64)
-    io: dict[str, Any] = {"input": "input"}
+    io: dict[str, Any] = {"input": input_name}
     if task in CLASSIFIER_TASKS:
         io["probability_output"] = output
     elif task == "regression":
@@ -486,17 +467,6 @@ def graph_labels(model: onnx.ModelProto) -> list[str] | None:
     return None
 
 
-def without_initializer_inputs(model: onnx.ModelProto) -> onnx.ModelProto:
-    """Graph inputs that are initializers too (tf2onnx lists a Normalization layer's constants so)
-    are constants, not request tensors: dropped from the inputs, kept as initializers."""
-    constants = {init.name for init in model.graph.initializer}
-    kept = [i for i in model.graph.input if i.name not in constants]
-    if len(kept) != len(model.graph.input):
-        del model.graph.input[:]
-        model.graph.input.extend(kept)
-    return model
-
-
 def labels_from_answers(
     model: onnx.ModelProto, probabilities: np.ndarray, answered: np.ndarray
 ) -> list[str] | None:
@@ -522,10 +492,55 @@ def labels_from_answers(
     return [seen[i] for i in range(width)] if len(seen) == width else None
 
 
+# onnxruntime's element types -> the numpy dtype a sample is fed as (what the runtime casts to)
+_NUMPY_TYPES = {
+    "tensor(float)": np.float32,
+    "tensor(double)": np.float64,
+    "tensor(int64)": np.int64,
+    "tensor(int32)": np.int32,
+    "tensor(bool)": np.bool_,
+}
+
+
+def _tensor_rows(X: Any, inputs: list[Any]) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
+    """A sample for a graph of several inputs: a dict of arrays (one per input name, rows first)
+    or a list of row objects keyed by input name. Returns the rows (the served instances) and the
+    feeds (for the graph's own answers)."""
+    names = [i.name for i in inputs]
+    if hasattr(X, "to_dict") and hasattr(X, "columns"):  # JSON Lines objects read as a DataFrame
+        X = X.to_dict(orient="records")
+    if isinstance(X, dict):
+        missing = [n for n in names if n not in X]
+        if missing:
+            raise TrainingError(f"the sample has no input {missing[0]!r}; the graph takes {names}")
+        columns = {n: np.asarray(X[n]) for n in names}
+        rows = [{n: columns[n][i].tolist() for n in names} for i in range(len(columns[names[0]]))]
+    elif isinstance(X, list | tuple) and X and all(isinstance(row, dict) for row in X):
+        rows = [dict(row) for row in X]
+    else:
+        raise TrainingError(
+            f"the graph takes several inputs {names}: give the sample as rows keyed by input name "
+            "(JSON Lines objects) or as a dict of arrays"
+        )
+    feeds = {
+        i.name: np.asarray([row[i.name] for row in rows], dtype=_NUMPY_TYPES.get(i.type, np.float32))
+        for i in inputs
+    }
+    return rows, feeds
+
+
 def _onnx(model: Any, X: Any, task: str | None, labels: list[str] | None) -> Imported:
     onx = model if isinstance(model, onnx.ModelProto) else onnx.load_from_string(bytes(model))
     onx = without_initializer_inputs(onx)
-    session = onnxruntime.InferenceSession(onx.SerializeToString(), providers=["CPUExecutionProvider"])
+    try:
+        session = onnxruntime.InferenceSession(onx.SerializeToString(), providers=["CPUExecutionProvider"])
+    except Exception as error:  # onnxruntime's own Fail/InvalidGraph/...: the graph, not the caller
+        # the last clause of its message: "... Model::Model(...) Unsupported model IR version: 14, ..."
+        reason = str(error).splitlines()[0].rsplit(" : ", 1)[-1].rsplit(") ", 1)[-1][:300]
+        raise TrainingError(
+            f"onnxruntime {onnxruntime.__version__} cannot load the ONNX graph: {reason}",
+            code="graph_unloadable",
+        ) from None
     inputs, outputs = session.get_inputs(), session.get_outputs()
     if any(o.type.startswith("seq(") or o.type.startswith("map(") for o in outputs):
         raise TrainingError(
@@ -563,6 +578,7 @@ def _onnx(model: Any, X: Any, task: str | None, labels: list[str] | None) -> Imp
             task = "tensors"
     io: dict[str, Any] = {"input": inputs[0].name}
     features: list[str] | None = None
+    feeds: dict[str, np.ndarray] | None = None
     if task == "text-classification":
         instances: list[Any] = [str(x) for x in (X.tolist() if hasattr(X, "tolist") else X)]
         feed: Any = np.asarray(instances, dtype=object).reshape(-1, 1)
@@ -571,9 +587,11 @@ def _onnx(model: Any, X: Any, task: str | None, labels: list[str] | None) -> Imp
         matrix, features = _feature_frame(X, None, width)
         instances = matrix.tolist()
         feed = matrix.astype(np.float64 if inputs[0].type == "tensor(double)" else np.float32)
+    elif len(inputs) > 1 or isinstance(X, dict):
+        instances, feeds = _tensor_rows(X, inputs)
     else:
-        feed = np.asarray(X, dtype=np.float32)
-        instances = feed.astype(np.float64).tolist()
+        feed = np.asarray(X, dtype=_NUMPY_TYPES.get(inputs[0].type, np.float32))
+        instances = feed.tolist()
     reference: dict[str, np.ndarray] = {}
     if task in CLASSIFIER_TASKS:
         if probability_output is None:
@@ -602,7 +620,7 @@ def _onnx(model: Any, X: Any, task: str | None, labels: list[str] | None) -> Imp
         chosen = []
     else:
         chosen = []
-        for output, value in zip(outputs, session.run(None, {inputs[0].name: feed}), strict=True):
+        for output, value in zip(outputs, session.run(None, feeds or {inputs[0].name: feed}), strict=True):
             reference[output.name] = np.asarray(value)
     return Imported(
         task=task,
@@ -649,7 +667,8 @@ def check_labels(imported: Imported, labels: list[str] | None) -> list[str]:
 def _metrics(imported: Imported, labels: list[str], y: Any) -> dict[str, Any]:
     if y is None:
         return {}
-    truth = np.asarray(y).ravel()
+    truth = np.asarray(y)
+    truth = truth.ravel() if truth.ndim == 2 and truth.shape[1] == 1 else truth  # (rows, targets)
     if len(truth) != len(imported.instances):
         raise TrainingError(f"the target has {len(truth)} rows, the sample {len(imported.instances)}")
     if imported.task in CLASSIFIER_TASKS:
@@ -679,9 +698,24 @@ def _metrics(imported: Imported, labels: list[str], y: Any) -> dict[str, Any]:
     return {}
 
 
+def image_request_schema(shape: Sequence[int]) -> dict[str, Any]:
+    """The request schema of an image model: nested arrays in [0, 1], or base64 PNG objects."""
+    array: dict[str, Any] = {"type": "number", "minimum": 0.0, "maximum": 1.0}
+    for size in reversed(shape):
+        array = {"type": "array", "minItems": size, "maxItems": size, "items": array}
+    png = {
+        "type": "object",
+        "required": ["b64"],
+        "properties": {"b64": {"type": "string", "contentEncoding": "base64"}},
+    }
+    return instances_schema({"oneOf": [array, png]})
+
+
 def request_schema(imported: Imported) -> dict[str, Any]:
     if imported.task == "text-classification":
         return text_request_schema()
+    if imported.task == "image-classification" and imported.io.get("value_range") == [0.0, 1.0]:
+        return image_request_schema(np.asarray(imported.instances[0]).shape)
     if imported.features is not None:
         row = {
             "type": "array",
@@ -739,15 +773,24 @@ def import_model(
     labels: Sequence[str] | None = None,
     task: str | None = None,
     quiet: bool = False,
+    input_name: str = "input",
+    metrics: dict[str, Any] | None = None,
+    provenance: dict[str, Any] | None = None,
+    framework: dict[str, Any] | None = None,
+    rewrite: Callable[[onnx.ModelProto], dict[str, int]] | None = None,
+    progress: Progress | None = None,
     quantize: str | None = None,
 ) -> dict[str, Any]:
     """Export ``model`` (an object or a file path) to ONNX, check parity on ``X``, write ``out``.
 
+    The built-in trainers come this way too, with what they know besides the model: ``metrics``
+    they computed (instead of those of ``y``), the ``provenance`` of their data, ``framework``
+    details, a graph ``rewrite`` (returning what it rewrote, recorded in the framework) and the
+    name of a Keras model's input (``input_name``). Returns the written manifest. Raises
+    ``TrainingError`` (``ParityError`` for the gate) with a one-line reason for anything it refuses.
+
     ``quantize`` (``int8``) writes the quantised graph instead, if the task has a quantisation
     gate: a classifier's may flip no label of the sample and move no probability more than 0.05.
-
-    Returns the written manifest. Raises ``TrainingError`` (``ParityError`` for the gate) with a
-    one-line reason for anything it refuses.
     """
     check_model_name(name)
     if task is not None and task not in TASKS:
@@ -756,7 +799,7 @@ def import_model(
         raise TrainingError(
             "a sample is needed (--sample): the parity gate compares ONNX with the model on it"
         )
-    progress = Progress(f"import {name}", quiet=quiet)
+    progress = progress or Progress(f"import {name}", quiet=quiet)
     source: dict[str, Any] = {"source": "a Python object"}
     if isinstance(model, str | Path):
         path = Path(model)
@@ -769,7 +812,7 @@ def import_model(
     if kind == "sklearn":
         imported = _sklearn(model, X, task)
     elif kind == "keras":
-        imported = _keras(model, X, task)
+        imported = _keras(model, X, task, input_name)
     else:
         imported = _onnx(model, X, task, list(labels) if labels is not None else None)
     chosen = check_labels(imported, list(labels) if labels is not None else None)
@@ -783,20 +826,26 @@ def import_model(
     )
     manifest = {"task": imported.task, "io": imported.io, "labels": chosen, "features": imported.features}
     onx = imported.onnx_model
+    described = {**imported.framework, **(framework or {})}
+    if rewrite is not None:
+        rewrites = rewrite(onx)
+        described["graph_rewrites"] = rewrites
+        progress(f"graph rewrites for speed: {rewrites}")
     candidate = Candidate(
         name=name,
         task=imported.task,
         onnx_bytes=onx.SerializeToString(),
         labels=chosen,
         io=imported.io,
-        metrics=_metrics(imported, chosen, y),
-        framework=imported.framework,
+        metrics=metrics if metrics is not None else _metrics(imported, chosen, y),
+        framework=described,
         provenance={
             **source,
             "imported": True,
             "sample_rows": len(imported.instances),
-            "target": y is not None,
+            "target": y is not None or metrics is not None,
             "parity_inputs": "the sample rows; ONNX through the served path (float32 feeds)",
+            **(provenance or {}),
         },
         request_schema=request_schema(imported),
         opsets={entry.domain or "ai.onnx": entry.version for entry in onx.opset_import},

@@ -77,14 +77,45 @@ def fit(model: Any, x: Any, y: Any, *, epochs: int, batch_size: int, progress: P
 def export_model(
     model: Any, shape: Sequence[int], dtype: str, input_name: str, output_name: str
 ) -> onnx.ModelProto:
-    """ONNX of a one-input Keras model: ``input_name`` (batch, *shape) -> ``output_name``."""
+    """ONNX of a one-input Keras model: ``input_name`` (batch, *shape) -> ``output_name``.
+
+    Captured constants are bound: tf2onnx makes a tensor the function captures (an adapted
+    ``Normalization`` layer's mean and variance) a graph input; here it becomes the initializer it
+    is, and a capture tf2onnx folded away is dropped (onnxruntime would warn about it)."""
+    from onnx import numpy_helper
+
     tf = tensorflow()
 
     @tf.function(input_signature=[tf.TensorSpec([None, *shape], tf.as_dtype(dtype), name=input_name)])
     def serve(inputs: Any) -> dict[str, Any]:
         return {output_name: model(inputs, training=False)}
 
-    return export_function(serve)
+    onx = export_function(serve)
+    captured = {
+        internal.name: external
+        for external, internal in serve.get_concrete_function().graph.captures
+        if hasattr(external, "numpy")
+    }
+    for graph_input in list(onx.graph.input):
+        if graph_input.name in captured:
+            value = np.asarray(captured[graph_input.name].numpy())
+            onx.graph.initializer.append(numpy_helper.from_array(value, graph_input.name))
+    onx = without_initializer_inputs(onx)
+    used = {name for node in onx.graph.node for name in node.input}
+    for init in [init for init in onx.graph.initializer if init.name not in used]:
+        onx.graph.initializer.remove(init)
+    return onx
+
+
+def without_initializer_inputs(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Graph inputs that are initializers too (tf2onnx lists a Normalization layer's constants so)
+    are constants, not request tensors: dropped from the inputs, kept as initializers."""
+    constants = {init.name for init in model.graph.initializer}
+    kept = [i for i in model.graph.input if i.name not in constants]
+    if len(kept) != len(model.graph.input):
+        del model.graph.input[:]
+        model.graph.input.extend(kept)
+    return model
 
 
 def served_classifier_parity(

@@ -103,7 +103,54 @@ def imported(
         [{"value": float(v)} for v in gbr.predict(features_test.to_numpy())],
         "regressor",
     )
+
+    # a multi-output regressor fitted on a DataFrame: alcohol and malic acid from the other 11
+    from sklearn.linear_model import Ridge
+
+    targets = ["alcohol", "malic_acid"]
+    rest_train, rest_test = X_train.drop(columns=targets), X_test.drop(columns=targets)
+    ridge = Ridge(alpha=1.0).fit(rest_train, X_train[targets])
+    add(
+        "wine_pair",
+        ridge,
+        rest_test,
+        [{"values": [float(v) for v in row]} for row in ridge.predict(rest_test)],
+        "regressor",
+        y=X_test[targets].to_numpy(),
+    )
+
+    # raw tensors: a hand-built graph of two inputs and two outputs, served by input name
+    add("mixer", mixer_graph(), MIXER_ROWS, [mixed(row) for row in MIXER_ROWS], "tensors")
     return models
+
+
+MIXER_ROWS = [{"a": [1.0, 2.0, 3.0], "b": [0.5, -1.0, 2.0]}, {"a": [0.0, 4.0, -2.0], "b": [3.0, 0.25, 1.0]}]
+
+
+def mixer_graph() -> Any:
+    """(a, b) -> (sum = a + b, scaled = 2 * a * b): no framework, an ONNX graph as a user writes it."""
+    from onnx import TensorProto, helper
+
+    row = [None, 3]
+    two = helper.make_tensor("two", TensorProto.FLOAT, [], [2.0])
+    graph = helper.make_graph(
+        [
+            helper.make_node("Add", ["a", "b"], ["sum"]),
+            helper.make_node("Mul", ["a", "b"], ["ab"]),
+            helper.make_node("Mul", ["ab", "two"], ["scaled"]),
+        ],
+        "mixer",
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, row) for n in ("a", "b")],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, row) for n in ("sum", "scaled")],
+        [two],
+    )
+    # IR version 9: what the pinned onnxruntime reads (onnx's helper writes the newest)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+
+
+def mixed(row: dict[str, list[float]]) -> dict[str, list[float]]:
+    a, b = np.asarray(row["a"]), np.asarray(row["b"])
+    return {"sum": (a + b).tolist(), "scaled": (2 * a * b).tolist()}
 
 
 @pytest.fixture(scope="session")

@@ -263,3 +263,45 @@ def test_import_refusals_are_one_line(
     )
     assert line.startswith("error: model name '2topics' is not valid")
     assert not (tmp_path / "o").exists()
+
+
+def test_an_onnx_file_onnxruntime_cannot_load_is_refused_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.e2e.byom import MIXER_ROWS, mixer_graph
+
+    graph = mixer_graph()
+    graph.ir_version = 99  # newer than any onnxruntime reads
+    model = tmp_path / "mixer.onnx"
+    model.write_bytes(graph.SerializeToString())
+    sample = tmp_path / "rows.jsonl"
+    sample.write_text("\n".join(json.dumps(row) for row in MIXER_ROWS) + "\n")
+    line = refused(
+        capsys, "import", str(model), "--name", "mixer", "--out", str(tmp_path / "o"), "--sample", str(sample)
+    )
+    assert (
+        line.startswith("error: onnxruntime ")
+        and "cannot load the ONNX graph: Unsupported model IR version: 99" in line
+    )
+    assert not (tmp_path / "o").exists()
+    graph.ir_version = 9  # and the same file, readable, imports from its JSON Lines sample
+    model.write_bytes(graph.SerializeToString())
+    from ops import cli
+
+    assert (
+        cli.main(
+            [
+                "import",
+                str(model),
+                "--name",
+                "mixer",
+                "--out",
+                str(tmp_path / "o"),
+                "--sample",
+                str(sample),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    assert json.loads((tmp_path / "o" / "manifest.json").read_text())["task"] == "tensors"

@@ -18,10 +18,11 @@ from tests.integration.tools import run
 from training.data import PROJECT_ROOT
 
 MODELS = catalogue.load()
-# What SAM makes of one catalogue model (infra/model.yaml): the 12 declared resources, plus a
+# What SAM makes of one catalogue model (infra/model.yaml): the 14 declared resources, plus a
 # version, the alias `live`, a CodeDeploy deployment group, an event invoke config, an SQS event
-# source mapping and 21 invoke permissions (10 routes x 2 APIs, and the S3 notification).
-RESOURCES_PER_MODEL = 38
+# source mapping, 21 invoke permissions (10 routes x 2 APIs, and the S3 notification), and the
+# batch state machine's EventBridge rule with the role that lets it start executions.
+RESOURCES_PER_MODEL = 42
 DECLARED_PER_MODEL = {
     "Function",
     "Role",
@@ -35,6 +36,8 @@ DECLARED_PER_MODEL = {
     "ErrorRateAlarm",
     "LatencyAlarm",
     "ThrottleAlarm",
+    "BatchStateMachine",
+    "BatchRole",
 }
 HAND_EDITED_LIMIT = 900  # the bound on what a person edits
 
@@ -112,6 +115,31 @@ def test_the_catalogue_keeps_the_models_and_their_settings() -> None:
             "unknown",
         ),
         ("[model.a]\ndescription = 'x'\n", "model.", "unknown table"),
+        (
+            "[registry]\nextra_models = ['wine-lr']\n[models.a]\ndescription = 'x'\nfamily = 'text'\n",
+            "registry.extra_models",
+            "not a valid model name",
+        ),
+        (
+            "[registry]\nmodels = []\n[models.a]\ndescription = 'x'\nfamily = 'text'\n",
+            "registry.models",
+            "unknown",
+        ),
+        (
+            "[models.a]\ndescription = 'x'\nfamily = 'text'\nmap_input_bytes_per_batch = 300000\n",
+            "models.a.map_input_bytes_per_batch",
+            "maximum",
+        ),
+        (
+            "[models.a]\ndescription = 'x'\nfamily = 'text'\nmap_tolerated_failure_percent = 101\n",
+            "models.a.map_tolerated_failure_percent",
+            "maximum",
+        ),
+        (
+            "[models.a]\ndescription = 'x'\nfamily = 'text'\nmap_items_per_batch = 0\n",
+            "models.a.map_items_per_batch",
+            "minimum",
+        ),
     ],
 )
 def test_a_wrong_catalogue_is_refused_naming_the_table_and_the_field(

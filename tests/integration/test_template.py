@@ -258,9 +258,16 @@ def test_each_function_reads_its_inputs_and_writes_its_outputs_and_results_only(
     for spec in model_functions():
         model = spec.model_name
         on_data = [s for s in _statements(spec) if any("DataBucketName" in r for r in _resources_of(s))]
-        reads = [s for s in on_data if all(a.startswith("s3:Get") for a in _actions(s))]
+        reads = [s for s in on_data if all(a.startswith(("s3:Get", "s3:List")) for a in _actions(s))]
         writes = [s for s in on_data if s not in reads]
-        assert [r for s in reads for r in _resources_of(s)] == [f"{data}/inputs/{model}/*"]
+        # its inputs; and a batch job's final step reads back its batches' counts (and lists them)
+        assert [r for s in reads for r in _resources_of(s)] == [
+            f"{data}/inputs/{model}/*",
+            f"{data}/outputs/{model}/large/*",
+            data,
+        ]
+        (listing,) = [s for s in reads if _actions(s) == ["s3:ListBucket"]]
+        assert listing["Condition"]["StringLike"]["s3:prefix"] == [f"outputs/{model}/large/*"]
         assert sorted(r for s in writes for r in _resources_of(s)) == [
             f"{data}/outputs/{model}/*",
             f"{data}/results/{model}/*",
@@ -477,8 +484,9 @@ def test_functions_never_hold_registry_write_and_the_publisher_policies_do() -> 
         if spec.model_name:
             assert granted[owner] == reads, spec.logical_id
     assert function_ids
-    assert {"s3:PutObject", "s3:PutObjectTagging"} <= granted["RegistryPublisherPolicy"]
-    assert not granted["RegistryPublisherPolicy"] & {"s3:DeleteObject", "s3:DeleteObjectVersion"}
+    assert {"s3:PutObject", "s3:PutObjectTagging"} <= granted["RegistryPublishPolicy"]
+    for writer in ("RegistryPublishPolicy", "RegistryPromotePolicy", "RegistryRetirePolicy"):
+        assert not granted[writer] & {"s3:DeleteObject", "s3:DeleteObjectVersion"}, writer
     assert granted["RegistryAdminPolicy"] == {"s3:DeleteObject", "s3:DeleteObjectVersion"}
 
 
@@ -551,7 +559,7 @@ def test_the_manifest_signing_key_signs_for_publishers_and_only_verifies_for_fun
         on_kms = [s for s in _statements(spec) if any(a.startswith("kms:") for a in _actions(s))]
         assert [_actions(s) for s in on_kms] == [["kms:Verify"]], spec.logical_id
         assert _resources_of(on_kms[0]) == ["ManifestSigningKey.Arn"]
-    publisher = everything["RegistryPublisherPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    publisher = everything["RegistryPublishPolicy"]["Properties"]["PolicyDocument"]["Statement"]
     (signing,) = [s for s in publisher if any(a.startswith("kms:") for a in _actions(s))]
     assert "kms:Sign" in _actions(signing) and _resources_of(signing) == ["ManifestSigningKey.Arn"]
 
@@ -584,7 +592,7 @@ def test_the_registry_bucket_has_object_lock_by_default_and_publishers_may_lock(
     assert {t["Key"]: t["Value"].value for t in bucket["Tags"]} == {
         "maas:object-lock-days": "RegistryObjectLockDays"
     }
-    publisher = document["Resources"]["RegistryPublisherPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    publisher = document["Resources"]["RegistryPublishPolicy"]["Properties"]["PolicyDocument"]["Statement"]
     granted = {a for s in publisher for a in _actions(s)}
     assert {"s3:PutObjectRetention", "s3:GetBucketObjectLockConfiguration", "s3:GetBucketTagging"} <= granted
     assert not granted & {"s3:BypassGovernanceRetention", "s3:PutBucketObjectLockConfiguration"}

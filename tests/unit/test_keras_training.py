@@ -67,10 +67,10 @@ def test_the_tokeniser_lowercases_pads_in_front_and_keeps_the_first_words() -> N
 def untrained_export(real_export: Any) -> Any:
     """A faulty converter: it exports a network of the right shape, but not the trained one."""
 
-    def export(model: Any, shape: tuple[int, ...]) -> Any:
+    def export(model: Any, shape: Any, *names: str) -> Any:
         from training.models import digits_cnn
 
-        return real_export(digits_cnn.build_model(shape, model.output_shape[-1]), shape)
+        return real_export(digits_cnn.build_model(tuple(shape), model.output_shape[-1]), shape, *names)
 
     return export
 
@@ -78,9 +78,10 @@ def untrained_export(real_export: Any) -> Any:
 def test_the_parity_gate_refuses_a_graph_that_answers_differently(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    from training import keras_common
     from training.models import digits_cnn
 
-    monkeypatch.setattr(digits_cnn, "export_onnx", untrained_export(digits_cnn.export_onnx))
+    monkeypatch.setattr(keras_common, "export_model", untrained_export(keras_common.export_model))
     with pytest.raises(ParityError, match="refusing to write digits_cnn"):
         digits_cnn.train(TrainOptions(out=tmp_path / "refused", epochs=1, limit=400, quiet=True))
     code = cli.main(

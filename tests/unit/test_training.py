@@ -12,6 +12,7 @@ from sklearn.pipeline import Pipeline
 
 from maas.core.errors import ParityError
 from ops import cli
+from training import importer
 from training.data import load_spamassassin, split_by_id
 from training.models import spam_nb
 from training.options import TrainOptions
@@ -66,7 +67,9 @@ def test_the_parity_gate_refuses_a_graph_that_answers_differently(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A converter that exported a different model (here: the same pipeline with another alpha)."""
-    monkeypatch.setattr(spam_nb, "export_onnx", exporter_of_another_model(spam_nb.export_onnx))
+    monkeypatch.setattr(
+        importer, "convert_text_classifier", exporter_of_another_model(importer.convert_text_classifier)
+    )
     out = tmp_path / "refused"
     with pytest.raises(ParityError, match="refusing to write"):
         spam_nb.train(TrainOptions(out=out, limit=800, quiet=True))
@@ -77,7 +80,9 @@ def test_the_parity_gate_refuses_a_graph_that_answers_differently(
 def test_the_cli_exits_non_zero_and_says_why_when_parity_fails(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr(spam_nb, "export_onnx", exporter_of_another_model(spam_nb.export_onnx))
+    monkeypatch.setattr(
+        importer, "convert_text_classifier", exporter_of_another_model(importer.convert_text_classifier)
+    )
     code = cli.main(["train", "spam_nb", "--out", str(tmp_path / "m"), "--limit", "800", "--quiet"])
     assert code != 0
     assert "refusing to write spam_nb" in capsys.readouterr().err

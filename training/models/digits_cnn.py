@@ -4,6 +4,7 @@ Trained on scikit-learn's bundled 8x8 handwritten digits (no download), or on CI
 ``--dataset cifar10`` (``keras.datasets.cifar10``, the classic example of this task) when it can
 be downloaded. Images are scaled to [0, 1] before the network, and the served signature takes
 them in that range: ``io.value_range`` tells the runtime what to accept and how to scale PNGs.
+The fitted network goes through ``maas import``'s own path (``training.importer.import_model``).
 """
 
 from __future__ import annotations
@@ -17,20 +18,11 @@ import numpy as np
 from maas.core.errors import TrainingError
 from maas.core.tasks.images import ImageClassifier
 from training.data import file_sha256
-from training.export import Candidate, write_version
-from training.keras_common import (
-    compiled,
-    export_model,
-    fit,
-    keras_framework,
-    opsets_of,
-    seed_everything,
-    served_classifier_parity,
-    tensorflow,
-)
+from training.importer import import_model
+from training.keras_common import compiled, fit, keras_framework, seed_everything, tensorflow
 from training.options import TrainOptions
 from training.progress import Progress
-from training.text import classification_metrics, instances_schema
+from training.text import classification_metrics
 
 NAME = "digits_cnn"
 PARAMETERS: dict[str, Any] = {
@@ -140,10 +132,6 @@ def build_model(shape: tuple[int, ...], classes: int) -> Any:
     )
 
 
-def export_onnx(model: Any, shape: tuple[int, ...]) -> Any:
-    return export_model(model, shape, "float32", IO["input"], IO["probability_output"])
-
-
 @dataclass(frozen=True, slots=True)
 class Trained:
     model: Any
@@ -181,43 +169,20 @@ def train_model(options: TrainOptions) -> Trained:
     metrics = classification_metrics(list(names[data.test_y]), list(reference_labels), data.labels, None)
     progress(f"held-out accuracy {metrics['accuracy']:.4f}, macro F1 {metrics['f1']:.4f}")
     progress("exporting to ONNX with tf2onnx")
-    onnx_model = export_onnx(model, shape)
-
-    parity = served_classifier_parity(
-        ImageClassifier,
-        {"labels": data.labels, "io": IO},
-        data.test_x.tolist(),  # nested arrays, validated by the runtime as a request's would be
-        reference_labels,
-        reference,
-    )
-
-    candidate = Candidate(
+    # the export, parity gate and version folder of `maas import`: the path every user takes
+    manifest = import_model(
+        model,
         name=NAME,
-        task=ImageClassifier.name,
-        onnx_bytes=onnx_model.SerializeToString(),
-        sample=data.test_x[:2].tolist(),
+        out=options.out,
+        X=data.test_x,  # nested arrays, validated by the runtime as a request's would be
         labels=data.labels,
-        io=IO,
+        task=ImageClassifier.name,
+        input_name=IO["input"],
         metrics=metrics,
         framework=keras_framework(
             "Conv2D -> MaxPooling2D -> Conv2D -> MaxPooling2D -> Dense -> Dense(softmax)"
         ),
         provenance={**data.provenance, "parameters": {**PARAMETERS, "epochs": epochs}, "seed": options.seed},
-        request_schema=image_request_schema(shape),
-        opsets=opsets_of(onnx_model),
+        progress=progress,
     )
-    manifest = write_version(candidate, options.out, parity, progress)
     return Trained(model, data, manifest, options.out.resolve())
-
-
-def image_request_schema(shape: tuple[int, ...]) -> dict[str, Any]:
-    """The request schema of an image model: nested arrays in [0, 1], or base64 PNG objects."""
-    array: dict[str, Any] = {"type": "number", "minimum": 0.0, "maximum": 1.0}
-    for size in reversed(shape):
-        array = {"type": "array", "minItems": size, "maxItems": size, "items": array}
-    png = {
-        "type": "object",
-        "required": ["b64"],
-        "properties": {"b64": {"type": "string", "contentEncoding": "base64"}},
-    }
-    return instances_schema({"oneOf": [array, png]})

@@ -17,6 +17,7 @@ import onnx
 
 from maas.core.tasks.text import TextClassifier
 from training.export import Candidate, write_version
+from training.importer import ONNX_TOKENS
 from training.keras_common import (
     OPSET,
     compiled,
@@ -29,7 +30,7 @@ from training.keras_common import (
     tensorflow,
 )
 from training.models.spam_lstm import load_spam
-from training.models.spam_nb import ONNX_TOKENS, TOKEN_PATTERN, TextData
+from training.models.spam_nb import TOKEN_PATTERN, TextData
 from training.options import TrainOptions
 from training.progress import Progress
 from training.text import classification_metrics, text_request_schema

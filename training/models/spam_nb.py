@@ -1,6 +1,8 @@
 """spam_nb: TF-IDF + multinomial naive Bayes, exported as one ONNX graph that takes raw strings.
 
 Tokenisation and TF-IDF run inside the graph, so the handler never re-implements preprocessing.
+The fitted pipeline goes through ``maas import``'s own path (``training.importer.import_model``):
+export, parity gate on the held-out split, version folder.
 """
 
 from __future__ import annotations
@@ -11,29 +13,21 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnx
-import skl2onnx
-import sklearn
-from skl2onnx import convert_sklearn
-from skl2onnx.common.data_types import StringTensorType
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.naive_bayes import MultinomialNB
 from sklearn.pipeline import Pipeline
 
 from maas.core.errors import TrainingError
-from maas.core.predictor import Predictor
 from training.data import SPAMASSASSIN, TextExample, file_sha256, load_spamassassin, split_by_id
-from training.export import Candidate, ParityReport, compare_classifier, write_version
+from training.importer import DEFAULT_TOKEN_PATTERN, import_model
 from training.onnx_rewrite import speed_up_tfidf
 from training.options import TrainOptions
 from training.progress import Progress
-from training.text import classification_metrics, text_request_schema
+from training.text import classification_metrics
 
 NAME = "spam_nb"
-# sklearn's default token pattern, and the same tokens written so onnxruntime's regex engine
-# matches them on Unicode text (its \w is ASCII-only); C.UTF-8 because en_US is absent here.
-TOKEN_PATTERN = r"(?u)\b\w\w+\b"
-ONNX_TOKENS = r"[\p{L}\p{N}_]{2,}"
+# sklearn's default token pattern (the import path writes it for onnxruntime's regex engine)
+TOKEN_PATTERN = DEFAULT_TOKEN_PATTERN
 PARAMETERS: dict[str, Any] = {
     "tfidf": {
         "token_pattern": TOKEN_PATTERN,
@@ -117,16 +111,6 @@ def _load_newsgroups(options: TrainOptions, progress: Progress) -> TextData:
     )
 
 
-def export_onnx(pipeline: Pipeline) -> onnx.ModelProto:
-    options = {
-        TfidfVectorizer: {"locale": "C.UTF-8", "tokenexp": ONNX_TOKENS},
-        MultinomialNB: {"zipmap": False},
-    }
-    return convert_sklearn(
-        pipeline, name=NAME, initial_types=[("text", StringTensorType([None, 1]))], options=options
-    )
-
-
 @dataclass(frozen=True, slots=True)
 class Trained:
     """What a training run produced: the source pipeline, its data and the written manifest."""
@@ -159,33 +143,14 @@ def train_model(options: TrainOptions, name: str = NAME) -> Trained:
         [e.label for e in data.test], list(reference_labels), labels, data.positive
     )
     progress(f"held-out accuracy {metrics['accuracy']:.4f}, F1 {metrics['f1']:.4f}")
-    progress("exporting to ONNX with skl2onnx")
-    model = export_onnx(pipeline)
-    rewrites = speed_up_tfidf(model)
-    progress(f"graph rewrites for speed: {rewrites}")
-
-    def parity(predictor: Predictor) -> ParityReport:
-        feeds = {predictor.input_names[0]: np.asarray(test_texts, dtype=object).reshape(-1, 1)}
-        outputs = predictor.run(feeds, ["label", "probabilities"])
-        return compare_classifier(
-            outputs["label"], outputs["probabilities"], reference_labels, reference_probabilities
-        )
-
-    candidate = Candidate(
+    # the export, parity gate and version folder of `maas import`: the path every user takes
+    manifest = import_model(
+        pipeline,
         name=name,
-        task="text-classification",
-        onnx_bytes=model.SerializeToString(),
-        sample=test_texts[:3],
+        out=options.out,
+        X=test_texts,
         labels=labels,
-        io={"input": "text", "label_output": "label", "probability_output": "probabilities"},
         metrics=metrics,
-        framework={
-            "name": "scikit-learn",
-            "version": sklearn.__version__,
-            "converter": f"skl2onnx {skl2onnx.__version__}",
-            "estimator": "TfidfVectorizer+MultinomialNB",
-            "graph_rewrites": rewrites,
-        },
         provenance={
             **data.provenance,
             "rows_train": len(data.train),
@@ -194,8 +159,7 @@ def train_model(options: TrainOptions, name: str = NAME) -> Trained:
             "seed": options.seed,
             "vocabulary_size": vocabulary,
         },
-        request_schema=text_request_schema(),
-        opsets={entry.domain or "ai.onnx": entry.version for entry in model.opset_import},
+        rewrite=speed_up_tfidf,
+        progress=progress,
     )
-    manifest = write_version(candidate, options.out, parity, progress)
     return Trained(pipeline=pipeline, data=data, manifest=manifest, directory=options.out.resolve())

@@ -89,6 +89,13 @@ class RegistryError(MaasError):
     code = "registry_error"
 
 
+class JobIncomplete(MaasError):
+    """A batch job whose counts do not add up (a batch missing, doubled, or on another version):
+    its final step fails the job rather than report rows that were never scored."""
+
+    code = "job_incomplete"
+
+
 class TrainingError(MaasError):
     """Training or export could not produce a model worth publishing."""
 

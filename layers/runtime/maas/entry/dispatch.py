@@ -1,7 +1,8 @@
-"""One entry for every event source: route an event to HTTP, S3 or SQS by its shape.
+"""One entry for every event source: route an event to HTTP, S3, SQS or a batch job by its shape.
 
-A model function is subscribed to API Gateway, to its S3 input prefix and to its queue; Lambda
-gives all three to the same handler, and only the event itself says which one it is. What is
+A model function is subscribed to API Gateway, to its S3 input prefix and to its queue, and its
+batch state machine invokes it; Lambda gives all of them to the same handler, and only the event
+itself says which one it is. What is
 measured once per invocation is measured here, around the adapter: the cold start, the model
 loads the invocation caused, and (for HTTP) the request's latency through the handler.
 """
@@ -23,10 +24,16 @@ Handler = Callable[[dict[str, Any], Any], Any]
 
 def event_source(event: Any) -> str:
     """``aws:s3`` or ``aws:sqs`` for records events (as Lambda names them), ``http`` for an API
-    Gateway request; ``empty`` for ``{"Records": []}``, ``s3:TestEvent`` for the test event S3
-    sends when a notification is configured, and ``unknown`` for any other shape."""
+    Gateway request; ``states:batch`` for a Distributed Map batch (``Items`` and ``BatchInput``),
+    ``states:job`` for a batch job's first and last steps (``BatchJob``); ``empty`` for
+    ``{"Records": []}``, ``s3:TestEvent`` for the test event S3 sends when a notification is
+    configured, and ``unknown`` for any other shape."""
     if not isinstance(event, dict):
         return "unknown"
+    if isinstance(event.get("Items"), list) and "BatchInput" in event:
+        return "states:batch"
+    if "BatchJob" in event:
+        return "states:job"
     records = event.get("Records")
     if isinstance(records, list):
         if not records:
@@ -66,7 +73,7 @@ class ModelFunction:
     def _dispatch(self, event: dict[str, Any], context: Any) -> Any:
         runtime = self.runtime
         source = event_source(event)
-        if source in {"aws:s3", "aws:sqs"} and runtime.multi_model:
+        if source in {"aws:s3", "aws:sqs", "states:batch", "states:job"} and runtime.multi_model:
             logger.error("the multi-model function answers HTTP only", extra={"source": source})
             return {"ignored": source}
         if source == "aws:s3":
@@ -77,6 +84,14 @@ class ModelFunction:
             from maas.events.sqs import handle_sqs_event
 
             return handle_sqs_event(event, context, runtime)
+        if source == "states:batch":
+            from maas.events.distributed_map import score_batch
+
+            return score_batch(event, runtime)
+        if source == "states:job":
+            from maas.events.distributed_map import handle_job_event
+
+            return handle_job_event(event, runtime)
         if source in {"empty", "s3:TestEvent"}:
             logger.info("event with nothing to do", extra={"source": source})
             return {"ignored": source, "batchItemFailures": []}

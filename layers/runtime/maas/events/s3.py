@@ -35,6 +35,7 @@ from maas.events.writer import ObjectWriter
 
 INPUTS = "inputs"
 OUTPUTS = "outputs"
+LARGE = "large"  # inputs/<model>/large/: a Step Functions batch job (events/distributed_map.py)
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
@@ -100,7 +101,7 @@ def _line(document: dict[str, Any]) -> bytes:
         return (json.dumps(document, allow_nan=False, separators=(",", ":")) + "\n").encode("ascii")
 
 
-def _chunks(rows: Iterable[Row | RowError], size: int) -> Iterator[list[Row | RowError]]:
+def chunks(rows: Iterable[Row | RowError], size: int) -> Iterator[list[Row | RowError]]:
     iterator = iter(rows)
     while chunk := list(islice(iterator, size)):
         yield chunk
@@ -142,7 +143,7 @@ def _answers(
     return answers, refused, outcome.latency_ms
 
 
-def _score_chunk(
+def score_chunk(
     chunk: list[Row | RowError],
     source: InputObject,
     served: ServedModel,
@@ -173,7 +174,7 @@ def _score_chunk(
         errors.write(_line({"line": entry.line, "id": entry.id, "error": reason}))
 
 
-def _put_json(s3: Any, bucket: str, key: str, document: dict[str, Any]) -> None:
+def put_json(s3: Any, bucket: str, key: str, document: dict[str, Any]) -> None:
     body = json.dumps(document, indent=2, sort_keys=True).encode("utf-8")
     s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json")
 
@@ -216,11 +217,11 @@ def score_object(runtime: ModelRuntime, source: InputObject, served: ServedModel
     try:
         fmt = input_format(source.key)
         body = _open_body(s3, source)
-        for chunk in _chunks(
+        for chunk in chunks(
             read_rows(body, source.key, runtime.settings.max_body_bytes, served.task.feature_names),
             runtime.settings.batch_chunk_rows,
         ):
-            _score_chunk(chunk, source, served, predictions, errors, result)
+            score_chunk(chunk, source, served, predictions, errors, result)
         predictions.close()
         errors.close()
     except UnreadableInput as error:
@@ -236,7 +237,7 @@ def score_object(runtime: ModelRuntime, source: InputObject, served: ServedModel
             "error": error.to_dict(),
             "rows_read": result.rows,
         }
-        _put_json(s3, source.bucket, keys.failure, failure)
+        put_json(s3, source.bucket, keys.failure, failure)
         return {"status": "unreadable", "error_object": keys.failure, **failure}
     except BaseException:
         predictions.abort()
@@ -256,7 +257,7 @@ def score_object(runtime: ModelRuntime, source: InputObject, served: ServedModel
             "inference": round(result.inference_ms, 1),
         },
     }
-    _put_json(s3, source.bucket, keys.success, summary)
+    put_json(s3, source.bucket, keys.success, summary)
     logger.info("batch input scored", extra={"summary": summary})
     return {"status": "scored", "success_object": keys.success, **summary}
 
@@ -272,6 +273,10 @@ def handle_s3_event(event: dict[str, Any], runtime: ModelRuntime) -> dict[str, A
     records = event.get("Records")
     for record in records if isinstance(records, list) else []:
         source = InputObject.from_record(record)
+        if source.bucket == data_bucket and source.key.startswith(f"{prefix}{LARGE}/"):
+            # the notification covers the whole prefix; EventBridge starts the batch job for these
+            logger.info("S3 event for a large input: left to its batch job", extra={"key": source.key})
+            continue
         if source.bucket != data_bucket or not source.key.startswith(prefix) or source.key.endswith("/"):
             logger.warning(
                 "S3 event for an object this function does not score",

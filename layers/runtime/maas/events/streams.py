@@ -249,6 +249,41 @@ def csv_rows(
             )
 
 
+def item_row(line: int, value: Any, fmt: str, features: Sequence[str] | None = None) -> Row:
+    """One item a Step Functions ItemReader read, as the row ``jsonl_rows`` or ``csv_rows`` makes of
+    the same line: a JSON Lines item is the parsed line; a CSV item maps header names to strings."""
+    if fmt == "jsonl":
+        if isinstance(value, dict) and "instance" in value:
+            return Row(line, value.get("id", line), value["instance"])
+        return Row(line, line, value)
+    cells = value if isinstance(value, dict) else {}
+    columns = {str(name).strip().lower(): name for name in cells}
+    with_id = "id" in columns and "id" not in (features or ())
+    row_id: Any = cells[columns["id"]] if with_id and cells[columns["id"]] else line
+    if features is None:
+        return Row(line, row_id, cells[columns["text"]] if "text" in columns else None)
+    return Row(
+        line,
+        row_id,
+        {str(n).strip(): _cell(v) for n, v in cells.items() if not (with_id and n == columns["id"])},
+    )
+
+
+def count_rows(body: Any, key: str, max_row: int = MAX_ROW_CHARS) -> int:
+    """The rows a Step Functions ItemReader makes of an object: CSV records after the header, or
+    the JSON Lines that are not blank. A second, independent count for a batch job's final check."""
+    text = open_text(body, key)
+    try:
+        if input_format(key) == "jsonl":
+            return sum(
+                1 for line in _decoded(_bounded_lines(text, max_row), key) if line is None or line.strip()
+            )
+        lines = _whole_lines(_decoded(_bounded_lines(text, max_row), key), key, max_row)
+        return max(0, sum(1 for record in csv.reader(lines) if record) - 1)
+    finally:
+        text.close()
+
+
 def read_rows(
     body: Any, key: str, max_row: int = MAX_ROW_CHARS, features: Sequence[str] | None = None
 ) -> Iterator[Row | RowError]:

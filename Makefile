@@ -8,6 +8,13 @@ STAMP := $(VENV)/.installed
 # pins: it gets a virtual environment of its own, inside .venv.
 CHECKOV_VERSION := 3.3.30
 CHECKOV := $(VENV)/checkov/bin/checkov
+# all-MiniLM-L6-v2 is exported with PyTorch, whose CPU wheel here is for Python 3.11 only (PyPI's
+# cp312 torch is a CUDA build that does not resolve): the export gets a Python 3.11 environment of
+# its own (training/transformers/requirements.txt), run as a subprocess; nothing served imports it.
+EXPORT_VENV := $(VENV)/export
+EXPORT_STAMP := $(EXPORT_VENV)/.installed
+PYTHON311 ?= $(shell for p in $$(pyenv root 2>/dev/null)/versions/3.11*/bin/python3.11 python3.11; do \
+	  "$$p" -c 'import sys; assert sys.version_info[:2] == (3, 11)' >/dev/null 2>&1 && { echo "$$p"; break; }; done)
 # tests/integration/test_registry_iam.py evaluates the registry policies with an IAM simulator (npm).
 IAM_SIMULATE_VERSION := 0.1.173
 IAM_SIMULATE := $(VENV)/node/node_modules/@cloud-copilot/iam-simulate/package.json
@@ -25,7 +32,13 @@ export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: demo test bench lint install clean
 
-$(STAMP): pyproject.toml Makefile
+$(EXPORT_STAMP): training/transformers/requirements.txt
+	@test -n "$(PYTHON311)" || { echo "error: no Python 3.11 interpreter found for the PyTorch export (set PYTHON311=...)"; exit 1; }
+	@test -x $(EXPORT_VENV)/bin/python || $(PYTHON311) -m venv $(EXPORT_VENV)
+	$(EXPORT_VENV)/bin/pip install --quiet -r training/transformers/requirements.txt
+	@touch $(EXPORT_STAMP)
+
+$(STAMP): pyproject.toml Makefile $(EXPORT_STAMP)
 	@test -n "$(PYTHON312)" || { echo "error: no Python 3.12 interpreter found (install it, or set PYTHON312=/path/to/python3.12)"; exit 1; }
 	@test -x $(PY) || $(PYTHON312) -m venv $(VENV)
 	$(PY) -m pip install --quiet -e ".[training,dev]"

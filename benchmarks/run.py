@@ -25,7 +25,7 @@ from typing import Any
 import joblib
 import numpy as np
 
-from benchmarks import batch_bench, keras_bench
+from benchmarks import batch_bench, keras_bench, minilm_bench
 from benchmarks.cold_start import cold_start_bound, cold_starts, compare_cold_starts
 from benchmarks.handlers import warm_handler
 from benchmarks.stats import alternate, percentile, ratio, rotate, summary
@@ -388,6 +388,15 @@ def main(argv: list[str] | None = None) -> int:
         keras = keras_bench.run_keras_benchmarks(
             work, registry, env, paths["onnx"], args.repeats, args.requests
         )
+        log("minilm: cold start and throughput against sentence-transformers on PyTorch, download rate")
+        create_bucket(minilm_bench.BUCKET)
+        (work / "minilm").mkdir()
+        minilm = minilm_bench.run(
+            work / "minilm",
+            RegistryAdmin(minilm_bench.BUCKET),
+            {**env, "MODEL_BUCKET": minilm_bench.BUCKET},
+            max(3, args.repeats // 2),
+        )
     sizes = bench_sizes(built, work / "spam_nb")
     date = datetime.now(UTC).strftime("%Y-%m-%d")
     results = {
@@ -403,11 +412,12 @@ def main(argv: list[str] | None = None) -> int:
         "events": events,
         "sizes": sizes,
         "keras": keras,
+        "minilm": minilm,
         "elapsed_s": time.perf_counter() - started,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{date}.json").write_text(json.dumps(results, indent=2) + "\n")
-    table = markdown(results)
+    table = markdown(results) + "\n" + minilm_bench.markdown(minilm)
     (RESULTS / "latest.md").write_text(table)
     plot_name = f"{date}.png"
     plot(results, RESULTS / plot_name)

@@ -19,7 +19,7 @@ from maas.core.errors import ConfigurationError
 from training.data import PROJECT_ROOT
 
 CATALOGUE = PROJECT_ROOT / "models.toml"
-FAMILIES = ("text", "image", "generator")
+FAMILIES = ("text", "image", "generator", "embedding")
 # Names the template already uses for functions of its own (RegistryFunction, MultiModelFunction).
 RESERVED = frozenset({"registry", "multi_model"})
 # The registry's rule for a model name (maas.core.registry.check_model_name).
@@ -66,7 +66,7 @@ class ModelEntry:
     @property
     def verb(self) -> str:
         """The plain route the model's sample requests use (the function declares both)."""
-        return "generate" if self.family == "generator" else "predict"
+        return {"generator": "generate", "embedding": "embed"}.get(self.family, "predict")
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,8 +195,8 @@ def parse(document: dict[str, Any]) -> Catalogue:
             if key not in merged:
                 raise _fail(f"models.{name}", key, "missing (and not in [defaults])")
         merged["labels"] = tuple(merged.get("labels", ()))
-        if merged["family"] == "generator" and merged["labels"]:
-            raise _fail(f"models.{name}", "labels", "a generator predicts no labels")
+        if merged["family"] in {"generator", "embedding"} and merged["labels"]:
+            raise _fail(f"models.{name}", "labels", f"an {merged['family']} model predicts no labels")
         entries.append(ModelEntry(name=name, **merged))
     return Catalogue(tuple(entries), extra_registry_models)
 

@@ -24,6 +24,8 @@ TRAINERS = {
     "digits_cnn": "training.models.digits_cnn",
     "spam_mlp": "training.models.spam_mlp",
     "moby_gen": "training.models.moby_gen",
+    "minilm": "training.models.minilm",
+    "spam_minilm": "training.models.spam_minilm",
 }
 
 
@@ -39,6 +41,9 @@ def _registry(args: argparse.Namespace) -> RegistryAdmin:
     return RegistryAdmin(bucket, signing_key=signing_key, verifier=verifier)
 
 
+QUANTIZABLE = ["minilm"]
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from training.options import TrainOptions
 
@@ -51,15 +56,21 @@ def cmd_train(args: argparse.Namespace) -> int:
         dataset=args.dataset,
         limit=args.limit,
         quiet=args.quiet,
+        quantize=args.quantize,
     )
+    if args.quantize and not getattr(trainer, "QUANTIZABLE", False):
+        raise MaasError(f"{args.model} has no quantisation gate: --quantize is for {QUANTIZABLE}")
     manifest = trainer.train(options)
     metrics, parity = manifest["metrics"], manifest["parity"]
     held_out = ", ".join(
-        f"{name} {metrics[name]}" for name in ("accuracy", "f1", "perplexity") if name in metrics
+        f"{name} {metrics[name]}"
+        for name in ("accuracy", "f1", "perplexity", "paraphrase_nearer")
+        if name in metrics
     )
+    cosine = f" (min cosine {parity['min_cosine']:.6f})" if "min_cosine" in parity else ""
     print(
         f"{args.model}: {held_out}, parity {parity['label_disagreements']} {parity.get('compared', 'labels')} "
-        f"differ, max |Δ{parity.get('measure', 'probability')}| {parity['max_abs_diff']:.2e}, "
+        f"differ, max |Δ{parity.get('measure', 'probability')}| {parity['max_abs_diff']:.2e}{cosine}, "
         f"opset {manifest['onnx']['opsets'].get('ai.onnx')} -> {args.out}"
     )
     return 0
@@ -67,12 +78,15 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_import(args: argparse.Namespace) -> int:
     from maas.core.tasks import TASKS
+    from training.hf_import import is_hf_folder
     from training.importer import import_model, read_labels, read_sample, read_target
 
     if args.task is not None and args.task not in TASKS:
         raise MaasError(
             f"unknown task {args.task!r}: the runtime serves {sorted(TASKS)}", code="unknown_task"
         )
+    if is_hf_folder(Path(args.source)):
+        return _import_transformer(args)
     sample = read_sample(Path(args.sample)) if args.sample else None
     target = read_target(Path(args.target)) if args.target else None
     labels = read_labels(Path(args.labels)) if args.labels else None
@@ -86,6 +100,7 @@ def cmd_import(args: argparse.Namespace) -> int:
             labels=labels,
             task=args.task,
             quiet=args.quiet,
+            quantize=args.quantize,
         )
     except MaasError:
         raise
@@ -112,6 +127,36 @@ def cmd_import(args: argparse.Namespace) -> int:
             else f"max |Δ{parity['measure']}| {parity['max_abs_diff']:.2e}"
         )
         + f" -> {args.out}"
+    )
+    return 0
+
+
+def _import_transformer(args: argparse.Namespace) -> int:
+    """A Hugging Face ONNX folder (model.onnx, tokenizer.json, config.json), checked on --sample."""
+    from training.hf_import import import_transformer
+    from training.importer import read_sample
+
+    if not args.sample:
+        raise MaasError("a transformer folder needs --sample: a .jsonl of texts, one JSON string a line")
+    texts = read_sample(Path(args.sample))
+    manifest = import_transformer(
+        Path(args.source),
+        name=args.name,
+        out=Path(args.out),
+        texts=list(texts),
+        task=args.task,
+        quantize=args.quantize,
+        quiet=args.quiet,
+    )
+    parity = manifest["parity"]
+    figure = (
+        f"min cosine {parity['min_cosine']:.6f}"
+        if "min_cosine" in parity
+        else f"max |Δprobability| {parity['max_abs_diff']:.2e}"
+    )
+    labels = f", labels {manifest['labels']}" if manifest["labels"] else ""
+    print(
+        f"{args.name}: {manifest['task']}{labels}, parity on {parity['rows']} texts: {figure} -> {args.out}"
     )
     return 0
 
@@ -360,6 +405,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--limit", type=int, default=None, help="train on a stratified sample of this many rows"
     )
     train.add_argument("--quiet", action="store_true", help="no progress lines")
+    train.add_argument(
+        "--quantize", default=None, help="write the quantised variant (int8), behind its own parity gate"
+    )
     train.set_defaults(func=cmd_train)
 
     imports = commands.add_parser(
@@ -367,7 +415,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="bring your own model: export it to ONNX, check parity on a sample, write a version folder",
     )
     imports.add_argument(
-        "source", help="a model file: .joblib/.pkl (scikit-learn, XGBoost, LightGBM), .keras/.h5, .onnx"
+        "source",
+        help="a model file: .joblib/.pkl (scikit-learn, XGBoost, LightGBM), .keras/.h5, .onnx; or a "
+        "Hugging Face ONNX folder (model.onnx, tokenizer.json, config.json)",
     )
     imports.add_argument("--name", required=True, help="the model's name in the registry (an identifier)")
     imports.add_argument("--out", required=True, help="folder to write model.onnx and manifest.json to")
@@ -381,6 +431,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--labels", default=None, help="one label a line, in the model's class order (checked against it)"
     )
     imports.add_argument("--task", default=None, help="override the inferred task (e.g. regression)")
+    imports.add_argument(
+        "--quantize", default=None, help="write the int8 variant instead, behind its own parity gate"
+    )
     imports.add_argument("--quiet", action="store_true", help="no progress lines")
     imports.set_defaults(func=cmd_import)
 
@@ -542,8 +595,18 @@ def _aws_problem(error: Exception) -> str | None:
     return None
 
 
+# Commands that run a function's handler keep the runtime's INFO logs (a download's MB/s, a load's
+# time): they are that function's log stream. The others print their own results on stdout, which
+# scripts read (`maas publish` prints the version), so the runtime only warns there.
+HANDLER_COMMANDS = frozenset({"invoke", "serve"})
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command not in HANDLER_COMMANDS:
+        from maas.core.observability import logger
+
+        logger.setLevel("WARNING")
     try:
         return int(args.func(args))
     except MaasError as error:

@@ -63,7 +63,19 @@ def _show_response(event: dict[str, Any], response: dict[str, Any]) -> None:
     route = event.get("routeKey", "?")
     body = json.loads(response.get("body") or "{}")
     status = response.get("statusCode")
-    if "predictions" in body:
+    if "embeddings" in body:
+        _say(f"{route} -> {status}, answered by {body['model_name']} version {body['model_version']}")
+        request = json.loads(_request_body(event))
+        vectors = [[float(v) for v in row] for row in body["embeddings"]]
+        for instance, vector in zip(request["instances"], vectors, strict=True):
+            _say(f"    [{len(vector)} floats] {_short(vector)}…  {_describe_instance(instance)}")
+        if len(vectors) >= 3:
+            near = sum(a * b for a, b in zip(vectors[0], vectors[1], strict=True))
+            far = sum(a * b for a, b in zip(vectors[0], vectors[2], strict=True))
+            _say(
+                f"    cosine(1st, 2nd) {near:.3f} > cosine(1st, 3rd) {far:.3f}; truncated: {body['truncated']}"
+            )
+    elif "predictions" in body:
         _say(f"{route} -> {status}, answered by {body['model_name']} version {body['model_version']}")
         request = json.loads(_request_body(event))
         for instance, prediction in zip(request["instances"], body["predictions"], strict=True):
@@ -135,6 +147,43 @@ def _invoke_events(model: str, log: Any) -> None:
             response = invoke(model, event, ENVIRONMENT)
         _say(f"   [{path.relative_to(PROJECT_ROOT)}]")
         _show_response(event, response)
+
+
+def _transformers(workdir: Path, registry: RegistryAdmin, log: Any, quick: bool) -> None:
+    """minilm (fp32 and int8, from one PyTorch export) and spam_minilm on the same encoder."""
+    from training.models import minilm, spam_minilm
+    from training.progress import Progress
+
+    _say("4.5 minilm (all-MiniLM-L6-v2): export with PyTorch (its Python 3.11 environment), parity gates")
+    quiet = Progress("minilm", quiet=True)
+    # --quick (the test suite's run): 100 held-out subjects, fp32 only; the tests check int8
+    exported = minilm.export(
+        workdir / "minilm-export", TrainOptions(out=workdir, limit=100 if quick else None), quiet
+    )
+    for variant, scheme in (("fp32", None), ("int8", "int8"))[: 1 if quick else 2]:
+        manifest = minilm.write_variant(exported, workdir / f"minilm_{variant}", scheme, quiet)
+        parity = manifest["parity"]
+        size = manifest["model"]["size"] + sum(a["size"] for a in manifest["artifacts"].values())
+        overlap = f", top-5 overlap {parity['top5_overlap']:.3f}" if "top5_overlap" in parity else ""
+        version = registry.publish(workdir / f"minilm_{variant}").version
+        _say(
+            f"   {variant}: min cosine {parity['min_cosine']:.6f} to sentence-transformers on {parity['rows']} "
+            f"held-out texts{overlap}; {size / 1e6:.1f} MB; published version {version}"
+        )
+    registry.set_alias("minilm", ALIAS, 1)
+    _say(f"   alias {ALIAS} -> 1 (fp32)" + ("" if quick else "; `maas models promote minilm 2` serves int8"))
+    _invoke_events("minilm", log)
+    _say("4.6 spam_minilm: logistic regression on MiniLM embeddings, merged into one graph")
+    options = TrainOptions(out=workdir / "spam_minilm", limit=300 if quick else 2000)
+    manifest = spam_minilm.train_on(exported, options, quiet)
+    version = registry.publish(workdir / "spam_minilm").version
+    registry.set_alias("spam_minilm", ALIAS, version)
+    baseline = manifest["metrics"]["spam_nb_on_this_split"]["accuracy"]
+    _say(f"   {_held_out(manifest)}; spam_nb on the same split: accuracy {baseline:.4f}")
+    event = read_event(PROJECT_ROOT / "events" / "spam_minilm" / "predict.json")
+    with redirect_stdout(log):
+        response = invoke("spam_minilm", event, ENVIRONMENT)
+    _show_response(event, response)
 
 
 def _batch_file() -> dict[str, Any]:
@@ -232,6 +281,7 @@ def run_demo(workdir: Path, *, quick: bool = False) -> int:
             registry.set_alias(model, ALIAS, version)
             _say(f"   {_held_out(manifest)}; published {model} version {version}, alias {ALIAS} -> {version}")
             _invoke_events(model, log)
+        _transformers(workdir, registry, log, quick)
         with redirect_stdout(log):
             scored = _batch_file()
         _say(f"5. S3 batch scoring: dropped {scored['input']['key']} into s3://{DATA_BUCKET}/")

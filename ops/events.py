@@ -258,7 +258,29 @@ def write_generator_events(model: str) -> None:
     )
 
 
-FAMILY_EVENTS = {"text": write_text_events, "image": write_image_events, "generator": write_generator_events}
+EMBED_TEXTS = [
+    "How do I reset my password?",
+    "I forgot my password, how can I change it?",
+    "Limited offer: cheap watches, free shipping worldwide",
+]
+
+
+def write_embedding_events(model: str) -> None:
+    """A sentence-embedding model: texts over HTTP, as a BYTES tensor, in a batch file and in queues."""
+    write_model_events(model, "embed", {"embed": ({"instances": EMBED_TEXTS}, False)})
+    text_input = {"name": "text", "shape": [2, 1], "datatype": "BYTES", "data": EMBED_TEXTS[:2]}
+    write_protocol_events(model, {"id": "sample-1", "inputs": [text_input]})
+    write_sample_input(model, [*EMBED_TEXTS, "", "naïve café ✓ 日本語"])
+    pairs = [{"instances": EMBED_TEXTS[i : i + 2]} for i in range(2)]
+    write_event_source_events(model, pairs, {"instances": ["a fine text", ""]})
+
+
+FAMILY_EVENTS = {
+    "text": write_text_events,
+    "image": write_image_events,
+    "generator": write_generator_events,
+    "embedding": write_embedding_events,
+}
 
 
 def main() -> None:

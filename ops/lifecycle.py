@@ -32,6 +32,7 @@ from ops.registry_admin import RegistryAdmin, check_manifest, read_manifest_file
 SAMPLE_PROBABILITY_TOLERANCE = 1e-4
 SAMPLE_VALUE_RTOL = 1e-4
 SAMPLE_VALUE_ATOL = 1e-5
+SAMPLE_MIN_COSINE = 0.9999
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,12 +107,24 @@ def _close(a: Any, b: Any, rtol: float, atol: float) -> bool:
     return abs(float(a) - float(b)) <= atol + rtol * abs(float(b))
 
 
+def _cosine(a: list[float], b: list[float]) -> float:
+    if len(a) != len(b) or not a:
+        return 0.0
+    dot = sum(x * y for x, y in zip(a, b, strict=True))
+    norm = (sum(x * x for x in a) * sum(y * y for y in b)) ** 0.5
+    return dot / norm if norm else 0.0
+
+
 def answer_differences(stored: list[dict[str, Any]], answered: list[dict[str, Any]]) -> list[str]:
     """How the answers to the stored sample differ from the stored predictions (empty: the same)."""
     if len(stored) != len(answered):
         return [f"{len(answered)} predictions for {len(stored)} stored"]
     problems: list[str] = []
     for row, (want, got) in enumerate(zip(stored, answered, strict=True)):
+        if "embedding" in want:
+            cosine = _cosine(want["embedding"], got.get("embedding") or [])
+            if cosine < SAMPLE_MIN_COSINE:
+                problems.append(f"row {row}: embedding at cosine {cosine:.6f} to the stored one")
         if "label" in want and want.get("label") != got.get("label"):
             problems.append(f"row {row}: label {got.get('label')!r}, stored {want.get('label')!r}")
         for label, p in dict(want.get("probabilities", {})).items():

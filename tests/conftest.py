@@ -102,6 +102,31 @@ def trained_moby_gen(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
 
 @pytest.fixture(scope="session")
+def minilm_export(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """all-MiniLM-L6-v2 exported once per session by PyTorch in the export environment, with
+    sentence-transformers' vectors for 200 held-out subjects and 16 long held-out bodies."""
+    from training.models import minilm
+    from training.progress import Progress
+
+    folder = tmp_path_factory.mktemp("minilm-export")
+    options = TrainOptions(out=folder, limit=200, quiet=True)
+    return minilm.export(folder, options, Progress("minilm", quiet=True))
+
+
+@pytest.fixture(scope="session")
+def minilm_versions(minilm_export: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Both variants written from that one export: ``fp32`` and ``int8``, each through its gate."""
+    from training.models import minilm
+    from training.progress import Progress
+
+    out = tmp_path_factory.mktemp("models")
+    progress = Progress("minilm", quiet=True)
+    minilm.write_variant(minilm_export, out / "minilm_fp32", None, progress)
+    minilm.write_variant(minilm_export, out / "minilm_int8", "int8", progress)
+    return {"fp32": out / "minilm_fp32", "int8": out / "minilm_int8"}
+
+
+@pytest.fixture(scope="session")
 def spam_nb_dir(trained_spam_nb: spam_nb.Trained) -> Path:
     return trained_spam_nb.directory
 

@@ -8,6 +8,7 @@ holds; what is written is a folder ``maas publish`` can upload as a version.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import tempfile
@@ -15,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnxruntime
@@ -27,7 +28,12 @@ from maas.core.registry import MANIFEST_NAME, MODEL_FILE, sha256_file
 from training.data import PROJECT_ROOT
 from training.progress import Progress
 
+if TYPE_CHECKING:
+    from training.quantize import Quantisation
+
 PROBABILITY_TOLERANCE = 1e-4
+#: a large graph's weights, as ONNX external data next to ``model.onnx`` (memory-mapped on load)
+WEIGHTS_FILE = "model.onnx.data"
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,10 +48,12 @@ class ParityReport:
     measure: str = "probability"
     compared: str = "labels"
     details: dict[str, Any] = field(default_factory=dict)
+    #: further requirements of the gate that were not met, each said in words (a retrieval overlap)
+    unmet: tuple[str, ...] = ()
 
     @property
     def passed(self) -> bool:
-        return self.label_disagreements == 0 and self.max_abs_diff <= self.tolerance
+        return self.label_disagreements == 0 and self.max_abs_diff <= self.tolerance and not self.unmet
 
     def to_dict(self) -> dict[str, Any]:
         figures = {"max_abs_probability_diff": self.max_abs_diff} if self.measure == "probability" else {}
@@ -59,6 +67,7 @@ class ParityReport:
             "tolerance": self.tolerance,
             "passed": self.passed,
             **self.details,
+            **({"unmet": list(self.unmet)} if self.unmet else {}),
         }
 
 
@@ -140,6 +149,8 @@ class Candidate:
     #: a few request instances, stored with what this graph answered for them: an alias never
     #: moves to a version that cannot load and answer them again (``maas models promote``)
     sample: list[Any] | None = None
+    #: artifacts that hold the graph's weights (ONNX external data), dropped when quantised
+    external_data: tuple[str, ...] = ()
 
 
 SAMPLE_ROWS = 3
@@ -174,8 +185,75 @@ def code_revision() -> str:
     return f"{head}-dirty" if dirty else head
 
 
+def externalised(model: Any) -> tuple[bytes, bytes]:
+    """A ModelProto as the graph without its weights, and the weights as one external-data file
+    (``WEIGHTS_FILE``): onnxruntime memory-maps it, where inline weights are copied on load."""
+    import onnx
+
+    with tempfile.TemporaryDirectory() as folder:
+        target = Path(folder) / MODEL_FILE
+        onnx.save_model(
+            model,
+            str(target),
+            save_as_external_data=True,
+            all_tensors_to_one_file=True,
+            location=WEIGHTS_FILE,
+        )
+        return target.read_bytes(), (Path(folder) / WEIGHTS_FILE).read_bytes()
+
+
 def _file_entry(path: Path) -> dict[str, Any]:
     return {"sha256": sha256_file(path), "size": path.stat().st_size}
+
+
+def _refuse(name: str, report: ParityReport, what: str = "ONNX disagrees with the source model") -> None:
+    if report.passed:
+        return
+    differing = report.details.get("differing_rows")
+    raise ParityError(
+        f"refusing to write {name}: {what} on "
+        f"{report.label_disagreements} of {report.rows} {report.compared}, max {report.measure} "
+        f"difference {report.max_abs_diff:.3e} (tolerance {report.tolerance:.0e})"
+        + (f"; rows that differ: {differing}" if differing else "")
+        + (f"; {'; '.join(report.unmet)}" if report.unmet else "")
+    )
+
+
+def _said(progress: Progress, label: str, report: ParityReport) -> None:
+    progress(
+        f"{label}: {report.label_disagreements} of {report.rows} {report.compared} differ, "
+        f"max |Δ{report.measure}| {report.max_abs_diff:.2e} (tolerance {report.tolerance:.0e})"
+        + (f"; {'; '.join(report.unmet)}" if report.unmet else "")
+    )
+
+
+def _quantise(
+    candidate: Candidate, staging: Path, quantisation: Quantisation, fp32: ParityReport, progress: Progress
+) -> tuple[Predictor, ParityReport, dict[str, Any]]:
+    """Replace the staged fp32 graph by its quantised form, which must pass its own gate."""
+    model = staging / MODEL_FILE
+    fp32_bytes = model.stat().st_size + sum((staging / n).stat().st_size for n in candidate.external_data)
+    progress(f"quantising to {quantisation.scheme}")
+    quantised = staging / f".{quantisation.scheme}.onnx"
+    description = quantisation.quantize(model, quantised)
+    for name in candidate.external_data:  # the quantised graph holds its weights inline
+        (staging / name).unlink()
+    os.replace(quantised, model)
+    predictor = Predictor(model)
+    progress(f"quantisation gate: {quantisation.scheme} against the source model on the held-out split")
+    report = quantisation.gate(predictor)
+    _said(progress, f"{quantisation.scheme} gate", report)
+    _refuse(f"{candidate.name} ({quantisation.scheme})", report, "the quantised graph misses its gate")
+    return (
+        predictor,
+        report,
+        {
+            **description,
+            "fp32_parity": fp32.to_dict(),
+            "fp32_bytes": fp32_bytes,
+            "bytes": model.stat().st_size,
+        },
+    )
 
 
 def write_version(
@@ -183,8 +261,14 @@ def write_version(
     out_dir: Path,
     parity: Callable[[Predictor], ParityReport],
     progress: Progress,
+    quantisation: Quantisation | None = None,
 ) -> dict[str, Any]:
-    """Check parity on the exported graph and, only if it holds, write the version folder."""
+    """Check parity on the exported graph and, only if it holds, write the version folder.
+
+    With ``quantisation``, the fp32 graph that passed is quantised and the version is the
+    quantised graph, which must pass the quantisation's own gate; ``parity`` in the manifest is
+    then that gate's result, and ``quantisation`` says how, with the fp32 figures beside it.
+    """
     out_dir = out_dir.resolve()
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
@@ -195,18 +279,12 @@ def write_version(
         predictor = Predictor(staging / MODEL_FILE)
         progress("parity check: ONNX against the source model on the held-out split")
         report = parity(predictor)
-        progress(
-            f"parity: {report.label_disagreements} of {report.rows} {report.compared} differ, "
-            f"max |Δ{report.measure}| {report.max_abs_diff:.2e} (tolerance {report.tolerance:.0e})"
-        )
-        if not report.passed:
-            differing = report.details.get("differing_rows")
-            raise ParityError(
-                f"refusing to write {candidate.name}: ONNX disagrees with the source model on "
-                f"{report.label_disagreements} of {report.rows} {report.compared}, max {report.measure} "
-                f"difference {report.max_abs_diff:.3e} (tolerance {report.tolerance:.0e})"
-                + (f"; rows that differ: {differing}" if differing else "")
-            )
+        _said(progress, "parity", report)
+        _refuse(candidate.name, report)
+        quantised: dict[str, Any] | None = None
+        if quantisation is not None:
+            predictor, report, quantised = _quantise(candidate, staging, quantisation, report, progress)
+        artifacts = [name for name in candidate.artifacts if (staging / name).is_file()]
         manifest = {
             "name": candidate.name,
             "task": candidate.task,
@@ -214,7 +292,7 @@ def write_version(
             "framework": candidate.framework,
             "onnx": {"opsets": candidate.opsets, "onnxruntime": onnxruntime.__version__},
             "model": {"file": MODEL_FILE, **_file_entry(staging / MODEL_FILE)},
-            "artifacts": {name: _file_entry(staging / name) for name in candidate.artifacts},
+            "artifacts": {name: _file_entry(staging / name) for name in artifacts},
             "signature": {
                 "inputs": [spec.to_dict() for spec in predictor.inputs],
                 "outputs": [spec.to_dict() for spec in predictor.outputs],
@@ -225,6 +303,7 @@ def write_version(
             "request_schema": candidate.request_schema,
             "metrics": candidate.metrics,
             "parity": report.to_dict(),
+            **({"quantisation": quantised} if quantised is not None else {}),
             "provenance": {**candidate.provenance, "code_revision": code_revision()},
         }
         if candidate.sample:
@@ -235,7 +314,10 @@ def write_version(
         if out_dir.exists():
             shutil.rmtree(out_dir)
         staging.rename(out_dir)
-        progress(f"wrote {out_dir} ({manifest['model']['size'] / 1e6:.1f} MB model)")
+        total = manifest["model"]["size"] + sum(
+            manifest["artifacts"][n]["size"] for n in candidate.external_data if n in manifest["artifacts"]
+        )
+        progress(f"wrote {out_dir} ({total / 1e6:.1f} MB model)")
         return manifest
     finally:
         shutil.rmtree(staging, ignore_errors=True)

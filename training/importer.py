@@ -24,7 +24,7 @@ import hashlib
 import json
 import pickle
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,10 +40,13 @@ from maas.core.tasks.base import Classifier
 from training.export import Candidate, ParityReport, compare_classifier, compare_values, write_version
 from training.keras_common import without_initializer_inputs
 from training.progress import Progress
+from training.quantize import quantisation
 from training.text import classification_metrics, instances_schema, text_request_schema
 
 CLASSIFIER_TASKS = ("text-classification", "tabular-classification", "image-classification")
 ONNX_OPSET = 17
+#: a quantised classifier may move a probability this far, and flip no label of the sample
+INT8_PROBABILITY_TOLERANCE = 0.05
 ML_OPSET = 3
 # sklearn's default token pattern, written so onnxruntime's regex engine matches it on Unicode
 # (its \w is ASCII-only); C.UTF-8 because en_US is absent on these machines.
@@ -776,6 +779,7 @@ def import_model(
     framework: dict[str, Any] | None = None,
     rewrite: Callable[[onnx.ModelProto], dict[str, int]] | None = None,
     progress: Progress | None = None,
+    quantize: str | None = None,
 ) -> dict[str, Any]:
     """Export ``model`` (an object or a file path) to ONNX, check parity on ``X``, write ``out``.
 
@@ -784,6 +788,9 @@ def import_model(
     details, a graph ``rewrite`` (returning what it rewrote, recorded in the framework) and the
     name of a Keras model's input (``input_name``). Returns the written manifest. Raises
     ``TrainingError`` (``ParityError`` for the gate) with a one-line reason for anything it refuses.
+
+    ``quantize`` (``int8``) writes the quantised graph instead, if the task has a quantisation
+    gate: a classifier's may flip no label of the sample and move no probability more than 0.05.
     """
     check_model_name(name)
     if task is not None and task not in TASKS:
@@ -845,4 +852,11 @@ def import_model(
         features=imported.features,
         sample=imported.instances,
     )
-    return write_version(candidate, Path(out), _parity(imported, manifest), progress)
+    parity = _parity(imported, manifest)
+    gate = None
+    if imported.task in CLASSIFIER_TASKS:
+
+        def gate(predictor: Predictor) -> ParityReport:
+            return replace(parity(predictor), tolerance=INT8_PROBABILITY_TOLERANCE)
+
+    return write_version(candidate, Path(out), parity, progress, quantisation(quantize, gate))

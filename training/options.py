@@ -15,3 +15,5 @@ class TrainOptions:
     dataset: str | None = None
     limit: int | None = None
     quiet: bool = False
+    #: ``--quantize int8``: write the quantised variant, behind its own gate (``training.quantize``)
+    quantize: str | None = None

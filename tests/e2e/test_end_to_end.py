@@ -93,10 +93,14 @@ def test_make_demo_trains_publishes_promotes_and_prints_predictions(tmp_path: Pa
         text=True,
         cwd=PROJECT_ROOT,
         env=env,
-        timeout=600,
+        timeout=900,
     )
     assert result.returncode == 0, result.stderr
     out = result.stdout
+    # the transformers: an embedding request and a spam_minilm prediction
+    assert "POST /models/minilm/embed -> 200, answered by minilm version 1" in out
+    assert "[384 floats]" in out and "truncated: 0" in out
+    assert "POST /models/spam_minilm/predict -> 200, answered by spam_minilm version 1" in out
     assert "moto server (local S3) on http://127.0.0.1:" in out
     assert "published spam_nb version 1" in out and "alias production -> version 1" in out
     assert "POST /models/spam_nb/predict -> 200, answered by spam_nb version 1" in out

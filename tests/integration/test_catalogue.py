@@ -20,9 +20,9 @@ from training.data import PROJECT_ROOT
 MODELS = catalogue.load()
 # What SAM makes of one catalogue model (infra/model.yaml): the 14 declared resources, plus a
 # version, the alias `live`, a CodeDeploy deployment group, an event invoke config, an SQS event
-# source mapping, 19 invoke permissions (9 routes x 2 APIs, and the S3 notification), and the
+# source mapping, 21 invoke permissions (10 routes x 2 APIs, and the S3 notification), and the
 # batch state machine's EventBridge rule with the role that lets it start executions.
-RESOURCES_PER_MODEL = 40
+RESOURCES_PER_MODEL = 42
 DECLARED_PER_MODEL = {
     "Function",
     "Role",
@@ -61,9 +61,28 @@ def test_the_hand_edited_sources_stay_small() -> None:
 
 
 def test_the_catalogue_keeps_the_models_and_their_settings() -> None:
-    assert MODELS.names == ("spam_nb", "spam_lstm", "digits_cnn", "spam_mlp", "moby_gen")
+    assert MODELS.names == (
+        "spam_nb",
+        "spam_lstm",
+        "digits_cnn",
+        "spam_mlp",
+        "moby_gen",
+        "minilm",
+        "spam_minilm",
+    )
     assert {m.name: m.logical_id for m in MODELS}["digits_cnn"] == "DigitsCnn"
-    assert all((m.memory_mb, m.timeout_s, m.batch_chunk_rows) == (1024, 300, 256) for m in MODELS)
+    small = [m for m in MODELS if m.name not in {"minilm", "spam_minilm"}]
+    assert all((m.memory_mb, m.timeout_s, m.batch_chunk_rows) == (1024, 300, 256) for m in small)
+    assert all(m.ephemeral_storage_mb == 512 for m in small)
+    # the transformers: one full vCPU, and /tmp for a 90 MB version beside the one it replaces
+    for name in ("minilm", "spam_minilm"):
+        assert (MODELS[name].memory_mb, MODELS[name].ephemeral_storage_mb, MODELS[name].timeout_s) == (
+            1769,
+            1024,
+            300,
+        )
+    assert MODELS["minilm"].family == "embedding" and MODELS["minilm"].verb == "embed"
+    assert MODELS["minilm"].labels == () and MODELS["spam_minilm"].labels == ("ham", "spam")
     assert MODELS["digits_cnn"].labels == tuple("0123456789") and MODELS["moby_gen"].labels == ()
     assert MODELS["moby_gen"].family == "generator" and MODELS["moby_gen"].verb == "generate"
     assert set(events.FAMILY_EVENTS) == set(catalogue.FAMILIES)
@@ -192,10 +211,10 @@ def test_one_catalogue_entry_gives_a_new_model_everything(tmp_path: Path) -> Non
     assert spec.environment["MODEL_VERSION"] == Intrinsic("Ref", "WineLrModelVersion")
     routes = {(r.method, r.path) for r in spec.routes}
     assert {("POST", "/models/wine_lr/predict"), ("GET", "/v2/models/wine_lr/ready")} <= routes
-    assert len(routes) == 9
+    assert len(routes) == 10  # predict, generate, embed, describe and the six protocol routes
     events_ = resources["WineLrFunction"]["Properties"]["Events"]
     http = [e["Properties"] for e in events_.values() if e["Type"] == "HttpApi"]
-    assert sorted(str(p["ApiId"].value) for p in http) == ["HttpApi"] * 9 + ["JwtHttpApi"] * 9
+    assert sorted(str(p["ApiId"].value) for p in http) == ["HttpApi"] * 10 + ["JwtHttpApi"] * 10
     assert {e["Type"] for e in events_.values()} == {"HttpApi", "S3", "SQS"}
     assert resources["WineLrFunction"]["Properties"]["ReservedConcurrentExecutions"] == 5
     assert resources["WineLrQueue"]["Properties"]["VisibilityTimeout"] == 1800

@@ -96,10 +96,11 @@ def test_each_catalogue_model_has_its_function_with_both_verbs_and_the_catalogue
     everything = resources()
     for model in MODELS:
         spec = specs[model.name]
-        # both plain verbs: the served version's task decides which one answers
+        # every plain verb: the served version's task decides which one answers
         assert {(r.method, r.path) for r in spec.routes} == {
             ("POST", f"/models/{model.name}/predict"),
             ("POST", f"/models/{model.name}/generate"),
+            ("POST", f"/models/{model.name}/embed"),
             ("GET", f"/models/{model.name}"),
         } | protocol_routes(model.name)
         assert spec.logical_id == f"{model.logical_id}Function"
@@ -122,6 +123,7 @@ def test_the_multi_model_function_serves_any_model_over_http_only() -> None:
         ("GET", model),
         ("POST", f"{model}/predict"),
         ("POST", f"{model}/generate"),
+        ("POST", f"{model}/embed"),
     } | {
         ("GET", version),
         ("GET", f"{version}/ready"),

@@ -68,6 +68,14 @@ def classifier(served: ServedModel) -> Classifier:
     return served.task
 
 
+def for_verb(served: ServedModel, verb: str) -> Classifier:
+    """The version's batch task, if its plain route is ``verb`` (``predict`` or ``embed``); else a
+    400 that names the route it takes."""
+    if not isinstance(served.task, Classifier) or served.task.verb != verb:
+        raise _wrong_verb(served, "predict" if verb == "predict" else "embed text")
+    return served.task
+
+
 def generator(served: ServedModel) -> Generator:
     """The version's task, if it generates text; else a 400 that names the verb it takes."""
     if not isinstance(served.task, Generator):
@@ -109,7 +117,7 @@ def run_outputs(
     """Run the session for the named graph outputs (a tensor client's answer), timed."""
     classifier(served)
     started = time.perf_counter()
-    results = served.task.predictor.run(feeds, outputs)
+    results = served.task.run_outputs(feeds, list(outputs))
     return results, (time.perf_counter() - started) * 1000.0
 
 

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from maas.core.download import PART_BYTES, Downloaded, ranged_download, streamed_download
 from maas.core.errors import Conflict, ModelUnavailable, NotFound, RegistryError, shown
 from maas.core.settings import Settings
 from maas.core.signing import ManifestVerifier
@@ -399,17 +400,20 @@ class ModelRegistry:
                 raise NotFound(f"s3://{self.bucket}/{key} does not exist", code="object_missing") from error
             raise RegistryError(f"cannot read s3://{self.bucket}/{key}: {error}") from error
 
-    def download(self, name: str, version: int, filename: str, destination: Path) -> str | None:
-        """Stream the current object to ``destination``; returns its S3 version id."""
+    def download(
+        self, name: str, version: int, filename: str, destination: Path, *, part_bytes: int = PART_BYTES
+    ) -> Downloaded:
+        """The current object to ``destination``, hashed as it streams: one GET on the serving
+        reader up to ``part_bytes``, parallel ranged GETs beyond."""
         key = self.object_key(name, version, filename)
         try:
             response = self.reads.get_object(Bucket=self.bucket, Key=key)
-            with destination.open("wb") as handle:
-                for chunk in response["Body"].iter_chunks(1 << 20):
-                    handle.write(chunk)
+            if int(response.get("ContentLength") or 0) <= part_bytes:
+                return streamed_download(response, destination)
+            # a large file: parallel ranged GETs through s3transfer (which needs the SDK client)
+            response["Body"].close()
+            return ranged_download(self.s3, self.bucket, key, destination, part_bytes=part_bytes)
         except ClientError as error:
             if _is_missing(error):
                 raise NotFound(f"s3://{self.bucket}/{key} does not exist", code="object_missing") from error
             raise RegistryError(f"cannot download s3://{self.bucket}/{key}: {error}") from error
-        version_id: str | None = response.get("VersionId")
-        return version_id

@@ -113,6 +113,7 @@ class S3Reader:
         size: Any = int(length) if length is not None else None  # None: no length to check
         return {
             "Body": StreamingBody(response.raw, size),
+            "ContentLength": size,
             "ETag": headers.get("etag"),
             "VersionId": headers.get("x-amz-version-id"),
         }

@@ -219,6 +219,10 @@ class ModelService:
             )
             self._loaded.put(key, served, local.size_bytes, protected=self._referenced())
             self._load_times.append(served.load_ms)
+            logger.info(
+                "version loaded",
+                extra={"model": name, "version": version, "load_ms": round(served.load_ms, 1)},
+            )
             return served
 
     def _confirm_active(self, name: str, version: int, *, by_number: bool = False) -> None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from maas.core.download import PART_BYTES
 from maas.core.errors import IntegrityError
 from maas.core.manifest import Manifest, ManifestError
 from maas.core.observability import logger
@@ -78,6 +79,8 @@ def _check_version_id(
 class ModelStore:
     registry: ModelRegistry
     cache_dir: Path
+    #: the size of each ranged GET of a large file (``maas.core.download``)
+    part_bytes: int = PART_BYTES
     _verified: dict[tuple[str, int], LocalVersion] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -133,8 +136,20 @@ class ModelStore:
             _check_version_id(name, version, filename, current, recorded)
             return
         partial = directory / f".{filename}.part"
-        version_id = self.registry.download(name, version, filename, partial)
-        actual = sha256_file(partial)
+        downloaded = self.registry.download(name, version, filename, partial, part_bytes=self.part_bytes)
+        actual, version_id = downloaded.sha256, downloaded.version_id
+        logger.info(
+            "downloaded",
+            extra={
+                "model": name,
+                "version": version,
+                "file": filename,
+                "bytes": downloaded.size,
+                "seconds": round(downloaded.seconds, 3),
+                "mb_per_s": round(downloaded.mb_per_s, 1),
+                "parts": downloaded.parts,
+            },
+        )
         try:
             if actual != sha256:
                 raise IntegrityError(

@@ -1,9 +1,10 @@
 """The plain JSON routes of a model function, as a Powertools ``Router``.
 
 ``POST /models/{m}/predict`` (``{"instances": [...]}``), ``POST /models/{m}/generate`` (a prompt
-and decoding settings) and ``GET /models/{m}``. Both verbs are declared for every model: the
-served version's task decides which one answers (``maas.core.pipeline``), and the other is a 400
-that names the verb the model takes. The routes are thin: the pipeline does the work.
+and decoding settings), ``POST /models/{m}/embed`` (``{"instances": ["text", ...]}``; the answer
+counts the texts cut at the model's maximum length) and ``GET /models/{m}``. Every verb is declared
+for every model: the served version's task decides which one answers (``maas.core.pipeline``),
+and the others are a 400 that names the verb the model takes. The routes are thin: the pipeline does the work.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ def plain_router(runtime: ModelRuntime, *, documented: bool = False) -> Router:
         body = read_json_object(router.current_event, settings.max_body_bytes)
         instances = check_instances(body.get("instances"), settings.max_batch)
         served = runtime.service.current(name)
+        pipeline.for_verb(served, "predict")
         scored = pipeline.predict(served, instances)
         record_prediction(
             served.name, served.version, len(instances), scored.latency_ms, labels=scored.labels
@@ -53,6 +55,28 @@ def plain_router(runtime: ModelRuntime, *, documented: bool = False) -> Router:
             "model_name": served.name,
             "model_version": str(served.version),
             "predictions": scored.predictions,
+        }
+
+    @router.post(
+        "/models/<model>/embed",
+        summary='Embed: {"instances": ["text", ...]}',
+        tags=PLAIN,
+        **errors(400, 404, 413, 503),
+    )
+    def embed(model: str) -> dict[str, Any]:
+        name = runtime.model_for(model)
+        settings = runtime.settings
+        body = read_json_object(router.current_event, settings.max_body_bytes)
+        instances = check_instances(body.get("instances"), settings.max_batch)
+        served = runtime.service.current(name)
+        pipeline.for_verb(served, "embed")
+        scored = pipeline.predict(served, instances)
+        record_prediction(served.name, served.version, len(instances), scored.latency_ms)
+        return {
+            "model_name": served.name,
+            "model_version": str(served.version),
+            "embeddings": [p["embedding"] for p in scored.predictions],
+            "truncated": sum(1 for p in scored.predictions if p["truncated"]),
         }
 
     @router.post(

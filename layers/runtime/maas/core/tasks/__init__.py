@@ -26,6 +26,8 @@ TASKS: dict[str, str] = {
     "tabular-classification": "maas.core.tasks.tabular:TabularClassifier",
     "regression": "maas.core.tasks.tabular:Regressor",
     "tensors": "maas.core.tasks.tensors:RawTensors",
+    "text-embedding": "maas.core.tasks.transformer:TextEmbedder",
+    "transformer-classification": "maas.core.tasks.transformer:TransformerClassifier",
 }
 
 

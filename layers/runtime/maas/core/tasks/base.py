@@ -59,6 +59,10 @@ class ServedTask:
         """What a tensor client gets back: the graph's own outputs, unless the task answers otherwise."""
         return list(self.predictor.outputs)
 
+    def run_outputs(self, feeds: Feeds, outputs: list[str]) -> dict[str, np.ndarray]:
+        """The named ``request_outputs`` for checked feeds (a tensor client's answer)."""
+        return self.predictor.run(feeds, outputs)
+
 
 class Classifier(ServedTask):
     """Instances in, one prediction each out: ``prepare`` validates and builds feeds, ``predict``
@@ -121,7 +125,7 @@ class Generator(ServedTask):
         """The continuations of the prompt, one per requested sequence."""
 
 
-def check_texts(instances: list[Any], field: str = "instances") -> list[str]:
+def check_texts(instances: list[Any], field: str = "instances", purpose: str = "classify") -> list[str]:
     """Every instance a non-empty string, or a 400 naming the first one that is not."""
     for index, text in enumerate(instances):
         where = f"{field}[{index}]"
@@ -131,7 +135,7 @@ def check_texts(instances: list[Any], field: str = "instances") -> list[str]:
             )
         if not text.strip():
             raise RequestError(
-                f"{where} is empty: there is no text to classify", code="empty_text", field=where
+                f"{where} is empty: there is no text to {purpose}", code="empty_text", field=where
             )
         if not is_unicode(text):
             raise RequestError(

@@ -1,0 +1,55 @@
+"""Warm throughput of one MiniLM side, one thread: batch 1 and batch 32, median ms a batch.
+
+``python benchmarks/minilm_throughput.py onnx VERSION_DIR TEXTS`` (the project's Python: the
+layer's task on the version folder) or ``... st MODEL_DIR TEXTS`` (the export environment's:
+sentence-transformers on PyTorch). Prints one JSON line.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROUNDS = {1: 40, 32: 8}
+
+
+def embedder(kind: str, folder: Path) -> Callable[[list[str]], Any]:
+    if kind == "st":
+        import torch
+        from sentence_transformers import SentenceTransformer
+
+        torch.set_num_threads(1)
+        model = SentenceTransformer(str(folder), device="cpu")
+        return lambda texts: model.encode(texts, batch_size=32, normalize_embeddings=True)
+    from maas.core.predictor import Predictor
+    from maas.core.tasks.transformer import TextEmbedder
+
+    manifest = json.loads((folder / "manifest.json").read_text())
+    task = TextEmbedder(Predictor(folder / "model.onnx", threads=1), manifest, folder)
+    return lambda texts: task.embed(task.prepare(texts))
+
+
+def main() -> None:
+    kind, folder, texts_file = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
+    texts = json.loads(texts_file.read_text())[:32]
+    embed = embedder(kind, folder)
+    embed(texts)  # warm
+    figures = {}
+    for batch, rounds in ROUNDS.items():
+        times = []
+        for i in range(rounds):
+            chunk = texts[:batch] if batch > 1 else [texts[i % len(texts)]]
+            started = time.perf_counter()
+            embed(chunk)
+            times.append((time.perf_counter() - started) * 1000.0)
+        figures[f"batch{batch}_ms"] = statistics.median(times)
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()

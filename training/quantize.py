@@ -35,8 +35,16 @@ def int8_weights(source: Path, target: Path) -> dict[str, Any]:
     """Every MatMul weight in symmetric 8-bit blocks (int8 compute), then Gather tables in int8."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
+    # that module calls logging.basicConfig(level=INFO) when imported: undone, or every library's
+    # INFO lines (botocore's endpoint lookups...) print from then on
+    for handler in root.handlers[len(handlers) :]:
+        root.removeHandler(handler)
+    root.setLevel(level)
     quiet = logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer")
     quiet.setLevel(logging.WARNING)
     quantizer = MatMulNBitsQuantizer(
@@ -45,8 +53,6 @@ def int8_weights(source: Path, target: Path) -> dict[str, Any]:
     quantizer.process()
     blocks = target.with_name(f".{target.name}.blocks")
     quantizer.model.save_model_to_file(str(blocks), False)
-    root = logging.getLogger()
-    level = root.level
     root.setLevel(logging.ERROR)  # quantize_dynamic's "consider pre-processing" warning
     try:
         quantize_dynamic(

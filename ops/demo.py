@@ -99,10 +99,10 @@ def _show_response(event: dict[str, Any], response: dict[str, Any]) -> None:
         )
     elif "model_version" in body:
         metrics = body.get("metrics", {})
+        figures = ", ".join(f"{k} {metrics[k]}" for k in ("accuracy", "f1", "perplexity") if k in metrics)
         _say(
-            f"{route} -> {status}: {body['model_name']} version {body['model_version']}, labels {body['labels']}, "
-            "held-out "
-            + ", ".join(f"{k} {metrics[k]}" for k in ("accuracy", "f1", "perplexity") if k in metrics)
+            f"{route} -> {status}: {body['model_name']} version {body['model_version']}, labels {body['labels']}"
+            + (f", held-out {figures}" if figures else "")
         )
     else:
         _say(f"{route} -> {status}: {body}")

@@ -31,17 +31,22 @@ from typing import Any
 from maas.core.errors import JobIncomplete, RequestError, UnreadableInput
 from maas.core.observability import logger, record_batch_file
 from maas.core.runtime import ModelRuntime
-from maas.events.s3 import INPUTS, LARGE, OUTPUTS, FileResult, InputObject, chunks, put_json, score_chunk
+from maas.events.s3 import (
+    INPUTS,
+    LARGE,
+    OUTPUTS,
+    FileResult,
+    InputObject,
+    chunks,
+    mapping,
+    put_json,
+    score_chunk,
+)
 from maas.events.streams import Row, RowError, count_rows, input_format, item_row, read_rows
 from maas.events.writer import ObjectWriter
 
 HEADER_BYTES = 2 * 1024 * 1024  # enough for a CSV header and its first row
 READERS = 8  # summaries read at once by the final step
-
-
-def _mapping(parent: Any, key: str) -> dict[str, Any]:
-    value = parent.get(key) if isinstance(parent, dict) else None
-    return value if isinstance(value, dict) else {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,9 +101,9 @@ def _own(runtime: ModelRuntime, job: Job) -> None:
 def start_job(event: dict[str, Any], runtime: ModelRuntime) -> dict[str, Any]:
     """Check the object and resolve the alias once: the returned version is the whole job's."""
     model = runtime.model_name
-    detail = _mapping(event.get("event"), "detail")
-    bucket = str(_mapping(detail, "bucket").get("name", ""))
-    obj = _mapping(detail, "object")
+    detail = mapping(event.get("event"), "detail")
+    bucket = str(mapping(detail, "bucket").get("name", ""))
+    obj = mapping(detail, "object")
     key = str(obj.get("key", ""))
     prefix = f"{INPUTS}/{model}/{LARGE}/"
     if bucket != runtime.data_bucket or not key.startswith(prefix) or key.endswith("/"):

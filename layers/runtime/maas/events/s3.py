@@ -39,7 +39,8 @@ LARGE = "large"  # inputs/<model>/large/: a Step Functions batch job (events/dis
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
-def _mapping(parent: Any, key: str) -> dict[str, Any]:
+def mapping(parent: Any, key: str) -> dict[str, Any]:
+    """``parent[key]`` if both are objects, else ``{}``: event fields read without a KeyError."""
     value = parent.get(key) if isinstance(parent, dict) else None
     return value if isinstance(value, dict) else {}
 
@@ -56,10 +57,10 @@ class InputObject:
     @classmethod
     def from_record(cls, record: Any) -> InputObject:
         """Read defensively: a record of another shape names no object (bucket and key empty)."""
-        s3 = _mapping(record, "s3")
-        obj = _mapping(s3, "object")
+        s3 = mapping(record, "s3")
+        obj = mapping(s3, "object")
         return cls(
-            bucket=str(_mapping(s3, "bucket").get("name", "")),
+            bucket=str(mapping(s3, "bucket").get("name", "")),
             key=unquote_plus(str(obj.get("key", ""))),  # event keys are URL-encoded
             version_id=obj.get("versionId") or None,
             etag=(str(obj["eTag"]).strip('"') if obj.get("eTag") else None),

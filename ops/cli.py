@@ -603,10 +603,18 @@ HANDLER_COMMANDS = frozenset({"invoke", "serve"})
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command not in HANDLER_COMMANDS:
-        from maas.core.observability import logger
+    from maas.core.observability import logger
 
+    level = logger.log_level
+    if args.command not in HANDLER_COMMANDS:
         logger.setLevel("WARNING")
+    try:
+        return _run(args)
+    finally:
+        logger.setLevel(level)  # main() called in-process (tests, notebooks) leaves no trace
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return int(args.func(args))
     except MaasError as error:

@@ -17,6 +17,7 @@ from maas.core import pipeline
 from maas.core.decode import check_instances
 from maas.core.observability import record_generation, record_metadata_request, record_prediction
 from maas.core.runtime import ModelRuntime
+from maas.core.service import ServedModel
 from maas.http.resolver import read_json_object
 
 PLAIN = ["Plain JSON"]
@@ -34,6 +35,16 @@ def plain_router(runtime: ModelRuntime, *, documented: bool = False) -> Router:
 
         return {"responses": error_responses(*statuses, model=PlainError)}
 
+    def scored(model: str, verb: str) -> tuple[ServedModel, pipeline.Scored]:
+        """The request's instances run by the served version, whose task must take ``verb``."""
+        name = runtime.model_for(model)
+        settings = runtime.settings
+        body = read_json_object(router.current_event, settings.max_body_bytes)
+        instances = check_instances(body.get("instances"), settings.max_batch)
+        served = runtime.service.current(name)
+        pipeline.for_verb(served, verb)
+        return served, pipeline.predict(served, instances)
+
     @router.post(
         "/models/<model>/predict",
         summary='Predict: {"instances": [...]}',
@@ -41,20 +52,14 @@ def plain_router(runtime: ModelRuntime, *, documented: bool = False) -> Router:
         **errors(400, 404, 413, 503),
     )
     def predict(model: str) -> dict[str, Any]:
-        name = runtime.model_for(model)
-        settings = runtime.settings
-        body = read_json_object(router.current_event, settings.max_body_bytes)
-        instances = check_instances(body.get("instances"), settings.max_batch)
-        served = runtime.service.current(name)
-        pipeline.for_verb(served, "predict")
-        scored = pipeline.predict(served, instances)
+        served, result = scored(model, "predict")
         record_prediction(
-            served.name, served.version, len(instances), scored.latency_ms, labels=scored.labels
+            served.name, served.version, len(result.predictions), result.latency_ms, labels=result.labels
         )
         return {
             "model_name": served.name,
             "model_version": str(served.version),
-            "predictions": scored.predictions,
+            "predictions": result.predictions,
         }
 
     @router.post(
@@ -64,19 +69,13 @@ def plain_router(runtime: ModelRuntime, *, documented: bool = False) -> Router:
         **errors(400, 404, 413, 503),
     )
     def embed(model: str) -> dict[str, Any]:
-        name = runtime.model_for(model)
-        settings = runtime.settings
-        body = read_json_object(router.current_event, settings.max_body_bytes)
-        instances = check_instances(body.get("instances"), settings.max_batch)
-        served = runtime.service.current(name)
-        pipeline.for_verb(served, "embed")
-        scored = pipeline.predict(served, instances)
-        record_prediction(served.name, served.version, len(instances), scored.latency_ms)
+        served, result = scored(model, "embed")
+        record_prediction(served.name, served.version, len(result.predictions), result.latency_ms)
         return {
             "model_name": served.name,
             "model_version": str(served.version),
-            "embeddings": [p["embedding"] for p in scored.predictions],
-            "truncated": sum(1 for p in scored.predictions if p["truncated"]),
+            "embeddings": [p["embedding"] for p in result.predictions],
+            "truncated": sum(1 for p in result.predictions if p["truncated"]),
         }
 
     @router.post(

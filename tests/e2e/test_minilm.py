@@ -37,6 +37,9 @@ def test_fp32_and_int8_pass_their_gates_and_the_manifests_say_so(minilm_versions
     assert int8["parity"]["passed"] and int8["parity"]["min_cosine"] >= 0.99
     assert int8["parity"]["top5_overlap"] >= 0.9
     assert int8["quantisation"]["scheme"] == "int8"
+    # SmoothQuant, then int8 kernels for nearly every MatMul: at most 8 of 36 kept fp32 by the gate
+    assert int8["quantisation"]["method"].startswith("SmoothQuant")
+    assert int8["quantisation"]["matmuls_int8"] >= 28 and int8["quantisation"]["attempts"][-1]["passed"]
     assert int8["quantisation"]["fp32_parity"]["min_cosine"] >= 0.9999
     # fp32 weights are external data (memory-mapped); int8 holds them inline, at about a quarter
     assert set(fp32["artifacts"]) == {"tokenizer.json", "model.onnx.data"}
@@ -100,6 +103,23 @@ def test_tokeniser_edges_empty_is_a_400_long_is_truncated_and_counted_unicode_wo
     status, body = body_of_predict(minilm_function)
     assert status == 400 and body["error"]["code"] == "wrong_route"
     assert "/models/minilm/embed" in body["error"]["message"]
+
+
+def test_a_batch_of_mixed_lengths_answers_each_text_as_it_is_answered_alone(
+    minilm_function: FunctionUnderTest,
+) -> None:
+    """The batch runs in length groups (the long text apart): each row is the text's own answer."""
+    texts = [
+        "hi",
+        "ok thanks",
+        "naïve café",
+        "a longer subject line about the meeting on Friday",
+        "word " * 300,
+    ]
+    status, body = embed(minilm_function, texts)
+    assert status == 200 and body["truncated"] == 1
+    alone = [embed(minilm_function, [text])[1]["embeddings"][0] for text in texts]
+    assert np.allclose(body["embeddings"], alone, atol=1e-5)
 
 
 def body_of_predict(function: FunctionUnderTest) -> tuple[int, dict[str, Any]]:

@@ -235,13 +235,13 @@ def _quantise(
     fp32_bytes = model.stat().st_size + sum((staging / n).stat().st_size for n in candidate.external_data)
     progress(f"quantising to {quantisation.scheme}")
     quantised = staging / f".{quantisation.scheme}.onnx"
-    description = quantisation.quantize(model, quantised)
+    progress(f"quantisation gate: {quantisation.scheme} against the source model on the held-out split")
+    result = quantisation.apply(model, quantised)
+    description, report = result.description, result.report
     for name in candidate.external_data:  # the quantised graph holds its weights inline
         (staging / name).unlink()
     os.replace(quantised, model)
     predictor = Predictor(model)
-    progress(f"quantisation gate: {quantisation.scheme} against the source model on the held-out split")
-    report = quantisation.gate(predictor)
     _said(progress, f"{quantisation.scheme} gate", report)
     _refuse(f"{candidate.name} ({quantisation.scheme})", report, "the quantised graph misses its gate")
     return (

@@ -49,7 +49,7 @@ from training.export import (
 from training.importer import INT8_PROBABILITY_TOLERANCE
 from training.progress import Progress
 from training.quantize import quantisation
-from training.text import text_request_schema
+from training.text import text_request_schema, token_feeds
 
 FOLDER_FILES = ("model.onnx", "tokenizer.json", "config.json")
 TOKENIZER = "tokenizer.json"
@@ -238,5 +238,7 @@ def import_transformer(
         external_data=(WEIGHTS_FILE,),
         sample=texts[:3],
     )
-    int8 = quantisation(quantize, gate(INT8_MIN_COSINE, retrieval, INT8_PROBABILITY_TOLERANCE))
+    # the sample is all an import has: int8's smoothing calibrates on it, and its gate checks it
+    calibration = token_feeds(folder / TOKENIZER, length, texts) if quantize else []
+    int8 = quantisation(quantize, gate(INT8_MIN_COSINE, retrieval, INT8_PROBABILITY_TOLERANCE), calibration)
     return write_version(candidate, out, gate(FP32_MIN_COSINE, None, 1e-4), progress, int8)

@@ -1,10 +1,12 @@
-"""What text classifiers share: metrics on the held-out split and the request schema."""
+"""What text models share: metrics on the held-out split, the request schema, tokenised feeds."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 from sklearn.metrics import accuracy_score, precision_recall_fscore_support
 
 
@@ -45,3 +47,18 @@ def instances_schema(items: dict[str, Any], max_batch: int = 256) -> dict[str, A
 def text_request_schema(max_batch: int = 256) -> dict[str, Any]:
     """The request schema of a raw-text model."""
     return instances_schema({"type": "string", "minLength": 1}, max_batch)
+
+
+def token_feeds(
+    tokenizer: Path, max_length: int, texts: Sequence[str], batch: int = 32
+) -> list[dict[str, np.ndarray]]:
+    """``texts`` tokenised as the layer tokenises them, a transformer graph's feeds per batch (the
+    calibration rows of a quantisation)."""
+    from maas.core.tasks.subwords import ID_INPUTS, SubwordTokenizer
+
+    encoder = SubwordTokenizer(tokenizer, max_length)
+    dtypes = dict.fromkeys(ID_INPUTS, "int64")
+    return [
+        encoder.encode(list(texts[start : start + batch])).feeds(list(ID_INPUTS), dtypes)
+        for start in range(0, len(texts), batch)
+    ]

@@ -38,7 +38,7 @@ from training.export import WEIGHTS_FILE, Candidate, ParityReport, externalised,
 from training.options import TrainOptions
 from training.progress import Progress
 from training.quantize import quantisation
-from training.text import text_request_schema
+from training.text import text_request_schema, token_feeds
 from training.transformers.environment import run_export
 
 NAME = "minilm"
@@ -46,6 +46,7 @@ QUANTIZABLE = True
 TOKENIZER_FILE = "tokenizer.json"
 MAX_LENGTH = 256  # sentence-transformers' max_seq_length for this model
 SUBJECTS = 400  # held-out subjects: the first QUERIES search the rest (the retrieval set)
+CALIBRATION_SUBJECTS = 256  # training subjects int8's smoothing is calibrated on
 LONG_TEXTS = 16  # held-out bodies of more than MAX_LENGTH tokens: truncation is checked too
 BATCH = 64
 IO = {"tokenizer": TOKENIZER_FILE, "max_length": MAX_LENGTH, "embedding_output": "embeddings"}
@@ -71,6 +72,8 @@ class Exported:
     reference: np.ndarray
     summary: dict[str, Any]
     provenance: dict[str, Any]
+    #: training-split texts, int8's calibration rows
+    calibration: list[str]
 
     @property
     def tokenizer(self) -> bytes:
@@ -81,22 +84,37 @@ def held_out_texts(options: TrainOptions) -> tuple[list[str], dict[str, Any]]:
     """Distinct subjects of the held-out split, then a few long held-out bodies (truncated)."""
     path = options.data or SPAMASSASSIN
     split = split_by_id(load_spamassassin(path), seed=options.seed)
-    subjects: list[str] = []
-    for example in split.test:
-        subject = example.text.split("\n", 1)[0].strip()
-        if subject and subject not in subjects:
-            subjects.append(subject)
-    long = [e.text for e in split.test if len(e.text) > 3000][:LONG_TEXTS]
-    count = min(options.limit or SUBJECTS, SUBJECTS)
-    texts = [*subjects[:count], *long]
+    subjects = _subjects(split.test)
+    chosen = subjects[: min(options.limit or SUBJECTS, SUBJECTS)]
+    texts = [*chosen, *_long_bodies(split.test)]
     provenance = {
         "dataset": "spamassassin",
         "data_file": path.name,
         "data_sha256": file_sha256(path),
         "split": split.description,
-        "parity_texts": {"subjects": len(texts) - len(long), "long_bodies": len(long)},
+        "parity_texts": {"subjects": len(chosen), "long_bodies": len(texts) - len(chosen)},
     }
     return texts, provenance
+
+
+def _subjects(examples: Any) -> list[str]:
+    subjects: list[str] = []
+    for example in examples:
+        subject = example.text.split("\n", 1)[0].strip()
+        if subject and subject not in subjects:
+            subjects.append(subject)
+    return subjects
+
+
+def _long_bodies(examples: Any) -> list[str]:
+    return [e.text for e in examples if len(e.text) > 3000][:LONG_TEXTS]
+
+
+def calibration_texts(options: TrainOptions) -> list[str]:
+    """Subjects and long bodies of the training split: what int8's SmoothQuant calibrates on (the
+    held-out texts stay the gate's)."""
+    split = split_by_id(load_spamassassin(options.data or SPAMASSASSIN), seed=options.seed)
+    return [*_subjects(split.train)[:CALIBRATION_SUBJECTS], *_long_bodies(split.train)]
 
 
 def export(workdir: Path, options: TrainOptions, progress: Progress) -> Exported:
@@ -111,7 +129,7 @@ def export(workdir: Path, options: TrainOptions, progress: Progress) -> Exported
     reference = np.load(workdir / "reference.npy")
     # next to model.onnx, where the layer's task looks for it
     shutil.copyfile(Path(summary["model_dir"]) / TOKENIZER_FILE, workdir / TOKENIZER_FILE)
-    return Exported(workdir, texts, reference, summary, provenance)
+    return Exported(workdir, texts, reference, summary, provenance, calibration_texts(options))
 
 
 def served_embeddings(predictor: Predictor, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -178,7 +196,8 @@ def write_variant(
         sample=exported.texts[:1],
     )
     fp32_gate = gate(exported, FP32_MIN_COSINE, None)
-    int8 = quantisation(quantize, gate(exported, INT8_MIN_COSINE, INT8_MIN_OVERLAP))
+    calibration = token_feeds(exported.directory / TOKENIZER_FILE, MAX_LENGTH, exported.calibration)
+    int8 = quantisation(quantize, gate(exported, INT8_MIN_COSINE, INT8_MIN_OVERLAP), calibration)
 
     def checked(predictor: Predictor) -> ParityReport:
         candidate.metrics.update(sanity(predictor))

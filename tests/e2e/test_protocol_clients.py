@@ -29,7 +29,7 @@ from ops.openapi import OPENAPI_PATH
 from tests.conftest import load_event
 from tests.e2e.conftest import Served
 
-FUZZ_EXAMPLES = 25
+FUZZ_EXAMPLES = 15
 # What "matches the document" means here: never a 5xx, a documented status, content type and body.
 # (Not schemathesis' positive-data check: a schema-valid tensor can still disagree with the model.)
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]

@@ -1,11 +1,13 @@
-"""What text classifiers share: metrics on the held-out split and the request schema."""
+"""What text models share: metrics on the held-out split and the request schemas."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sklearn.metrics import accuracy_score, precision_recall_fscore_support
+
+from maas.core.tasks.generation import LIMITS
 
 
 def classification_metrics(
@@ -45,3 +47,31 @@ def instances_schema(items: dict[str, Any], max_batch: int = 256) -> dict[str, A
 def text_request_schema(max_batch: int = 256) -> dict[str, Any]:
     """The request schema of a raw-text model."""
     return instances_schema({"type": "string", "minLength": 1}, max_batch)
+
+
+def generation_request_schema(io: Mapping[str, Any]) -> dict[str, Any]:
+    """JSON Schema of ``POST /models/{m}/generate``, within the limits the manifest's ``io`` sets."""
+    limit = {key: int(io.get(key, default)) for key, default in LIMITS.items()}
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "type": "object",
+        "required": ["prompt"],
+        "properties": {
+            "prompt": {"type": "string", "minLength": 1, "maxLength": limit["max_prompt_chars"]},
+            "max_new_tokens": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": limit["max_new_tokens"],
+                "default": 100,
+            },
+            "num_return_sequences": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": limit["max_return_sequences"],
+                "default": 1,
+            },
+            "temperature": {"type": "number", "minimum": 0, "maximum": 5, "default": 1.0},
+            "top_k": {"type": "integer", "minimum": 0, "default": 0},
+            "seed": {"type": "integer", "minimum": 0},
+        },
+    }

@@ -10,15 +10,12 @@ the parity gate, is decided by ``training.export.write_version`` like for every 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import onnx
 
-from maas.core.predictor import Predictor
-from maas.core.tasks.base import Classifier
-from training.export import ParityReport, compare_classifier
 from training.progress import Progress
 
 OPSET = 17
@@ -116,27 +113,6 @@ def without_initializer_inputs(model: onnx.ModelProto) -> onnx.ModelProto:
         del model.graph.input[:]
         model.graph.input.extend(kept)
     return model
-
-
-def served_classifier_parity(
-    adapter: type[Classifier],
-    manifest: dict[str, Any],
-    inputs: list[Any],
-    reference_labels: np.ndarray,
-    reference: np.ndarray,
-    to_probabilities: Callable[[np.ndarray], np.ndarray] = np.asarray,
-) -> Callable[[Predictor], ParityReport]:
-    """The parity gate's check for a classifier: the served path (the runtime's own adapter,
-    preprocessing and validation included) on the raw held-out inputs against the source model."""
-
-    def parity(predictor: Predictor) -> ParityReport:
-        served = adapter(predictor, manifest)
-        feeds = served.prepare(inputs)
-        raw = predictor.run(feeds)[str(served.io["probability_output"])]
-        labels = [p["label"] for p in served.predict(feeds)]
-        return compare_classifier(np.array(labels), to_probabilities(raw), reference_labels, reference)
-
-    return parity
 
 
 def export_function(function: Any, opset: int = OPSET) -> onnx.ModelProto:

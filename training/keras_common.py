@@ -4,7 +4,7 @@ and the export of a ``tf.function`` with an explicit input signature through tf2
 ``tf2onnx.convert.from_keras`` fails with Keras 3 (``KeyError: 'keras_tensor_…'``); converting
 a ``tf.function`` that calls the trained layers works and matches Keras to about 1e-7. The
 function returns a dict, so the ONNX outputs carry those names. What is written, and only after
-the parity gate, is decided by ``training.export.write_version`` like for every other trainer.
+the parity gate, is decided by ``training.importer.import_model``, the path of ``maas import``.
 """
 
 from __future__ import annotations
@@ -122,10 +122,6 @@ def export_function(function: Any, opset: int = OPSET) -> onnx.ModelProto:
 
     model, _ = tf2onnx.convert.from_function(function, input_signature=function.input_signature, opset=opset)
     return model
-
-
-def opsets_of(model: onnx.ModelProto) -> dict[str, int]:
-    return {entry.domain or "ai.onnx": entry.version for entry in model.opset_import}
 
 
 def keras_framework(architecture: str) -> dict[str, Any]:

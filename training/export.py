@@ -12,7 +12,7 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -126,6 +126,43 @@ def compare_values(onnx_values: np.ndarray, values: np.ndarray) -> ParityReport:
         measure="value/(atol+rtol·|value|)",
         compared="values",
         details=details,
+    )
+
+
+#: a generator's logits, graph against source, at every position of prompt + continuation
+LOGIT_TOLERANCE = 1e-4
+
+
+def compare_generations(
+    texts: Sequence[str],
+    expected: Sequence[str],
+    logits: Sequence[np.ndarray] = (),
+    expected_logits: Sequence[np.ndarray] = (),
+) -> ParityReport:
+    """Generator parity: each prompt's greedy continuation equal to the source's token by token,
+    and, where the source's logits are given, every logit within ``LOGIT_TOLERANCE``; the report
+    names the prompts (0-based) that differ."""
+    wrong = [
+        sum(a != b for a, b in zip(got, want, strict=False)) + abs(len(got) - len(want))
+        for got, want in zip(texts, expected, strict=True)
+    ]
+    worst = [
+        float(np.max(np.abs(np.asarray(got, np.float64) - np.asarray(want, np.float64)), initial=0.0))
+        for got, want in zip(logits, expected_logits, strict=True)
+    ] or [0.0] * len(wrong)
+    differing = [i for i, (n, w) in enumerate(zip(wrong, worst, strict=True)) if n or w > LOGIT_TOLERANCE]
+    return ParityReport(
+        rows=sum(len(want) for want in expected),
+        label_disagreements=sum(wrong),
+        max_abs_diff=max(worst, default=0.0),
+        tolerance=LOGIT_TOLERANCE,
+        measure="logit",
+        compared="greedy tokens",
+        details={
+            "prompts": len(expected),
+            "logit_positions": sum(len(want) for want in expected_logits),
+            **({"differing_rows": differing[:MAX_NAMED_ROWS]} if differing else {}),
+        },
     )
 
 

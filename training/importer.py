@@ -7,7 +7,9 @@ The same export -> parity -> write path as the trainers (``training.export.write
   converters registered with skl2onnx;
 - Keras models (objects, ``.keras``, ``.h5``) through ``tf2onnx.convert.from_function``, as the
   Keras trainers export;
-- ONNX files as they are (their parity is the served path against a plain onnxruntime run).
+- ONNX files as they are (their parity is the served path against a plain onnxruntime run), or
+  a graph the caller exported with the source model's answers to the sample (``expected=``), the
+  files its served path reads (``artifacts=``, named in ``io=``): a tokeniser, a vocabulary.
 
 What the manifest needs is inferred: the signature from the graph, the class order from the model
 (``classes_`` or the graph's class labels; a labels file that contradicts it is refused), feature
@@ -23,7 +25,7 @@ import copy
 import hashlib
 import json
 import pickle
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -34,16 +36,38 @@ import onnxruntime
 
 from maas.core.errors import TrainingError
 from maas.core.predictor import Predictor
-from maas.core.registry import check_model_name
+from maas.core.registry import MANIFEST_NAME, MODEL_FILE, check_model_name
 from maas.core.tasks import TASKS, task_for
 from maas.core.tasks.base import Classifier
-from training.export import Candidate, ParityReport, compare_classifier, compare_values, write_version
+from maas.core.tasks.generation import GenerationRequest, TextGenerator
+from maas.core.tasks.sequences import binary_probabilities
+from training.export import (
+    Candidate,
+    ParityReport,
+    compare_classifier,
+    compare_generations,
+    compare_values,
+    write_version,
+)
 from training.keras_common import without_initializer_inputs
 from training.progress import Progress
 from training.quantize import quantisation
-from training.text import classification_metrics, instances_schema, text_request_schema
+from training.text import (
+    classification_metrics,
+    generation_request_schema,
+    instances_schema,
+    text_request_schema,
+)
 
-CLASSIFIER_TASKS = ("text-classification", "tabular-classification", "image-classification")
+CLASSIFIER_TASKS = (
+    "text-classification",
+    "sequence-classification",
+    "tabular-classification",
+    "image-classification",
+)
+#: tasks whose instances are strings; only a text-classification graph reads them itself, the
+#: others are fed by the runtime through an artifact of the version (a tokeniser, a vocabulary)
+TEXT_TASKS = ("text-classification", "sequence-classification", "text-generation")
 ONNX_OPSET = 17
 #: a quantised classifier may move a probability this far, and flip no label of the sample
 INT8_PROBABILITY_TOLERANCE = 0.05
@@ -243,7 +267,8 @@ class Imported:
     io: dict[str, Any]
     features: list[str] | None
     instances: list[Any]
-    reference: dict[str, np.ndarray]
+    #: the source model's answers to ``instances``, by what the parity gate compares
+    reference: dict[str, Any]
     framework: dict[str, Any]
     class_source: str | None = None
     notes: dict[str, Any] = field(default_factory=dict)
@@ -529,7 +554,47 @@ def _tensor_rows(X: Any, inputs: list[Any]) -> tuple[list[dict[str, Any]], dict[
     return rows, feeds
 
 
-def _onnx(model: Any, X: Any, task: str | None, labels: list[str] | None) -> Imported:
+def _expected(task: str, expected: Any, rows: int) -> dict[str, Any]:
+    """The source model's answers to the sample (``expected=``), keyed as the parity gate reads
+    them: a classifier's (rows, labels) probabilities, a regressor's values, a generator's greedy
+    continuations (or ``{"text": [...], "logits": [...]}``, the logits after each token of prompt +
+    continuation), or a mapping of output name to answers."""
+    if task == "text-generation":
+        answers = dict(expected) if isinstance(expected, Mapping) else {"text": expected}
+        if "text" not in answers or any(not isinstance(t, str) or not t for t in answers["text"]):
+            raise TrainingError(
+                "expected= of a generator is its greedy continuation of each prompt, a non-empty string each"
+            )
+        reference: dict[str, Any] = {"text": list(answers["text"])}
+        if "logits" in answers:
+            reference["logits"] = [np.asarray(positions, dtype=np.float64) for positions in answers["logits"]]
+    elif isinstance(expected, Mapping):
+        reference = {str(key): np.asarray(value) for key, value in expected.items()}
+    elif task in CLASSIFIER_TASKS:
+        reference = {"probabilities": np.asarray(expected, dtype=np.float64)}
+        if reference["probabilities"].ndim != 2:
+            raise TrainingError(
+                f"expected= of a classifier is a (rows, labels) probability matrix, not of shape "
+                f"{list(reference['probabilities'].shape)}"
+            )
+    elif task == "regression":
+        reference = {"values": np.asarray(expected, dtype=np.float64)}
+    else:
+        raise TrainingError(f"expected= of a {task!r} graph is a mapping of output name to answers")
+    for key, value in reference.items():
+        if len(value) != rows:
+            raise TrainingError(f"expected= holds {len(value)} {key} for {rows} sample rows")
+    return reference
+
+
+def _onnx(
+    model: Any,
+    X: Any,
+    task: str | None,
+    labels: list[str] | None,
+    given_io: Mapping[str, Any] | None = None,
+    expected: Any = None,
+) -> Imported:
     onx = model if isinstance(model, onnx.ModelProto) else onnx.load_from_string(bytes(model))
     onx = without_initializer_inputs(onx)
     try:
@@ -576,12 +641,15 @@ def _onnx(model: Any, X: Any, task: str | None, labels: list[str] | None) -> Imp
             task = "regression"
         else:
             task = "tensors"
-    io: dict[str, Any] = {"input": inputs[0].name}
+    # a generator names its inputs itself (io's token_input and state_input)
+    io: dict[str, Any] = {} if task == "text-generation" else {"input": inputs[0].name}
     features: list[str] | None = None
     feeds: dict[str, np.ndarray] | None = None
-    if task == "text-classification":
+    feed: Any = None
+    if task in TEXT_TASKS:
         instances: list[Any] = [str(x) for x in (X.tolist() if hasattr(X, "tolist") else X)]
-        feed: Any = np.asarray(instances, dtype=object).reshape(-1, 1)
+        if task == "text-classification":
+            feed = np.asarray(instances, dtype=object).reshape(-1, 1)
     elif task in ("tabular-classification", "regression"):
         width = inputs[0].shape[1] if isinstance(inputs[0].shape[1], int) else 0
         matrix, features = _feature_frame(X, None, width)
@@ -592,36 +660,52 @@ def _onnx(model: Any, X: Any, task: str | None, labels: list[str] | None) -> Imp
     else:
         feed = np.asarray(X, dtype=_NUMPY_TYPES.get(inputs[0].type, np.float32))
         instances = feed.tolist()
-    reference: dict[str, np.ndarray] = {}
+    io.update(given_io or {})
+    if expected is not None:
+        reference = _expected(task, expected, len(instances))
+    elif feed is None and feeds is None:
+        raise TrainingError(
+            f"the runtime feeds a {task!r} graph through an artifact of the version, not the sample as "
+            "it is: give the source model's answers to the sample (expected=) for the parity gate",
+            code="expected_missing",
+        )
+    else:
+        reference = {}
     if task in CLASSIFIER_TASKS:
+        probability_output = io.get("probability_output", probability_output)
         if probability_output is None:
             raise TrainingError(
                 f"task {task!r} needs a (batch, classes) float output; the graph has {[o.name for o in outputs]}"
             )
         io["probability_output"] = probability_output
         if label_output:
-            io["label_output"] = label_output
-        names = [n for n in (probability_output, label_output) if n]
-        answers = dict(zip(names, session.run(names, {inputs[0].name: feed}), strict=True))
-        reference["probabilities"] = answers[probability_output]
-        if label_output:
-            reference["labels"] = answers[label_output]
+            io.setdefault("label_output", label_output)
+        answers: dict[str, np.ndarray] = {}
+        if feed is not None:  # the graph's own answers: the reference, or its class order at least
+            names = [n for n in (probability_output, label_output) if n]
+            answers = dict(zip(names, session.run(names, {inputs[0].name: feed}), strict=True))
+        if not reference:
+            reference["probabilities"] = answers[probability_output]
+            if label_output:
+                reference["labels"] = answers[label_output]
         width = int(reference["probabilities"].shape[1])
-        if found is None and label_output:
-            found = labels_from_answers(onx, reference["probabilities"], reference["labels"])
+        if found is None and label_output in answers:
+            found = labels_from_answers(onx, answers[probability_output], answers[str(label_output)])
         chosen = found or labels or [str(i) for i in range(width)]
     elif task == "regression":
         value_output = next(
             (o.name for o in outputs if o.type.startswith("tensor(float") or o.type == "tensor(double)"),
             outputs[0].name,
         )
-        io["value_output"] = value_output
-        reference["values"] = session.run([value_output], {inputs[0].name: feed})[0]
+        io.setdefault("value_output", value_output)
+        if not reference:
+            reference["values"] = session.run([io["value_output"]], {inputs[0].name: feed})[0]
         chosen = []
     else:
         chosen = []
-        for output, value in zip(outputs, session.run(None, feeds or {inputs[0].name: feed}), strict=True):
-            reference[output.name] = np.asarray(value)
+        if not reference:
+            answered = session.run(None, feeds or {inputs[0].name: feed})
+            reference = {o.name: np.asarray(v) for o, v in zip(outputs, answered, strict=True)}
     return Imported(
         task=task,
         onnx_model=onx,
@@ -712,8 +796,10 @@ def image_request_schema(shape: Sequence[int]) -> dict[str, Any]:
 
 
 def request_schema(imported: Imported) -> dict[str, Any]:
-    if imported.task == "text-classification":
+    if imported.task in ("text-classification", "sequence-classification"):
         return text_request_schema()
+    if imported.task == "text-generation":
+        return generation_request_schema(imported.io)
     if imported.task == "image-classification" and imported.io.get("value_range") == [0.0, 1.0]:
         return image_request_schema(np.asarray(imported.instances[0]).shape)
     if imported.features is not None:
@@ -738,11 +824,15 @@ def _parity(imported: Imported, manifest: dict[str, Any]) -> Any:
 
     def parity(predictor: Predictor) -> ParityReport:
         served = task_for(predictor, manifest)
+        if isinstance(served, TextGenerator):
+            return _greedy_parity(served, imported.instances, imported.reference)
         if not isinstance(served, Classifier):
             raise TrainingError(f"task {imported.task!r} does not predict: it cannot be imported")
         feeds = served.prepare(list(imported.instances))
         if imported.task in CLASSIFIER_TASKS:
             raw = predictor.run(feeds)[str(manifest["io"]["probability_output"])]
+            if raw.ndim == 2 and raw.shape[1] == 1 and len(manifest["labels"]) == 2:
+                raw = binary_probabilities(raw)  # one sigmoid column, read as the served task reads it
             labels = [p["label"] for p in served.predict(feeds)]
             reference = np.asarray(imported.reference["probabilities"], dtype=np.float64)
             expected = imported.reference.get("labels")
@@ -757,6 +847,35 @@ def _parity(imported: Imported, manifest: dict[str, Any]) -> Any:
         return max(reports, key=lambda r: (r.label_disagreements, r.max_abs_diff))
 
     return parity
+
+
+def _greedy_parity(served: TextGenerator, prompts: list[str], reference: dict[str, Any]) -> ParityReport:
+    """The served generator's greedy continuation of each prompt against the source's and, with
+    the source's logits, the step graph's logits fed prompt + the source's continuation."""
+    texts: list[str] = reference["text"]
+    continued = [
+        served.generate(GenerationRequest(prompt, len(text), temperature=0.0))[0]
+        for prompt, text in zip(prompts, texts, strict=True)
+    ]
+    wanted: list[np.ndarray] = reference.get("logits", [])
+    logits = [_step_logits(served, p + t) for p, t in zip(prompts, texts, strict=True)] if wanted else []
+    for number, (got, want) in enumerate(zip(logits, wanted, strict=True)):
+        if got.shape != want.shape:
+            raise TrainingError(
+                f"the expected logits of prompt {number} have shape {list(want.shape)}; the graph answers "
+                f"{list(got.shape)} (one row per token of prompt + continuation)"
+            )
+    return compare_generations(continued, texts, logits, wanted)
+
+
+def _step_logits(served: TextGenerator, text: str) -> np.ndarray:
+    """The step graph's logits after each token of ``text``, fed one token at a time."""
+    state = np.zeros((1, served.state_size), dtype=np.float32)
+    steps = []
+    for token in served.encode(text, "expected text"):
+        answer, state = served.step(np.asarray([token]), state)
+        steps.append(answer[0])
+    return np.stack(steps)
 
 
 def _sha256(path: Path) -> str:
@@ -780,6 +899,9 @@ def import_model(
     rewrite: Callable[[onnx.ModelProto], dict[str, int]] | None = None,
     progress: Progress | None = None,
     quantize: str | None = None,
+    io: Mapping[str, Any] | None = None,
+    artifacts: Mapping[str, bytes] | None = None,
+    expected: Any = None,
 ) -> dict[str, Any]:
     """Export ``model`` (an object or a file path) to ONNX, check parity on ``X``, write ``out``.
 
@@ -788,6 +910,12 @@ def import_model(
     details, a graph ``rewrite`` (returning what it rewrote, recorded in the framework) and the
     name of a Keras model's input (``input_name``). Returns the written manifest. Raises
     ``TrainingError`` (``ParityError`` for the gate) with a one-line reason for anything it refuses.
+
+    A graph exported by the caller (ONNX, with ``task``) comes with what the importer cannot ask
+    it: ``expected``, the source model's answers to ``X`` (see ``_expected``), which the gate
+    compares with the served path (the runtime's task type on the written graph and artifacts);
+    ``io`` entries of the manifest over those read from the graph (the artifact a task reads, a
+    generator's inputs and limits); ``artifacts``, files of the version next to ``model.onnx``.
 
     ``quantize`` (``int8``) writes the quantised graph instead, if the task has a quantisation
     gate: a classifier's may flip no label of the sample and move no probability more than 0.05.
@@ -806,6 +934,17 @@ def import_model(
         model = load_source(path)
         source = {"source": path.name, "source_sha256": _sha256(path)}
     kind = _kind(model)
+    if kind != "onnx" and (expected is not None or io is not None):
+        raise TrainingError(
+            "expected= and io= describe a graph the caller exported: give it as ONNX (a "
+            f"{_KIND_NAMES[kind]} model is exported, and answers its sample, here)"
+        )
+    artifacts = dict(artifacts or {})
+    clashing = sorted(n for n in artifacts if n in (MODEL_FILE, MANIFEST_NAME) or Path(n).name != n)
+    if clashing:
+        raise TrainingError(
+            f"artifact {clashing[0]!r} must be a plain file name, not {MODEL_FILE} or {MANIFEST_NAME}"
+        )
     progress(
         "reading the ONNX graph" if kind == "onnx" else f"exporting the {_KIND_NAMES[kind]} model to ONNX"
     )
@@ -814,7 +953,7 @@ def import_model(
     elif kind == "keras":
         imported = _keras(model, X, task, input_name)
     else:
-        imported = _onnx(model, X, task, list(labels) if labels is not None else None)
+        imported = _onnx(model, X, task, list(labels) if labels is not None else None, io, expected)
     chosen = check_labels(imported, list(labels) if labels is not None else None)
     if imported.task in CLASSIFIER_TASKS:
         width = int(np.asarray(imported.reference["probabilities"]).shape[1])
@@ -844,11 +983,16 @@ def import_model(
             "imported": True,
             "sample_rows": len(imported.instances),
             "target": y is not None or metrics is not None,
-            "parity_inputs": "the sample rows; ONNX through the served path (float32 feeds)",
+            "parity_inputs": (
+                "the sample rows; ONNX through the served path (float32 feeds)"
+                if expected is None
+                else "the sample rows and the source model's answers to them; ONNX through the served path"
+            ),
             **(provenance or {}),
         },
         request_schema=request_schema(imported),
         opsets={entry.domain or "ai.onnx": entry.version for entry in onx.opset_import},
+        artifacts=artifacts,
         features=imported.features,
         sample=imported.instances,
     )

@@ -4,21 +4,18 @@ and the export of a ``tf.function`` with an explicit input signature through tf2
 ``tf2onnx.convert.from_keras`` fails with Keras 3 (``KeyError: 'keras_tensor_…'``); converting
 a ``tf.function`` that calls the trained layers works and matches Keras to about 1e-7. The
 function returns a dict, so the ONNX outputs carry those names. What is written, and only after
-the parity gate, is decided by ``training.export.write_version`` like for every other trainer.
+the parity gate, is decided by ``training.importer.import_model``, the path of ``maas import``.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import onnx
 
-from maas.core.predictor import Predictor
-from maas.core.tasks.base import Classifier
-from training.export import ParityReport, compare_classifier
 from training.progress import Progress
 
 OPSET = 17
@@ -118,27 +115,6 @@ def without_initializer_inputs(model: onnx.ModelProto) -> onnx.ModelProto:
     return model
 
 
-def served_classifier_parity(
-    adapter: type[Classifier],
-    manifest: dict[str, Any],
-    inputs: list[Any],
-    reference_labels: np.ndarray,
-    reference: np.ndarray,
-    to_probabilities: Callable[[np.ndarray], np.ndarray] = np.asarray,
-) -> Callable[[Predictor], ParityReport]:
-    """The parity gate's check for a classifier: the served path (the runtime's own adapter,
-    preprocessing and validation included) on the raw held-out inputs against the source model."""
-
-    def parity(predictor: Predictor) -> ParityReport:
-        served = adapter(predictor, manifest)
-        feeds = served.prepare(inputs)
-        raw = predictor.run(feeds)[str(served.io["probability_output"])]
-        labels = [p["label"] for p in served.predict(feeds)]
-        return compare_classifier(np.array(labels), to_probabilities(raw), reference_labels, reference)
-
-    return parity
-
-
 def export_function(function: Any, opset: int = OPSET) -> onnx.ModelProto:
     """ONNX of a ``tf.function`` with an input signature (the names of its inputs and outputs)."""
     tensorflow()
@@ -146,10 +122,6 @@ def export_function(function: Any, opset: int = OPSET) -> onnx.ModelProto:
 
     model, _ = tf2onnx.convert.from_function(function, input_signature=function.input_signature, opset=opset)
     return model
-
-
-def opsets_of(model: onnx.ModelProto) -> dict[str, int]:
-    return {entry.domain or "ai.onnx": entry.version for entry in model.opset_import}
 
 
 def keras_framework(architecture: str) -> dict[str, Any]:

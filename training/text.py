@@ -1,13 +1,15 @@
-"""What text models share: metrics on the held-out split, the request schema, tokenised feeds."""
+"""What text models share: metrics on the held-out split, the request schemas, tokenised feeds."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from sklearn.metrics import accuracy_score, precision_recall_fscore_support
+
+from maas.core.tasks.generation import LIMITS
 
 
 def classification_metrics(
@@ -62,3 +64,31 @@ def token_feeds(
         encoder.encode(list(texts[start : start + batch])).feeds(list(ID_INPUTS), dtypes)
         for start in range(0, len(texts), batch)
     ]
+
+
+def generation_request_schema(io: Mapping[str, Any]) -> dict[str, Any]:
+    """JSON Schema of ``POST /models/{m}/generate``, within the limits the manifest's ``io`` sets."""
+    limit = {key: int(io.get(key, default)) for key, default in LIMITS.items()}
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "type": "object",
+        "required": ["prompt"],
+        "properties": {
+            "prompt": {"type": "string", "minLength": 1, "maxLength": limit["max_prompt_chars"]},
+            "max_new_tokens": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": limit["max_new_tokens"],
+                "default": 100,
+            },
+            "num_return_sequences": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": limit["max_return_sequences"],
+                "default": 1,
+            },
+            "temperature": {"type": "number", "minimum": 0, "maximum": 5, "default": 1.0},
+            "top_k": {"type": "integer", "minimum": 0, "default": 0},
+            "seed": {"type": "integer", "minimum": 0},
+        },
+    }

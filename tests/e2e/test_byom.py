@@ -352,6 +352,34 @@ def test_the_parity_gate_names_the_rows_that_differ(
     assert not (tmp_path / "alc").exists()
 
 
+def test_an_exported_graph_is_checked_against_the_answers_its_source_gave(
+    imported: dict[str, ImportedModel], tmp_path: Path
+) -> None:
+    """``expected=``: a graph exported by the caller, with the source model's answers to the sample.
+    The scikit-learn pipeline's answers pass; answers the graph does not give (rows 2 and 5 of
+    another model) are refused, naming the rows, and nothing is written."""
+    from maas.core.errors import ParityError
+
+    topics = imported["topics"]
+    graph = topics.directory / "model.onnx"
+    labels = ["spam", "sport", "work"]
+    source = np.array([[answer["probabilities"][label] for label in labels] for answer in topics.expected])
+    manifest = import_model(graph, name="topics", out=tmp_path / "ok", X=TEXTS, expected=source, quiet=True)
+    assert manifest["parity"]["passed"] and manifest["parity"]["rows"] == len(TEXTS)
+    assert manifest["provenance"]["parity_inputs"].startswith(
+        "the sample rows and the source model's answers"
+    )
+    other = source.copy()
+    other[[2, 5]] = other[[2, 5]][:, [1, 2, 0]]  # another class wins on those rows
+    with pytest.raises(ParityError) as refused:
+        import_model(graph, name="topics", out=tmp_path / "refused", X=TEXTS, expected=other, quiet=True)
+    assert str(refused.value).startswith(
+        "refusing to write topics: ONNX disagrees with the source model on 2 of 9 labels, max probability"
+    )
+    assert str(refused.value).endswith("rows that differ: [2, 5]")
+    assert not (tmp_path / "refused").exists()
+
+
 def _edited(source: Path, destination: Path, edit: Callable[[dict[str, Any]], None]) -> Path:
     import shutil
 

@@ -121,6 +121,75 @@ def test_the_generator_step_graph_costs_the_same_per_token(trained_moby_gen: Any
     assert logits.shape == (1, len(trained_moby_gen.characters)) and np.any(state != 0)
 
 
+def test_a_generator_graph_is_imported_with_its_vocabulary_and_checked_by_greedy_decoding(
+    trained_moby_gen: Any, tmp_path: Path
+) -> None:
+    """The import path of moby_gen: the step graph, its vocabulary artifact and Keras' greedy
+    continuations; a continuation the served generator does not decode is refused, naming the prompt."""
+    from training.importer import import_model
+
+    directory, manifest = trained_moby_gen.directory, trained_moby_gen.manifest
+    prompts = ["Call me Ishmael", "The whale"]
+    keras = [trained_moby_gen.keras_greedy_text(prompt, 40) for prompt in prompts]
+    given = {
+        "name": "gen",
+        "X": prompts,
+        "task": "text-generation",
+        "io": manifest["io"],
+        "artifacts": {"vocabulary.json": (directory / "vocabulary.json").read_bytes()},
+        "quiet": True,
+    }
+    written = import_model(directory / "model.onnx", out=tmp_path / "ok", expected=keras, **given)
+    assert written["parity"]["passed"] and written["parity"]["rows"] == 80
+    assert written["artifacts"]["vocabulary.json"] == manifest["artifacts"]["vocabulary.json"]
+    assert written["io"] == manifest["io"] and written["request_schema"] == manifest["request_schema"]
+    other = [keras[0], keras[1][:-1] + ("a" if keras[1][-1] != "a" else "b")]
+    with pytest.raises(ParityError) as refused:
+        import_model(directory / "model.onnx", out=tmp_path / "refused", expected=other, **given)
+    assert str(refused.value) == (
+        "refusing to write gen: ONNX disagrees with the source model on 1 of 80 greedy tokens, "
+        "max logit difference 0.000e+00 (tolerance 1e-04); rows that differ: [1]"
+    )
+    assert not (tmp_path / "refused").exists()
+
+
+def test_a_token_id_graph_is_checked_against_its_source_through_the_served_tokeniser(
+    trained_spam_lstm: Any, tmp_path: Path
+) -> None:
+    """The runtime feeds it token ids from its tokeniser artifact, so the importer cannot run it on
+    raw text: without the source's answers it is refused; with answers it does not give, too."""
+    from maas.core.errors import TrainingError
+    from training.importer import import_model
+
+    directory = trained_spam_lstm.directory
+    texts = [e.text for e in trained_spam_lstm.data.test[:5]]
+    given = {
+        "name": "seq",
+        "out": tmp_path / "seq",
+        "X": texts,
+        "task": "sequence-classification",
+        "labels": ["ham", "spam"],
+        "io": trained_spam_lstm.manifest["io"],
+        "artifacts": {"tokenizer.json": (directory / "tokenizer.json").read_bytes()},
+        "quiet": True,
+    }
+    with pytest.raises(TrainingError) as refused:
+        import_model(directory / "model.onnx", **given)
+    assert str(refused.value) == (
+        "the runtime feeds a 'sequence-classification' graph through an artifact of the version, not "
+        "the sample as it is: give the source model's answers to the sample (expected=) for the parity gate"
+    )
+    other = trained_spam_lstm.keras_probabilities(texts)
+    other[[0, 3]] = other[[0, 3], ::-1]  # the other label wins on those rows
+    with pytest.raises(ParityError) as refused:
+        import_model(directory / "model.onnx", expected=other, **given)
+    assert str(refused.value).startswith(
+        "refusing to write seq: ONNX disagrees with the source model on 2 of 5 labels, max probability"
+    )
+    assert str(refused.value).endswith("rows that differ: [0, 3]")
+    assert not (tmp_path / "seq").exists()
+
+
 SERVED_CHECK = """
 import importlib, pkgutil, sys
 sys.path[:0] = [{layer!r}]

@@ -9,9 +9,10 @@ with the text (each step attends over all of it, and the cache must be fed and r
 does not model characters better than a GRU.
 
 Training uses the full-sequence Keras model; the export is a ``tf.function`` over the same
-trained layers for one step. The parity gate compares, from the same text, the full-sequence
-Keras model's logits with the step graph run token by token through the runtime, and Keras'
-greedy decoding (its own layers stepping in TensorFlow) with the runtime's greedy decoding.
+trained layers for one step. The graph, its vocabulary and Keras' answers go to ``maas import``'s
+own path (``training.importer.import_model``): its parity gate compares Keras' greedy decoding
+(its own layers stepping in TensorFlow) with the runtime's, and the full-sequence Keras model's
+logits over prompt + continuation with the step graph run token by token through the runtime.
 """
 
 from __future__ import annotations
@@ -25,19 +26,10 @@ from typing import Any
 import numpy as np
 
 from maas.core.errors import TrainingError
-from maas.core.predictor import Predictor
-from maas.core.tasks.generation import GenerationRequest, TextGenerator
+from maas.core.tasks.generation import TextGenerator
 from training.data import PROJECT_ROOT, file_sha256
-from training.export import Candidate, ParityReport, write_version
-from training.keras_common import (
-    compiled,
-    export_function,
-    fit,
-    keras_framework,
-    opsets_of,
-    seed_everything,
-    tensorflow,
-)
+from training.importer import import_model
+from training.keras_common import compiled, export_function, fit, keras_framework, seed_everything, tensorflow
 from training.options import TrainOptions
 from training.progress import Progress
 
@@ -46,7 +38,6 @@ MOBY_DICK = PROJECT_ROOT / "data" / "moby_dick.txt.gz"
 VOCABULARY_FILE = "vocabulary.json"
 GREEDY_PROMPT = "Call me Ishmael"
 GREEDY_TOKENS = 160
-LOGIT_TOLERANCE = 1e-4
 PARAMETERS: dict[str, Any] = {
     "embedding_dim": 32,
     "gru_units": 192,
@@ -185,39 +176,24 @@ def train_model(options: TrainOptions) -> Trained:
         "validation_characters": int(valid_x.size),
     }
     progress(f"validation perplexity {metrics['perplexity']:.3f} per character")
-    progress("exporting the one-step graph to ONNX with tf2onnx")
-    onnx_model = export_onnx(model)
     trained = Trained(model, characters, {}, options.out.resolve())
+    # Keras' answers: its greedy continuation (its layers stepping), and the full-sequence model's
+    # logits after each character of prompt + continuation
+    continuation = trained.keras_greedy_text(GREEDY_PROMPT, GREEDY_TOKENS)
+    ids = np.asarray([trained.encode(GREEDY_PROMPT + continuation)], dtype=np.int32)
+    logits = np.asarray(model(ids, training=False), dtype=np.float64)[0]
+    progress("exporting the one-step graph to ONNX with tf2onnx")
     vocabulary = {"characters": characters, "state_size": PARAMETERS["gru_units"]}
-
-    def parity(predictor: Predictor) -> ParityReport:
-        served = TextGenerator(predictor, {"io": IO})
-        sample = valid_x[:8]
-        reference = np.asarray(model(sample, training=False), dtype=np.float64)
-        state = np.zeros((len(sample), PARAMETERS["gru_units"]), dtype=np.float32)
-        worst = 0.0
-        for position in range(sample.shape[1]):
-            logits, state = served.step(sample[:, position], state)
-            worst = max(worst, float(np.max(np.abs(logits - reference[:, position]))))
-        request = GenerationRequest(GREEDY_PROMPT, GREEDY_TOKENS, temperature=0.0)
-        ours = served.generate(request)[0]
-        theirs = trained.keras_greedy_text(GREEDY_PROMPT, GREEDY_TOKENS)
-        return ParityReport(
-            rows=GREEDY_TOKENS,
-            label_disagreements=sum(a != b for a, b in zip(ours, theirs, strict=True)),
-            max_abs_diff=worst,
-            tolerance=LOGIT_TOLERANCE,
-            measure="logit",
-            compared="greedy tokens",
-            details={"logit_positions": int(sample.size), "greedy_prompt": GREEDY_PROMPT},
-        )
-
-    candidate = Candidate(
+    # the parity gate, artifacts and version folder of `maas import`: the path every user takes
+    manifest = import_model(
+        export_onnx(model),
         name=NAME,
+        out=options.out,
+        X=[GREEDY_PROMPT],
         task=TextGenerator.name,
-        onnx_bytes=onnx_model.SerializeToString(),
-        labels=[],
         io=IO,
+        artifacts={VOCABULARY_FILE: json.dumps(vocabulary, ensure_ascii=False).encode("utf-8")},
+        expected={"text": [continuation], "logits": [logits]},
         metrics=metrics,
         framework=keras_framework("Embedding -> GRU -> Dense (logits); exported as one step"),
         provenance={
@@ -229,36 +205,6 @@ def train_model(options: TrainOptions) -> Trained:
             "parameters": {**PARAMETERS, "epochs": epochs},
             "seed": options.seed,
         },
-        request_schema=generation_request_schema(),
-        opsets=opsets_of(onnx_model),
-        artifacts={VOCABULARY_FILE: json.dumps(vocabulary, ensure_ascii=False).encode("utf-8")},
+        progress=progress,
     )
-    manifest = write_version(candidate, options.out, parity, progress)
     return Trained(model, characters, manifest, options.out.resolve())
-
-
-def generation_request_schema() -> dict[str, Any]:
-    """JSON Schema of ``POST /models/{m}/generate``."""
-    return {
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "type": "object",
-        "required": ["prompt"],
-        "properties": {
-            "prompt": {"type": "string", "minLength": 1, "maxLength": IO["max_prompt_chars"]},
-            "max_new_tokens": {
-                "type": "integer",
-                "minimum": 1,
-                "maximum": IO["max_new_tokens"],
-                "default": 100,
-            },
-            "num_return_sequences": {
-                "type": "integer",
-                "minimum": 1,
-                "maximum": IO["max_return_sequences"],
-                "default": 1,
-            },
-            "temperature": {"type": "number", "minimum": 0, "maximum": 5, "default": 1.0},
-            "top_k": {"type": "integer", "minimum": 0, "default": 0},
-            "seed": {"type": "integer", "minimum": 0},
-        },
-    }

@@ -2,8 +2,9 @@
 
 The graph takes token ids; the tokeniser (vocabulary and sequence length) is an artifact of the
 version, ``tokenizer.json``, applied by the layer's ``maas.sequences.Tokenizer``. The trainer
-encodes its data with that same class, and the parity gate compares Keras, fed by it, with the
-served path (the runtime's task adapter on the exported graph), both from raw text.
+encodes its data with that same class, and hands the exported graph, the tokeniser and Keras'
+answers from raw text to ``maas import``'s own path (``training.importer.import_model``), whose
+parity gate compares them with the served path (the runtime's task adapter on the written graph).
 """
 
 from __future__ import annotations
@@ -17,21 +18,12 @@ import numpy as np
 
 from maas.core.errors import TrainingError
 from maas.core.tasks.sequences import RESERVED, SequenceClassifier, Tokenizer, binary_probabilities
-from training.export import Candidate, write_version
-from training.keras_common import (
-    compiled,
-    export_model,
-    fit,
-    keras_framework,
-    opsets_of,
-    seed_everything,
-    served_classifier_parity,
-    tensorflow,
-)
+from training.importer import import_model
+from training.keras_common import compiled, export_model, fit, keras_framework, seed_everything, tensorflow
 from training.models.spam_nb import TextData, load_data
 from training.options import TrainOptions
 from training.progress import Progress
-from training.text import classification_metrics, text_request_schema
+from training.text import classification_metrics
 
 NAME = "spam_lstm"
 TOKENIZER_FILE = "tokenizer.json"
@@ -132,24 +124,17 @@ def train_model(options: TrainOptions) -> Trained:
     )
     progress(f"held-out accuracy {metrics['accuracy']:.4f}, F1 {metrics['f1']:.4f}")
     progress("exporting to ONNX with tf2onnx")
-    onnx_model = export_onnx(model)
-
-    parity = served_classifier_parity(
-        SequenceClassifier,
-        {"labels": data.labels, "io": IO},
-        test_texts,  # raw text: the runtime's tokeniser encodes it, as in serving
-        reference_labels,
-        reference,
-        binary_probabilities,
-    )
-
-    candidate = Candidate(
+    # the parity gate, artifacts and version folder of `maas import`: the path every user takes
+    manifest = import_model(
+        export_onnx(model),
         name=NAME,
-        task=SequenceClassifier.name,
-        onnx_bytes=onnx_model.SerializeToString(),
-        sample=test_texts[:3],
+        out=options.out,
+        X=test_texts,  # raw text: the runtime's tokeniser encodes it, as in serving
         labels=data.labels,
+        task=SequenceClassifier.name,
         io=IO,
+        artifacts={TOKENIZER_FILE: tokenizer.to_json()},
+        expected=reference,
         metrics=metrics,
         framework=keras_framework("Embedding -> LSTM -> Dense(sigmoid)"),
         provenance={
@@ -159,9 +144,6 @@ def train_model(options: TrainOptions) -> Trained:
             "parameters": {**PARAMETERS, "epochs": epochs},
             "seed": options.seed,
         },
-        request_schema=text_request_schema(),
-        opsets=opsets_of(onnx_model),
-        artifacts={TOKENIZER_FILE: tokenizer.to_json()},
+        progress=progress,
     )
-    manifest = write_version(candidate, options.out, parity, progress)
     return Trained(model, tokenizer, data, manifest, options.out.resolve())

@@ -2,8 +2,9 @@
 
 The vectoriser (scikit-learn, converted by skl2onnx) and the network (Keras, converted by
 tf2onnx) are joined into ONE ONNX graph with ``onnx.compose.merge_models``: the served graph
-takes raw strings, so nothing of the preprocessing is re-implemented in the handler, and the
-parity gate compares scikit-learn + Keras against that one graph, from raw text on both sides.
+takes raw strings, so nothing of the preprocessing is re-implemented in the handler. The graph and
+the answers of scikit-learn + Keras from raw text go to ``maas import``'s own path
+(``training.importer.import_model``), whose parity gate compares them with the served graph.
 """
 
 from __future__ import annotations
@@ -16,24 +17,21 @@ import numpy as np
 import onnx
 
 from maas.core.tasks.text import TextClassifier
-from training.export import Candidate, write_version
-from training.importer import ONNX_TOKENS
+from training.importer import ONNX_TOKENS, import_model
 from training.keras_common import (
     OPSET,
     compiled,
     export_model,
     fit,
     keras_framework,
-    opsets_of,
     seed_everything,
-    served_classifier_parity,
     tensorflow,
 )
 from training.models.spam_lstm import load_spam
 from training.models.spam_nb import TOKEN_PATTERN, TextData
 from training.options import TrainOptions
 from training.progress import Progress
-from training.text import classification_metrics, text_request_schema
+from training.text import classification_metrics
 
 NAME = "spam_mlp"
 FEATURES = "features"
@@ -151,19 +149,16 @@ def train_model(options: TrainOptions) -> Trained:
     )
     progress(f"held-out accuracy {metrics['accuracy']:.4f}, F1 {metrics['f1']:.4f}")
     progress("exporting: skl2onnx TF-IDF + tf2onnx network, merged into one graph")
-    onnx_model = export_onnx(vectorizer, model)
-
-    parity = served_classifier_parity(
-        TextClassifier, {"labels": data.labels, "io": IO}, test_texts, reference_labels, reference
-    )
-
-    candidate = Candidate(
+    # the parity gate and version folder of `maas import`: the path every user takes
+    manifest = import_model(
+        export_onnx(vectorizer, model),
         name=NAME,
-        task=TextClassifier.name,
-        onnx_bytes=onnx_model.SerializeToString(),
-        sample=test_texts[:3],
+        out=options.out,
+        X=test_texts,
         labels=data.labels,
+        task=TextClassifier.name,
         io=IO,
+        expected=reference,
         metrics=metrics,
         framework={
             **keras_framework("TF-IDF -> Dense(relu) -> Dense(softmax)"),
@@ -177,8 +172,6 @@ def train_model(options: TrainOptions) -> Trained:
             "seed": options.seed,
             "vocabulary_size": width,
         },
-        request_schema=text_request_schema(),
-        opsets=opsets_of(onnx_model),
+        progress=progress,
     )
-    manifest = write_version(candidate, options.out, parity, progress)
     return Trained(vectorizer, model, data, manifest, options.out.resolve())

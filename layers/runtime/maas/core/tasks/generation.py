@@ -19,7 +19,10 @@ from maas.core.predictor import Predictor
 from maas.core.signature import TensorSpec
 from maas.core.tasks.base import GenerationRequest, Generator
 
-__all__ = ["GenerationRequest", "TextGenerator"]
+__all__ = ["LIMITS", "GenerationRequest", "TextGenerator"]
+
+#: the request limits a manifest's ``io`` may set, and what they are when it does not
+LIMITS = {"max_new_tokens": 512, "max_prompt_chars": 1000, "max_return_sequences": 8}
 
 
 def _integer(body: dict[str, Any], name: str, default: int | None, low: int, high: int) -> int | None:
@@ -50,9 +53,9 @@ class TextGenerator(Generator):
         self.state_input = str(self.io.get("state_input", "state"))
         self.logits_output = str(self.io.get("logits_output", "logits"))
         self.state_output = str(self.io.get("state_output", "state_out"))
-        self.max_new_tokens = int(self.io.get("max_new_tokens", 512))
-        self.max_prompt_chars = int(self.io.get("max_prompt_chars", 1000))
-        self.max_return_sequences = int(self.io.get("max_return_sequences", 8))
+        self.max_new_tokens = int(self.io.get("max_new_tokens", LIMITS["max_new_tokens"]))
+        self.max_prompt_chars = int(self.io.get("max_prompt_chars", LIMITS["max_prompt_chars"]))
+        self.max_return_sequences = int(self.io.get("max_return_sequences", LIMITS["max_return_sequences"]))
 
     def request_inputs(self) -> list[TensorSpec]:
         """A tensor client sends one prompt (``parse``'s other fields travel as ``parameters``)."""

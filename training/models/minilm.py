@@ -159,6 +159,8 @@ def gate(exported: Exported, min_cosine: float, min_overlap: float | None) -> An
             vectors, exported.reference, min_cosine=min_cosine, min_overlap=min_overlap
         )
         report.details["truncated_texts"] = int(truncated.sum())
+        # semantic sanity on this very graph (int8's too): is a paraphrase nearer than an unrelated text?
+        report.details["paraphrase_nearer"] = sanity(predictor)["paraphrase_nearer"]
         return report
 
     return check

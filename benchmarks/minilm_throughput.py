@@ -19,37 +19,33 @@ from typing import Any
 ROUNDS = {1: 40, 32: 8}
 
 
-def one_padded_run(folder: Path) -> Callable[[list[str]], Any]:
-    """Our graph on the batch padded to its longest text, in one run: the task without its length
-    groups, which says what the int8 kernels give alone."""
-    from maas.core.predictor import Predictor
-    from maas.core.tasks.transformer import TextEmbedder
-
-    manifest = json.loads((folder / "manifest.json").read_text())
-    task = TextEmbedder(Predictor(folder / "model.onnx", threads=1), manifest, folder)
-    return lambda texts: task.predictor.run(task.graph_feeds(task.prepare(texts)), [task.embedding_output])
-
-
-def embedder(kind: str, folder: Path) -> Callable[[list[str]], Any]:
+def embedders(
+    kind: str, folder: Path
+) -> tuple[Callable[[list[str]], Any], Callable[[list[str]], Any] | None]:
+    """How a side embeds a batch, and (ours only) the graph on the batch padded to its longest text
+    in one run: the task without its length groups, which says what the int8 kernels give alone."""
     if kind == "st":
         import torch
         from sentence_transformers import SentenceTransformer
 
         torch.set_num_threads(1)
         model = SentenceTransformer(str(folder), device="cpu")
-        return lambda texts: model.encode(texts, batch_size=32, normalize_embeddings=True)
+        return lambda texts: model.encode(texts, batch_size=32, normalize_embeddings=True), None
     from maas.core.predictor import Predictor
     from maas.core.tasks.transformer import TextEmbedder
 
     manifest = json.loads((folder / "manifest.json").read_text())
     task = TextEmbedder(Predictor(folder / "model.onnx", threads=1), manifest, folder)
-    return lambda texts: task.embed(task.prepare(texts))
+    return (
+        lambda texts: task.embed(task.prepare(texts)),
+        lambda texts: task.predictor.run(task.graph_feeds(task.prepare(texts)), [task.embedding_output]),
+    )
 
 
 def main() -> None:
     kind, folder, texts_file = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
     texts = json.loads(texts_file.read_text())[:32]
-    embed = embedder(kind, folder)
+    embed, padded = embedders(kind, folder)
     embed(texts)  # warm
     figures = {}
     for batch, rounds in ROUNDS.items():
@@ -60,8 +56,7 @@ def main() -> None:
             embed(chunk)
             times.append((time.perf_counter() - started) * 1000.0)
         figures[f"batch{batch}_ms"] = statistics.median(times)
-    if kind == "onnx":
-        padded = one_padded_run(folder)
+    if padded is not None:
         padded(texts)
         times = []
         for _ in range(ROUNDS[32]):

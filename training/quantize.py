@@ -57,7 +57,6 @@ class Quantised:
 
     description: dict[str, Any]
     report: ParityReport
-    predictor: Predictor
 
 
 @contextmanager
@@ -90,8 +89,7 @@ def _dynamic(source: Path, target: Path, exclude: Sequence[str] = ()) -> None:
 
 
 def _gated(target: Path, gate: Gate, description: dict[str, Any]) -> Quantised:
-    predictor = Predictor(target)
-    return Quantised(description, gate(predictor), predictor)
+    return Quantised(description, gate(Predictor(target)))
 
 
 def int8_blocks(source: Path, target: Path, gate: Gate, calibration: Sequence[Feeds]) -> Quantised:

@@ -30,9 +30,13 @@ def length_groups(lengths: Sequence[int] | np.ndarray, run_cost: int = RUN_COST_
     length order), by dynamic programming: O(n^2) arithmetic, vectorised over the start of the
     last group, so a few milliseconds for the largest batches a route accepts.
     """
-    order = np.argsort(np.asarray(lengths, dtype=np.int64), kind="stable")
-    ordered = np.asarray(lengths, dtype=np.int64)[order]
-    count = len(ordered)
+    counts = np.asarray(lengths, dtype=np.int64)
+    count = len(counts)
+    # one run wastes no more than a run costs (one text, or texts of one length): nothing to cut
+    if count == 0 or count * int(counts.max()) - int(counts.sum()) <= run_cost:
+        return [np.arange(count)]
+    order = np.argsort(counts, kind="stable")
+    ordered = counts[order]
     best = np.zeros(count + 1, dtype=np.int64)
     cut = np.zeros(count + 1, dtype=np.int64)
     for end in range(1, count + 1):

@@ -45,6 +45,8 @@ class ModelEntry:
     map_tolerated_failure_percent: int = 0
     reserved_concurrency: int | None = None
     labels: tuple[str, ...] = ()
+    # a function URL in RESPONSE_STREAM mode (AWS_IAM) for OpenAI's streamed completions
+    stream: bool = False
 
     @property
     def logical_id(self) -> str:
@@ -121,6 +123,7 @@ _FIELDS: dict[str, tuple[tuple[type, ...], int | None]] = {
     "map_tolerated_failure_percent": ((int,), 0),
     "reserved_concurrency": ((int,), 0),
     "labels": ((list,), None),
+    "stream": ((bool,), None),
 }
 # Lambda's limits, and Step Functions' (a batch is one state input: 256 KiB; 10,000 children at once)
 _UPPER = {
@@ -134,7 +137,7 @@ _UPPER = {
 _REQUIRED = tuple(
     f.name
     for f in fields(ModelEntry)
-    if f.name not in {"name", "reserved_concurrency", "labels"} and not f.name.startswith("map_")
+    if f.name not in {"name", "reserved_concurrency", "labels", "stream"} and not f.name.startswith("map_")
 )
 
 
@@ -148,7 +151,7 @@ def _check(table: str, values: dict[str, Any]) -> dict[str, Any]:
             raise _fail(table, key, f"unknown key (known: {', '.join(sorted(_FIELDS))})")
         types, lowest = _FIELDS[key]
         # bool is an int to Python; in a catalogue `memory_mb = true` is a mistake
-        if isinstance(value, bool) or not isinstance(value, types):
+        if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
             raise _fail(table, key, f"expected {types[0].__name__}, got {type(value).__name__} {value!r}")
         if lowest is not None and value < lowest:
             raise _fail(table, key, f"{value} is below the minimum {lowest}")

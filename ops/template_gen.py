@@ -39,6 +39,8 @@ _PLACEHOLDER = re.compile(r"<(\w+)>")
 _DROP = object()  # a placeholder whose value is None: its key (or list item) disappears
 # A list item holding this placeholder is repeated once per model the registry policies name.
 REGISTRY_MODEL = "<registry_model>"
+STREAM_URL = {"AuthType": "AWS_IAM", "InvokeMode": "RESPONSE_STREAM"}
+STREAM_WRAPPER = "/opt/maas-stream"
 
 
 def _load(path: Path) -> dict[str, Any]:
@@ -119,6 +121,18 @@ def model_values(entry: catalogue_module.ModelEntry) -> dict[str, Any]:
         # At least 6x the function timeout (AWS's advice for Lambda event sources).
         "visibility_timeout": 6 * entry.timeout_s,
         "state_machine": state_machine.definition(entry),  # the batch job's ASL, from the catalogue
+        # stream = true: the function URL that streams OpenAI's completions, and our Runtime API
+        # loop that can answer in streaming mode (the layer's /opt/maas-stream); else neither
+        "function_url": STREAM_URL if entry.stream else None,
+        "stream_wrapper": STREAM_WRAPPER if entry.stream else None,
+        "stream_url_output": (
+            {
+                "Description": f"{entry.name} streaming endpoint (function URL, AWS_IAM: sign with SigV4, service lambda)",
+                "Value": Intrinsic("GetAtt", f"{entry.logical_id}FunctionUrl.FunctionUrl"),
+            }
+            if entry.stream
+            else None
+        ),
     }
 
 

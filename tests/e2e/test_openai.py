@@ -111,7 +111,12 @@ def test_hostile_embedding_bodies_are_openai_shaped_400s(served: Served) -> None
         error = response.json()["error"]
         assert set(error) == {"message", "type", "param", "code"}, error
         assert error["type"] == "invalid_request_error"
-    assert served.post("/v1/embeddings", data=b"{not json", headers={"content-type": "application/json"}).status_code == 400
+    assert (
+        served.post(
+            "/v1/embeddings", data=b"{not json", headers={"content-type": "application/json"}
+        ).status_code
+        == 400
+    )
 
 
 def test_a_non_streamed_answer_keeps_its_length_and_an_unknown_route_is_a_404(served: Served) -> None:

@@ -15,9 +15,10 @@ import pytest
 
 from maas.core.predictor import Predictor
 from maas.entry.runtime_api import DELIMITER, RuntimeLoop
-from ops.local import load_function_module
+from ops.local import LambdaContext, load_function_module
 from ops.template import functions
 from tests.conftest import BUCKET, load_event
+from tests.e2e.test_openai_llm import publishable
 from tests.unit.test_runtime_api import RuntimeApi
 
 
@@ -25,7 +26,7 @@ from tests.unit.test_runtime_api import RuntimeApi
 def multi_model(
     registry: Any, s3: Any, tiny_llms: dict[str, Path], tmp_path: Path
 ) -> Iterator[tuple[Any, str]]:
-    folder = tiny_llms["llama"]
+    folder = publishable(tiny_llms["llama"], tmp_path)
     name = json.loads((folder / "manifest.json").read_text())["name"]
     registry.publish(folder)
     registry.set_alias(name, "production", 1)
@@ -85,7 +86,9 @@ def test_a_function_url_stream_carries_one_event_per_chunk_then_usage_then_done(
     assert {c["id"] for c in chunks} == {chunks[0]["id"]} and chunks[0]["id"].startswith("cmpl-")
     assert {c["model"] for c in chunks} == {f"{name}@1"}
     assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["completion_tokens"] <= 12
-    whole = module.lambda_handler(function_url_event({**body, "stream": False}), None)
+    whole = module.lambda_handler(
+        function_url_event({**body, "stream": False}), LambdaContext("MultiModelFunction")
+    )
     answer = json.loads(whole["body"])
     assert "".join(c["choices"][0]["text"] for c in chunks[:-1]) == answer["choices"][0]["text"]
     assert chunks[-1]["usage"] == answer["usage"]

@@ -9,6 +9,7 @@ go through the same import path and the same task as a real LLM, in milliseconds
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 import subprocess
 import time
@@ -25,11 +26,29 @@ from training.data import PROJECT_ROOT
 PROMPT = "Call me Ishmael. Some years ago"
 
 
+def publishable(folder: Path, work: Path) -> Path:
+    """The version folder, or a copy whose manifest's name is a registry name (the tiny fixture's
+    ``tiny-llama`` holds a dash, which the registry refuses: names are identifiers)."""
+    manifest = json.loads((folder / "manifest.json").read_text())
+    if manifest["name"].isidentifier():
+        return folder
+    copy = work / manifest["name"].replace("-", "_")
+    if not copy.exists():
+        shutil.copytree(folder, copy)
+        manifest["name"] = copy.name
+        (copy / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    return copy
+
+
 @pytest.fixture(scope="module")
-def llms(serve_api: Served, tiny_llms: dict[str, Path]) -> dict[str, str]:
+def llms(
+    serve_api: Served, tiny_llms: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, str]:
     """{architecture: model name}, each published once and aliased to the serving alias."""
     names = {}
-    for arch, folder in tiny_llms.items():
+    work = tmp_path_factory.mktemp("llms")
+    for arch, original in tiny_llms.items():
+        folder = publishable(original, work)
         name = json.loads((folder / "manifest.json").read_text())["name"]
         if serve_api.registry.get_alias(name, "production") is None:
             published = serve_api.registry.publish(folder)
@@ -90,10 +109,10 @@ def test_completion_fields_n_seed_stop_echo_logprobs_and_a_list_of_prompts(
         logprobs is not None
         and len(logprobs.tokens) == len(logprobs.token_logprobs) == scored.usage.completion_tokens
     )
-    assert all(
-        len(top) == 3 and max(top.values()) >= lp - 1e-6
-        for top, lp in zip(logprobs.top_logprobs, logprobs.token_logprobs, strict=True)
-    )
+    # greedy: each chosen token is the most likely one (alternatives whose text decodes alike
+    # share one key of OpenAI's map, so a map may hold fewer than 3)
+    for top, chosen in zip(logprobs.top_logprobs, logprobs.token_logprobs, strict=True):
+        assert 1 <= len(top) <= 3 and abs(max(top.values()) - chosen) < 1e-5, (top, chosen)
     two = api.completions.create(model=llm, prompt=[PROMPT, "The whale"], max_tokens=4, temperature=0, n=2)
     assert [c.index for c in two.choices] == [0, 1, 2, 3]
     assert two.choices[0].text == two.choices[1].text == plain.choices[0].text

@@ -71,6 +71,8 @@ class Plan:
     prompts: list[str]
     id: str
     created: int = field(default_factory=lambda: int(time.time()))
+    #: when the request was read: the time to the first token counts from here
+    started: float = field(default_factory=time.perf_counter)
 
     @property
     def n(self) -> int:
@@ -185,9 +187,18 @@ def _completion_logprobs(plan: Plan, deltas: list[Delta], offset: int) -> dict[s
     return {
         "tokens": tokens,
         "token_logprobs": [d.logprob for d in chosen],
-        "top_logprobs": [{t.token: t.logprob for t in d.top_logprobs} for d in chosen],
+        "top_logprobs": [_by_text(d) for d in chosen],
         "text_offset": offsets,
     }
+
+
+def _by_text(delta: Delta) -> dict[str, float]:
+    """The alternatives as the legacy map of text to logprob: tokens that decode alike (partial
+    UTF-8 bytes all read as U+FFFD) share a key, which keeps the likeliest one's."""
+    found: dict[str, float] = {}
+    for alternative in delta.top_logprobs:  # best first
+        found.setdefault(alternative.token, alternative.logprob)
+    return found
 
 
 def _chat_logprobs(plan: Plan, deltas: list[Delta]) -> dict[str, Any]:
@@ -261,7 +272,7 @@ def _record(plan: Plan, tally: _Tally) -> None:
 
 def complete(plan: Plan) -> dict[str, Any]:
     """The whole answer: every choice's text, finish reason and logprobs, and ``usage``."""
-    tally = _Tally()
+    tally = _Tally(started=plan.started)
     rows = len(plan.requests) * plan.n
     texts: list[list[str]] = [[] for _ in range(rows)]
     steps: list[list[Delta]] = [[] for _ in range(rows)]
@@ -303,7 +314,7 @@ def stream(plan: Plan) -> Iterator[bytes]:
     """The server-sent events: the chunks (a role chunk first for chat), the usage chunk when
     asked, then ``[DONE]``; an error after the first event is an error event, then the end.
     Closing it (the client has gone) stops the decoding loop."""
-    tally = _Tally()
+    tally = _Tally(started=plan.started)
     usage_field = {"usage": None} if plan.include_usage else {}
     sent: dict[int, int] = {}
     try:

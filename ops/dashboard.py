@@ -145,7 +145,7 @@ def llm_widgets(service: str, y: int, x: int) -> list[dict[str, Any]]:
     decoding rate, tokens in and out."""
     speed = [
         _llm_insights("AVG", "TimeToFirstToken", "time to first token (ms)", service),
-        _llm_insights("AVG", "TokensPerSecond", "tokens/s", service)[0] | {"yAxis": "right"},
+        [_llm_insights("AVG", "TokensPerSecond", "tokens/s", service)[0] | {"yAxis": "right"}],
     ]
     tokens = [
         _llm_insights("SUM", "PromptTokens", "tokens in", service),

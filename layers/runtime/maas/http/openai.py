@@ -25,7 +25,6 @@ from maas.core import pipeline
 from maas.core.errors import MaasError
 from maas.core.observability import record_prediction
 from maas.core.runtime import ModelRuntime
-from maas.core.tasks.transformer import LENGTHS, TextEmbedder
 from maas.http.openai_requests import choice, embedding_inputs, model_id, resolve_model
 from maas.http.resolver import read_json_object
 from maas.http.streaming import StreamSlot, stream_response
@@ -91,6 +90,8 @@ def openai_router(runtime: ModelRuntime, slot: StreamSlot) -> Router:
 
     @routes("POST", "/embeddings", "OpenAI: embeddings of a text or a list of texts")
     def embeddings(model: str | None = None) -> dict[str, Any]:
+        from maas.core.tasks.transformer import LENGTHS, TextEmbedder  # loaded with such a model anyway
+
         request = body()
         served = resolve_model(runtime, request.get("model"), model)
         task = pipeline.for_verb(served, "embed")

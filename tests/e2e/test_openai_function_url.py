@@ -93,6 +93,13 @@ def test_a_function_url_stream_carries_one_event_per_chunk_then_usage_then_done(
     assert "".join(c["choices"][0]["text"] for c in chunks[:-1]) == answer["choices"][0]["text"]
     assert chunks[-1]["usage"] == answer["usage"]
     assert api.trailers == {}
+    # through API Gateway's HTTP API (which cannot stream) the same events come in one body
+    event = function_url_event(body)
+    event["requestContext"]["domainName"] = "abc123.execute-api.us-east-1.amazonaws.com"
+    buffered = module.lambda_handler(event, LambdaContext("MultiModelFunction"))
+    assert buffered["headers"]["Content-Type"] == "text/event-stream"
+    events = [e for e in buffered["body"].encode().split(b"\n\n") if e]
+    assert events[-1] == b"data: [DONE]" and len(events) == len(chunks) + 1
 
 
 def test_a_failure_mid_stream_is_an_error_event_then_the_end(

@@ -278,7 +278,7 @@ def test_hostile_bodies_are_openai_shaped_400s_never_500s(serve_api: Served, llm
     assert named.json()["error"]["param"] == "max_completion_tokens"
 
 
-def test_langchain_chat_openai_streams_through_the_same_server(serve_api: Served, llm: str) -> None:
+def test_langchain_openai_completes_and_streams_through_the_same_server(serve_api: Served, llm: str) -> None:
     from langchain_openai import OpenAI
 
     model = OpenAI(

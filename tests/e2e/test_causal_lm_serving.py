@@ -230,6 +230,19 @@ def test_an_s3_batch_file_of_prompts_is_answered_row_by_row_and_again_identicall
     assert lines() == first
 
 
+def test_a_batch_file_that_meets_its_deadline_answers_every_row_with_what_it_has(served: Served) -> None:
+    s3 = boto3.client("s3")
+    key = f"inputs/{served.names['gemma3']}/late.jsonl"
+    s3.put_object(Bucket=DATA, Key=key, Body=jsonl(ROWS))
+    (outcome,) = call(served.function("gemma3"), s3_put_event("moby_gen", DATA, key), timeout_s=1)["files"]
+    assert (outcome["rows"], outcome["scored"], outcome["failed"]) == (5, 3, 2), outcome
+    body = s3.get_object(Bucket=DATA, Key=outcome["outputs"]["predictions"])["Body"].read()
+    lines = [json.loads(line) for line in body.splitlines()]
+    assert [line["prediction"]["finish_reasons"] for line in lines[:3]] == [["time"]] * 3
+    assert [line["prediction"]["completion_tokens"] for line in lines[:3]] == [[1]] * 3
+    assert [line["error"] for line in lines[3:]] == ["out_of_range", "prompt_too_long"]
+
+
 def test_a_distributed_map_job_answers_every_prompt_on_one_version(served: Served) -> None:
     name = served.names["gemma3"]
     spec = state_machine_for_model("spam_nb")  # the template's one batch state machine, for our model

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any
 import boto3
 import pytest
 
+from maas.core.errors import Conflict
 from maas.core.predictor import Predictor
 from maas.core.tasks import task_for
 from maas.core.tasks.causal_lm import CausalLM, Completion
@@ -294,3 +296,19 @@ def test_sqs_requests_are_answered_into_s3_and_a_bad_one_is_retried(served: Serv
     assert len(results[1]["continuations"]) == 2 and results[1]["completion_tokens"] == [3, 3]
     task = served.task("gemma3")
     assert results[1]["prompt"] == task.render_chat([{"role": "user", "content": "Ahab?"}])
+
+
+def test_an_alias_never_moves_to_a_version_that_does_not_repeat_its_greedy_sample(
+    served: Served, tmp_path: Path
+) -> None:
+    folder = tmp_path / "tiny_llama"
+    shutil.copytree(served.folders["llama"], folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["sample"]["token_ids"] = [(t + 1) % 512 for t in manifest["sample"]["token_ids"]]
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    registry = RegistryAdmin(MODELS)
+    with pytest.raises(Conflict, match="greedy tokens") as refused:
+        Lifecycle(registry).publish(folder, alias="production")
+    assert refused.value.code == "sample_mismatch"
+    alias = registry.get_alias(served.names["llama"], "production")
+    assert alias is not None and alias.version == 1  # still the version that repeats its sample

@@ -26,16 +26,22 @@ from training.data import PROJECT_ROOT
 PROMPT = "Call me Ishmael. Some years ago"
 
 
-def publishable(folder: Path, work: Path) -> Path:
-    """The version folder, or a copy whose manifest's name is a registry name (the tiny fixture's
-    ``tiny-llama`` holds a dash, which the registry refuses: names are identifiers)."""
+def publishable(folder: Path, work: Path, *, name: str | None = None, chat_template: bool = True) -> Path:
+    """The version folder, or a copy of it under a registry name (the tiny fixture's ``tiny-llama``
+    holds a dash, which the registry refuses: names are identifiers), without its chat template
+    when asked (a model that has none)."""
     manifest = json.loads((folder / "manifest.json").read_text())
-    if manifest["name"].isidentifier():
+    name = name or manifest["name"].replace("-", "_")
+    if name == manifest["name"] and chat_template:
         return folder
-    copy = work / manifest["name"].replace("-", "_")
+    copy = work / name
     if not copy.exists():
         shutil.copytree(folder, copy)
-        manifest["name"] = copy.name
+        manifest["name"] = name
+        if not chat_template:
+            template = manifest["io"].pop("chat_template")
+            manifest["artifacts"].pop(template)
+            (copy / template).unlink()
         (copy / "manifest.json").write_text(json.dumps(manifest, indent=2))
     return copy
 
@@ -47,8 +53,9 @@ def llms(
     """{architecture: model name}, each published once and aliased to the serving alias."""
     names = {}
     work = tmp_path_factory.mktemp("llms")
-    for arch, original in tiny_llms.items():
-        folder = publishable(original, work)
+    folders = {arch: publishable(original, work) for arch, original in tiny_llms.items()}
+    folders["no_template"] = publishable(tiny_llms["llama"], work, name="tiny_plain", chat_template=False)
+    for arch, folder in folders.items():
         name = json.loads((folder / "manifest.json").read_text())["name"]
         if serve_api.registry.get_alias(name, "production") is None:
             published = serve_api.registry.publish(folder)
@@ -137,18 +144,22 @@ def test_chat_renders_the_template_and_a_model_without_one_is_a_400(
     serve_api: Served, llms: dict[str, str]
 ) -> None:
     api = client(serve_api)
-    for name in llms.values():
-        messages = [{"role": "user", "content": "Who is Ahab?"}]
-        try:
-            answer = api.chat.completions.create(
-                model=name, messages=messages, max_completion_tokens=6, temperature=0
-            )
-        except openai.BadRequestError as error:  # a tiny model without a chat template
-            assert error.code == "no_chat_template" and error.param == "messages"
-            continue
+    messages = [{"role": "user", "content": "Who is Ahab?"}]
+    for arch in ("gemma3", "llama"):
+        name = llms[arch]
+        answer = api.chat.completions.create(
+            model=name, messages=messages, max_completion_tokens=6, temperature=0
+        )
         assert answer.object == "chat.completion" and answer.model == f"{name}@1"
         assert answer.choices[0].message.role == "assistant"
         assert answer.usage.completion_tokens <= 6
+    with pytest.raises(openai.BadRequestError) as untemplated:
+        api.chat.completions.create(model=llms["no_template"], messages=messages, max_tokens=6)
+    assert (untemplated.value.code, untemplated.value.param) == ("no_chat_template", "messages")
+    completed = api.completions.create(
+        model=llms["no_template"], prompt=PROMPT, max_tokens=2
+    )  # it still completes
+    assert completed.usage.completion_tokens >= 1
     with pytest.raises(openai.BadRequestError) as caught:  # a character GRU is not a causal LM
         api.chat.completions.create(model="moby_gen", messages=[{"role": "user", "content": "hi"}])
     assert caught.value.code == "wrong_route"

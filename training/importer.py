@@ -41,6 +41,7 @@ from maas.core.tasks import TASKS, task_for
 from maas.core.tasks.base import Classifier
 from maas.core.tasks.generation import GenerationRequest, TextGenerator
 from maas.core.tasks.sequences import binary_probabilities
+from training.conversion import converted
 from training.export import (
     Candidate,
     ParityReport,
@@ -52,6 +53,17 @@ from training.export import (
 from training.keras_common import without_initializer_inputs
 from training.progress import Progress
 from training.quantize import quantisation
+from training.tables import (
+    categories_of,
+    is_table,
+    parity_rows,
+    patch_tree_converter,
+    probe,
+    served_frame,
+    source_frame,
+)
+from training.tables import convert as convert_table
+from training.tables import instances as table_instances
 from training.text import (
     classification_metrics,
     generation_request_schema,
@@ -272,6 +284,10 @@ class Imported:
     framework: dict[str, Any]
     class_source: str | None = None
     notes: dict[str, Any] = field(default_factory=dict)
+    #: a table's features: type, missingness, categories (``training.tables.Column.to_dict``)
+    columns: list[dict[str, Any]] | None = None
+    #: the sample rows the target (and so the metrics) covers: the parity gate may add more
+    target_rows: int | None = None
 
 
 def _feature_frame(X: Any, features: list[str] | None, width: int) -> tuple[np.ndarray, list[str]]:
@@ -366,6 +382,9 @@ def _sklearn(model: Any, X: Any, task: str | None) -> Imported:
                 converter=f"onnxmltools {onnxmltools.__version__} via skl2onnx {skl2onnx.__version__}",
             )
     targets = {"": ONNX_OPSET, "ai.onnx.ml": ML_OPSET}
+    patch_tree_converter()
+    if is_table(model, X) and not text:
+        return _table(model, X, task, classifier, options, targets, framework)
     if text:
         if not classifier:
             raise TrainingError("a text model must be a classifier to be served (text-classification)")
@@ -396,11 +415,14 @@ def _sklearn(model: Any, X: Any, task: str | None) -> Imported:
         import pandas as pd
 
         source_input = pd.DataFrame(matrix, columns=features)
-    onx = convert_sklearn(
-        _without_booster_names(model),
-        initial_types=[("input", FloatTensorType([None, matrix.shape[1]]))],
-        options=options,
-        target_opset=targets,
+    onx = converted(
+        model,
+        lambda: convert_sklearn(
+            _without_booster_names(model),
+            initial_types=[("input", FloatTensorType([None, matrix.shape[1]]))],
+            options=options,
+            target_opset=targets,
+        ),
     )
     outputs = [o.name for o in onx.graph.output]
     if classifier:
@@ -427,6 +449,66 @@ def _sklearn(model: Any, X: Any, task: str | None) -> Imported:
         instances=matrix.tolist(),
         reference={"values": np.asarray(model.predict(source_input))},
         framework=framework,
+    )
+
+
+def _table(
+    model: Any,
+    X: Any,
+    task: str | None,
+    classifier: bool,
+    options: dict[Any, Any],
+    targets: dict[str, int],
+    framework: dict[str, Any],
+) -> Imported:
+    """A DataFrame of string and number columns with gaps (``training.tables``): one input per
+    column, a parity sample with each gap and unseen category the model takes."""
+    from skl2onnx import convert_sklearn
+
+    fitted = getattr(model, "feature_names_in_", None)
+    names = [str(n) for n in fitted] if fitted is not None else [str(c) for c in X.columns]
+    missing = [n for n in names if n not in [str(c) for c in X.columns]]
+    if missing:
+        raise TrainingError(f"the sample has no column {missing[0]!r}; the model's features are {names}")
+    X = X[names]
+    categories = categories_of(model, X)
+    columns = probe(model, X, categories)
+    frame = served_frame(parity_rows(X, columns), columns)
+    source = source_frame(frame, model, categories)
+    onx = converted(
+        model,
+        lambda: convert_table(
+            _without_booster_names(model), X, columns, categories, convert_sklearn, options, targets
+        ),
+    )
+    outputs = [o.name for o in onx.graph.output]
+    io: dict[str, Any] = {"input": onx.graph.input[0].name} if len(onx.graph.input) == 1 else {}
+    described = [c.to_dict() for c in columns]
+    if classifier:
+        return Imported(
+            task=task or "tabular-classification",
+            onnx_model=onx,
+            labels=[str(c) for c in model.classes_],
+            io={**io, "label_output": outputs[0], "probability_output": outputs[1]},
+            features=names,
+            instances=table_instances(frame, columns),
+            reference={"probabilities": model.predict_proba(source), "labels": model.predict(source)},
+            framework=framework,
+            class_source="classes_",
+            columns=described,
+            target_rows=len(X),
+        )
+    return Imported(
+        task=task or "regression",
+        onnx_model=onx,
+        labels=[],
+        io={**io, "value_output": outputs[0]},
+        features=names,
+        instances=table_instances(frame, columns),
+        reference={"values": np.asarray(model.predict(source))},
+        framework=framework,
+        columns=described,
+        target_rows=len(X),
     )
 
 
@@ -753,13 +835,14 @@ def _metrics(imported: Imported, labels: list[str], y: Any) -> dict[str, Any]:
         return {}
     truth = np.asarray(y)
     truth = truth.ravel() if truth.ndim == 2 and truth.shape[1] == 1 else truth  # (rows, targets)
-    if len(truth) != len(imported.instances):
-        raise TrainingError(f"the target has {len(truth)} rows, the sample {len(imported.instances)}")
+    rows = imported.target_rows or len(imported.instances)
+    if len(truth) != rows:
+        raise TrainingError(f"the target has {len(truth)} rows, the sample {rows}")
     if imported.task in CLASSIFIER_TASKS:
-        probabilities = np.asarray(imported.reference["probabilities"])
+        probabilities = np.asarray(imported.reference["probabilities"])[:rows]
         predicted = [labels[int(i)] for i in np.argmax(probabilities, axis=1)]
         if "labels" in imported.reference:
-            predicted = [str(v) for v in np.asarray(imported.reference["labels"]).ravel()]
+            predicted = [str(v) for v in np.asarray(imported.reference["labels"]).ravel()[:rows]]
         names = [str(v) for v in truth]
         if not set(names) <= set(labels) and all(n.isdigit() and int(n) < len(labels) for n in names):
             names = [labels[int(n)] for n in names]  # a target of class indices
@@ -770,7 +853,7 @@ def _metrics(imported: Imported, labels: list[str], y: Any) -> dict[str, Any]:
     if imported.task == "regression":
         from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
 
-        values = np.asarray(imported.reference["values"], dtype=np.float64).reshape(len(truth), -1)
+        values = np.asarray(imported.reference["values"], dtype=np.float64)[:rows].reshape(len(truth), -1)
         want = truth.astype(np.float64).reshape(len(truth), -1)
         return {
             "mae": round(float(mean_absolute_error(want, values)), 6),
@@ -802,6 +885,8 @@ def request_schema(imported: Imported) -> dict[str, Any]:
         return generation_request_schema(imported.io)
     if imported.task == "image-classification" and imported.io.get("value_range") == [0.0, 1.0]:
         return image_request_schema(np.asarray(imported.instances[0]).shape)
+    if imported.columns is not None:
+        return table_request_schema(imported.columns)
     if imported.features is not None:
         row = {
             "type": "array",
@@ -817,6 +902,33 @@ def request_schema(imported: Imported) -> dict[str, Any]:
         }
         return instances_schema({"oneOf": [row, named]})
     return instances_schema({"type": "array"})
+
+
+def table_request_schema(columns: list[dict[str, Any]]) -> dict[str, Any]:
+    """A table's instances: objects keyed by feature (or lists in feature order), each value of
+    its feature's type, ``null`` where the feature may be missing, a listed category where the
+    model refuses others."""
+
+    def value(column: dict[str, Any]) -> dict[str, Any]:
+        kind: dict[str, Any] = {"type": [column["type"], "null"] if column["missing"] else column["type"]}
+        if column.get("categories") is not None:
+            kind["enum"] = [*column["categories"], *([None] if column["missing"] else [])]
+        return kind
+
+    names = [str(c["name"]) for c in columns]
+    row = {
+        "type": "array",
+        "prefixItems": [value(c) for c in columns],
+        "minItems": len(names),
+        "maxItems": len(names),
+    }
+    named = {
+        "type": "object",
+        "properties": {str(c["name"]): value(c) for c in columns},
+        "required": names,
+        "additionalProperties": False,
+    }
+    return instances_schema({"oneOf": [row, named]})
 
 
 def _parity(imported: Imported, manifest: dict[str, Any]) -> Any:
@@ -964,6 +1076,8 @@ def import_model(
         + (f", features {imported.features}" if imported.features else "")
     )
     manifest = {"task": imported.task, "io": imported.io, "labels": chosen, "features": imported.features}
+    if imported.columns is not None:
+        manifest["signature"] = {"features": imported.columns}
     onx = imported.onnx_model
     described = {**imported.framework, **(framework or {})}
     if rewrite is not None:
@@ -994,6 +1108,7 @@ def import_model(
         opsets={entry.domain or "ai.onnx": entry.version for entry in onx.opset_import},
         artifacts=artifacts,
         features=imported.features,
+        columns=imported.columns,
         sample=imported.instances,
     )
     parity = _parity(imported, manifest)

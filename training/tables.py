@@ -84,6 +84,8 @@ def categories_of(model: Any, X: Any) -> dict[str, list[str]]:
     columns = _category_columns(X)
     booster = _booster(model)
     recorded = getattr(getattr(booster, "booster_", None), "pandas_categorical", None) or []
+    if recorded and not columns:  # a CSV sample: the string columns, in order, were the categories
+        columns = [str(c) for c in X.columns if X[c].dtype.kind not in "biuf"]
     if recorded and len(recorded) == len(columns):
         return {c: [str(v) for v in values] for c, values in zip(columns, recorded, strict=True)}
     return {c: [str(v) for v in X[c].cat.categories] for c in columns}
@@ -95,7 +97,9 @@ def source_frame(X: Any, model: Any, categories: dict[str, list[str]]) -> Any:
 
     frame = X.copy()
     for name, values in categories.items():
-        frame[name] = pd.Categorical(frame[name].astype(object), categories=values)
+        column = frame[name].astype(object)
+        # an unseen value is missing, as pandas codes it (without its deprecation warning)
+        frame[name] = pd.Categorical(column.where(column.isin(values)), categories=values)
     return frame
 
 

@@ -174,7 +174,7 @@ def _single(error: MaasError, name: str) -> MaasError:
     return type(error)(
         error.message.replace(where, name),
         code=error.code,
-        field=name if error.field == where else error.field,
+        field=name + error.field[len(where) :] if (error.field or "").startswith(where) else error.field,
     )
 
 

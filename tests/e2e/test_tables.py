@@ -235,6 +235,28 @@ def test_a_mixed_table_model_is_served_like_its_source_with_gaps_and_unseen_cate
     )
 
 
+def test_tritons_client_with_its_default_arguments_scores_a_mixed_table(
+    tables: dict[str, Table], served_tables: Served
+) -> None:
+    """One binary tensor per column (BYTES for strings, FP32 for numbers), outputs as binary."""
+    import tritonclient.http as triton
+
+    table = tables["patients_imputed"]
+    frame = table.source.iloc[:5]
+    client = triton.InferenceServerClient(url=served_tables.url.removeprefix("http://"))
+    inputs = []
+    for column in frame.columns:
+        strings = column in STRINGS
+        tensor = triton.InferInput(column, [len(frame), 1], "BYTES" if strings else "FP32")
+        values = frame[[column]].to_numpy()
+        tensor.set_data_from_numpy(values.astype(object) if strings else values.astype(np.float32))
+        inputs.append(tensor)
+    result = client.infer("patients_imputed", inputs)
+    assert np.max(np.abs(result.as_numpy("probabilities") - table.model.predict_proba(frame))) <= 1e-4
+    assert [v.decode() for v in result.as_numpy("label")] == list(table.model.predict(frame))
+    client.close()
+
+
 def test_the_signature_says_each_features_type_and_missingness(tables: dict[str, Table]) -> None:
     onehot = json.loads((tables["patients_onehot"].directory / "manifest.json").read_text())
     features = {f["name"]: f for f in onehot["signature"]["features"]}

@@ -171,10 +171,11 @@ class Checked:
 def _single(error: MaasError, name: str) -> MaasError:
     """An error about ``name[0]`` of a one-item batch is about ``name`` itself."""
     where = f"{name}[0]"
+    found = error.field or ""
     return type(error)(
         error.message.replace(where, name),
         code=error.code,
-        field=name + error.field[len(where) :] if (error.field or "").startswith(where) else error.field,
+        field=name + found[len(where) :] if found.startswith(where) else error.field,
     )
 
 

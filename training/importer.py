@@ -55,6 +55,7 @@ from training.progress import Progress
 from training.quantize import quantisation
 from training.tables import (
     categories_of,
+    check_sample,
     is_table,
     parity_rows,
     patch_tree_converter,
@@ -472,6 +473,7 @@ def _table(
         raise TrainingError(f"the sample has no column {missing[0]!r}; the model's features are {names}")
     X = X[names]
     categories = categories_of(model, X)
+    check_sample(model, X, categories)
     columns = probe(model, X, categories)
     frame = served_frame(parity_rows(X, columns), columns)
     source = source_frame(frame, model, categories)

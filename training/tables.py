@@ -103,6 +103,18 @@ def source_frame(X: Any, model: Any, categories: dict[str, list[str]]) -> Any:
     return frame
 
 
+def check_sample(model: Any, X: Any, categories: dict[str, list[str]]) -> None:
+    """A booster fitted on category columns needs them as categories: a CSV sample has plain text."""
+    booster = _booster(model)
+    text = [str(c) for c in X.columns if X[c].dtype.kind not in "biuf" and str(c) not in categories]
+    if text and getattr(booster, "enable_categorical", False):
+        raise TrainingError(
+            f"{type(booster).__name__} was fitted on pandas 'category' columns, and the sample's column "
+            f"{text[0]!r} is plain text (a CSV cannot carry categories): give the sample as a DataFrame "
+            "with the fitted category dtypes (import_model(X=...))"
+        )
+
+
 def _answers(model: Any, frame: Any) -> np.ndarray:
     method = getattr(model, "predict_proba", None) or model.predict
     return np.asarray(method(frame), dtype=np.float64)

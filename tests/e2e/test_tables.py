@@ -34,6 +34,7 @@ from tests.e2e.test_byom import DATA_BUCKET, ModelFunction, data_bucket, publish
 
 TABLES_BUCKET = "maas-tables-models"
 STRINGS = ["sex", "bmi_class"]
+HELD_OUT = 60
 
 
 def _constant(name: str) -> Any:
@@ -69,7 +70,7 @@ class Table:
     source: pd.DataFrame  # held-out rows as the model was fitted (category dtypes kept)
 
 
-def fit_models(X: pd.DataFrame, y: np.ndarray) -> dict[str, tuple[Any, pd.DataFrame]]:
+def fit_models(X: pd.DataFrame, y: np.ndarray) -> dict[str, tuple[Any, list[str]]]:
     import lightgbm
     from sklearn.compose import ColumnTransformer
     from sklearn.ensemble import GradientBoostingClassifier, HistGradientBoostingClassifier
@@ -79,6 +80,7 @@ def fit_models(X: pd.DataFrame, y: np.ndarray) -> dict[str, tuple[Any, pd.DataFr
     from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
     numbers = [c for c in X.columns if c not in STRINGS]
+    X, y = X.iloc[:-HELD_OUT], y[:-HELD_OUT]  # the last rows are held out: imported and served
     complete = X.dropna()
     onehot = Pipeline(
         [
@@ -114,10 +116,10 @@ def fit_models(X: pd.DataFrame, y: np.ndarray) -> dict[str, tuple[Any, pd.DataFr
         categorical[column] = categorical[column].astype("category")
     lgbm = lightgbm.LGBMClassifier(n_estimators=25, verbose=-1, random_state=0).fit(categorical, y)
     return {
-        "patients_onehot": (onehot, complete),
-        "patients_imputed": (imputed, X),
-        "patients_hgb": (hist, X[numbers]),
-        "patients_lgbm": (lgbm, categorical),
+        "patients_onehot": (onehot, list(X.columns)),
+        "patients_imputed": (imputed, list(X.columns)),
+        "patients_hgb": (hist, numbers),
+        "patients_lgbm": (lgbm, list(X.columns)),
     }
 
 
@@ -127,8 +129,13 @@ def tables(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Table]:
     work = tmp_path_factory.mktemp("tables")
     X, y = diabetes()
     out: dict[str, Table] = {}
-    for name, (model, frame) in fit_models(X, y).items():
-        held_out = frame.iloc[-60:]
+    for name, (model, columns) in fit_models(X, y).items():
+        held_out = X[columns].iloc[-HELD_OUT:]
+        if name == "patients_onehot":
+            held_out = held_out.dropna()  # fitted without gaps: it takes none
+        if name == "patients_lgbm":  # as it was fitted: pandas categories (a CSV carries the text)
+            for column, fitted in zip(STRINGS, model.booster_.pandas_categorical, strict=True):
+                held_out[column] = pd.Categorical(held_out[column], categories=fitted)
         joblib.dump(model, work / f"{name}.joblib")
         held_out.to_csv(work / f"{name}.csv", index=False)
         pd.DataFrame({"target": y[held_out.index]}).to_csv(work / f"{name}.target.csv", index=False)
@@ -308,6 +315,32 @@ def test_a_conversion_failure_is_one_line_naming_the_estimator_and_verbose_shows
     print(err.strip())
     assert maas([*args, "--verbose"]) == 1
     assert "Traceback" in capsys.readouterr().err
+
+
+def test_xgboost_on_category_columns_imports_with_its_categories_and_a_csv_sample_is_told_why_not(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import xgboost
+
+    from training.importer import import_model
+
+    X, y = diabetes()
+    for column in STRINGS:
+        X[column] = X[column].astype("category")
+    model = xgboost.XGBClassifier(n_estimators=20, enable_categorical=True, max_cat_to_onehot=1).fit(
+        X, (y == "high").astype(int)
+    )
+    manifest = import_model(model, name="patients_xgb", out=tmp_path / "xgb", X=X.iloc[-40:], quiet=True)
+    parity = manifest["parity"]
+    assert parity["passed"] and parity["rows"] > 40  # the gate's rows include gaps and unseen categories
+    inputs = {i["name"]: i["dtype"] for i in manifest["signature"]["inputs"]}
+    assert (inputs["sex"], inputs["age"]) == ("string", "float32")
+    joblib.dump(model, tmp_path / "xgb.joblib")
+    X.iloc[-40:].to_csv(tmp_path / "xgb.csv", index=False)
+    args = ["import", str(tmp_path / "xgb.joblib"), "--name", "x", "--out", str(tmp_path / "o"), "--sample", str(tmp_path / "xgb.csv"), "--quiet"]  # fmt: skip
+    assert maas(args) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "'category' columns" in err and "'sex'" in err
 
 
 # --- strict JSON: a regressor driven to overflow ----------------------------------------------------

@@ -28,15 +28,10 @@ def estimator_name(model: Any) -> str:
 def advice(error: BaseException) -> str:
     """What to do about a converter's error, by what it says."""
     text = str(error)
-    missing = re.search(
-        r"Unable to find a (?:shape calculator|converter) for (?:alias|type|model)[^']*'([^']+)'", text
-    )
-    if (
-        missing
-        or "MissingShapeCalculator" in type(error).__name__
-        or "MissingConverter" in type(error).__name__
-    ):
-        step = missing.group(1).rsplit(".", 1)[-1] if missing else "a step"
+    missing = "MissingShapeCalculator" in type(error).__name__ or "MissingConverter" in type(error).__name__
+    if missing or re.search(r"Unable to find a (?:shape calculator|converter)", text):
+        named = re.search(r"([A-Za-z_][A-Za-z0-9_]*)'>", text)
+        step = named.group(1) if named else "a step of the model"
         return (
             f"skl2onnx has no converter for {step}: refit with steps skl2onnx converts, or export the "
             "graph yourself and import the .onnx file"

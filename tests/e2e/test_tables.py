@@ -261,6 +261,11 @@ def test_tritons_client_with_its_default_arguments_scores_a_mixed_table(
     result = client.infer("patients_imputed", inputs)
     assert np.max(np.abs(result.as_numpy("probabilities") - table.model.predict_proba(frame))) <= 1e-4
     assert [v.decode() for v in result.as_numpy("label")] == list(table.model.predict(frame))
+    print(
+        f"tritonclient defaults, patients_imputed: labels {[v.decode() for v in result.as_numpy('label')]}, "
+        f"probabilities {result.as_numpy('probabilities')[:2].round(4).tolist()}…, "
+        f"binary_data_size {result.get_output('probabilities')['parameters']['binary_data_size']}"
+    )
     client.close()
 
 
@@ -315,6 +320,83 @@ def test_a_conversion_failure_is_one_line_naming_the_estimator_and_verbose_shows
     print(err.strip())
     assert maas([*args, "--verbose"]) == 1
     assert "Traceback" in capsys.readouterr().err
+
+
+def test_an_ordinal_encoder_takes_unseen_categories_and_a_strict_one_hot_encoder_refuses_them(
+    tmp_path: Path,
+) -> None:
+    """handle_unknown honoured: OrdinalEncoder(use_encoded_value) answers an unseen category as
+    scikit-learn does; OneHotEncoder(handle_unknown="error") makes it a 400 naming the feature."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
+
+    from maas.core.errors import RequestError
+    from maas.core.predictor import Predictor
+    from maas.core.tasks import task_for
+    from maas.core.tasks.base import Classifier
+    from training.importer import import_model
+
+    X, y = diabetes()
+    numbers = [c for c in X.columns if c not in STRINGS]
+    ordinal = Pipeline(
+        [
+            (
+                "columns",
+                ColumnTransformer(
+                    [
+                        (
+                            "strings",
+                            OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1),
+                            STRINGS,
+                        ),
+                        ("numbers", SimpleImputer(), numbers),
+                    ]
+                ),
+            ),
+            ("model", HistGradientBoostingClassifier(max_iter=20, random_state=0)),
+        ]
+    ).fit(X.iloc[:-40], y[:-40])
+    complete = X.dropna()
+    strict_onehot = Pipeline(
+        [
+            (
+                "columns",
+                ColumnTransformer(
+                    [("strings", OneHotEncoder(handle_unknown="error"), STRINGS)], remainder=StandardScaler()
+                ),
+            ),
+            ("model", LogisticRegression(max_iter=1000)),
+        ]
+    ).fit(complete.iloc[:-40], y[complete.index][:-40])
+    served = {}
+    for name, model, sample in (
+        ("ordinal", ordinal, X.iloc[-40:]),
+        ("strict", strict_onehot, complete.iloc[-40:]),
+    ):
+        manifest = import_model(model, name=name, out=tmp_path / name, X=sample, quiet=True)
+        assert manifest["parity"]["passed"]
+        task = task_for(Predictor(tmp_path / name / "model.onnx"), manifest)
+        assert isinstance(task, Classifier)
+        served[name] = (task, manifest, as_instances(sample.iloc[:1])[0])
+    task, manifest, row = served["ordinal"]
+    assert manifest["parity"]["rows"] > 40  # the unseen categories and gaps were compared too
+    unseen = {**row, "sex": "retired"}
+    (answer,) = task.predict(task.prepare([unseen]))
+    want = ordinal.predict_proba(pd.DataFrame([unseen]).astype({c: float for c in numbers}))[0]
+    assert (
+        max(abs(answer["probabilities"][str(c)] - p) for c, p in zip(ordinal.classes_, want, strict=True))
+        <= 1e-4
+    )
+    task, manifest, row = served["strict"]
+    sex = next(f for f in manifest["signature"]["features"] if f["name"] == "sex")
+    assert sex["categories"] == ["female", "male"]
+    with pytest.raises(RequestError) as refused:
+        task.prepare([{**row, "sex": "retired"}])
+    assert (refused.value.code, refused.value.field) == ("unknown_category", "instances[0].sex")
 
 
 def test_xgboost_on_category_columns_imports_with_its_categories_and_a_csv_sample_is_told_why_not(

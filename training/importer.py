@@ -65,6 +65,9 @@ from training.tables import (
 )
 from training.tables import convert as convert_table
 from training.tables import instances as table_instances
+from training.tables import (
+    request_schema as table_request_schema,
+)
 from training.text import (
     classification_metrics,
     generation_request_schema,
@@ -904,33 +907,6 @@ def request_schema(imported: Imported) -> dict[str, Any]:
         }
         return instances_schema({"oneOf": [row, named]})
     return instances_schema({"type": "array"})
-
-
-def table_request_schema(columns: list[dict[str, Any]]) -> dict[str, Any]:
-    """A table's instances: objects keyed by feature (or lists in feature order), each value of
-    its feature's type, ``null`` where the feature may be missing, a listed category where the
-    model refuses others."""
-
-    def value(column: dict[str, Any]) -> dict[str, Any]:
-        kind: dict[str, Any] = {"type": [column["type"], "null"] if column["missing"] else column["type"]}
-        if column.get("categories") is not None:
-            kind["enum"] = [*column["categories"], *([None] if column["missing"] else [])]
-        return kind
-
-    names = [str(c["name"]) for c in columns]
-    row = {
-        "type": "array",
-        "prefixItems": [value(c) for c in columns],
-        "minItems": len(names),
-        "maxItems": len(names),
-    }
-    named = {
-        "type": "object",
-        "properties": {str(c["name"]): value(c) for c in columns},
-        "required": names,
-        "additionalProperties": False,
-    }
-    return instances_schema({"oneOf": [row, named]})
 
 
 def _parity(imported: Imported, manifest: dict[str, Any]) -> Any:

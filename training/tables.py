@@ -27,6 +27,7 @@ import onnx
 from onnx import TensorProto, helper
 
 from maas.core.errors import TrainingError
+from training.text import instances_schema
 
 NUMBER, STRING = "number", "string"
 #: a category no model was fitted on: the probe's and the parity sample's unseen value
@@ -301,6 +302,33 @@ def with_column_inputs(
         model.opset_import.append(helper.make_opsetid("ai.onnx.ml", 2))
     onnx.checker.check_model(model)
     return model
+
+
+def request_schema(columns: list[dict[str, Any]]) -> dict[str, Any]:
+    """A table's instances: objects keyed by feature (or lists in feature order), each value of
+    its feature's type, ``null`` where the feature may be missing, a listed category where the
+    model refuses others."""
+
+    def value(column: dict[str, Any]) -> dict[str, Any]:
+        kind: dict[str, Any] = {"type": [column["type"], "null"] if column["missing"] else column["type"]}
+        if column.get("categories") is not None:
+            kind["enum"] = [*column["categories"], *([None] if column["missing"] else [])]
+        return kind
+
+    names = [str(c["name"]) for c in columns]
+    row = {
+        "type": "array",
+        "prefixItems": [value(c) for c in columns],
+        "minItems": len(names),
+        "maxItems": len(names),
+    }
+    named = {
+        "type": "object",
+        "properties": {str(c["name"]): value(c) for c in columns},
+        "required": names,
+        "additionalProperties": False,
+    }
+    return instances_schema({"oneOf": [row, named]})
 
 
 def patch_tree_converter() -> None:

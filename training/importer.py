@@ -4,7 +4,9 @@ The same export -> parity -> write path as the trainers (``training.export.write
 
 - scikit-learn estimators and pipelines through skl2onnx (text pipelines with the TF-IDF options
   this machine needs, ``zipmap: False`` on classifiers); XGBoost and LightGBM through onnxmltools'
-  converters registered with skl2onnx;
+  converters registered with skl2onnx; DataFrames of strings and numbers with gaps (a
+  ``ColumnTransformer`` pipeline, HistGradientBoosting on NaN, boosters on pandas categories)
+  through ``training.tables``, one graph input per column;
 - Keras models (objects, ``.keras``, ``.h5``) through ``tf2onnx.convert.from_function``, as the
   Keras trainers export;
 - ONNX files as they are (their parity is the served path against a plain onnxruntime run), or
@@ -53,21 +55,9 @@ from training.export import (
 from training.keras_common import without_initializer_inputs
 from training.progress import Progress
 from training.quantize import quantisation
-from training.tables import (
-    categories_of,
-    check_sample,
-    is_table,
-    parity_rows,
-    patch_tree_converter,
-    probe,
-    served_frame,
-    source_frame,
-)
 from training.tables import convert as convert_table
-from training.tables import instances as table_instances
-from training.tables import (
-    request_schema as table_request_schema,
-)
+from training.tables import is_table, patch_tree_converter
+from training.tables import request_schema as table_request_schema
 from training.text import (
     classification_metrics,
     generation_request_schema,
@@ -465,55 +455,29 @@ def _table(
     targets: dict[str, int],
     framework: dict[str, Any],
 ) -> Imported:
-    """A DataFrame of string and number columns with gaps (``training.tables``): one input per
-    column, a parity sample with each gap and unseen category the model takes."""
-    from skl2onnx import convert_sklearn
-
-    fitted = getattr(model, "feature_names_in_", None)
-    names = [str(n) for n in fitted] if fitted is not None else [str(c) for c in X.columns]
-    missing = [n for n in names if n not in [str(c) for c in X.columns]]
-    if missing:
-        raise TrainingError(f"the sample has no column {missing[0]!r}; the model's features are {names}")
-    X = X[names]
-    categories = categories_of(model, X)
-    check_sample(model, X, categories)
-    columns = probe(model, X, categories)
-    frame = served_frame(parity_rows(X, columns), columns)
-    source = source_frame(frame, model, categories)
-    onx = converted(
-        model,
-        lambda: convert_table(
-            _without_booster_names(model), X, columns, categories, convert_sklearn, options, targets
+    """A DataFrame of string and number columns with gaps, through ``training.tables``."""
+    table = convert_table(model, X, classifier, options, targets, _without_booster_names)
+    outputs = [o.name for o in table.onnx_model.graph.output]
+    io = {
+        **table.io,
+        **(
+            {"label_output": outputs[0], "probability_output": outputs[1]}
+            if classifier
+            else {"value_output": outputs[0]}
         ),
-    )
-    outputs = [o.name for o in onx.graph.output]
-    io: dict[str, Any] = {"input": onx.graph.input[0].name} if len(onx.graph.input) == 1 else {}
-    described = [c.to_dict() for c in columns]
-    if classifier:
-        return Imported(
-            task=task or "tabular-classification",
-            onnx_model=onx,
-            labels=[str(c) for c in model.classes_],
-            io={**io, "label_output": outputs[0], "probability_output": outputs[1]},
-            features=names,
-            instances=table_instances(frame, columns),
-            reference={"probabilities": model.predict_proba(source), "labels": model.predict(source)},
-            framework=framework,
-            class_source="classes_",
-            columns=described,
-            target_rows=len(X),
-        )
+    }
     return Imported(
-        task=task or "regression",
-        onnx_model=onx,
-        labels=[],
-        io={**io, "value_output": outputs[0]},
-        features=names,
-        instances=table_instances(frame, columns),
-        reference={"values": np.asarray(model.predict(source))},
+        task=task or ("tabular-classification" if classifier else "regression"),
+        onnx_model=table.onnx_model,
+        labels=[str(c) for c in model.classes_] if classifier else [],
+        io=io,
+        features=table.features,
+        instances=table.instances,
+        reference=table.reference,
         framework=framework,
-        columns=described,
-        target_rows=len(X),
+        class_source="classes_" if classifier else None,
+        columns=table.columns,
+        target_rows=table.target_rows,
     )
 
 

@@ -223,9 +223,70 @@ def served_frame(frame: Any, columns: list[Column]) -> Any:
     return out
 
 
+@dataclass(frozen=True)
+class Table:
+    """A table's converted graph with what the manifest and the parity gate need."""
+
+    onnx_model: onnx.ModelProto
+    io: dict[str, Any]
+    features: list[str]
+    columns: list[dict[str, Any]]
+    #: the sample, then a row per allowed gap and unseen category, as a client sends them
+    instances: list[dict[str, Any]]
+    #: the source model's answers to those rows
+    reference: dict[str, Any]
+    #: the user's sample rows (a target covers these only)
+    target_rows: int
+
+
 def convert(
     model: Any,
     X: Any,
+    classifier: bool,
+    options: dict[Any, Any],
+    targets: dict[str, int],
+    convertible: Callable[[Any], Any] = lambda model: model,
+) -> Table:
+    """A DataFrame model to ONNX: the columns asked of the model, the parity rows and the source
+    model's answers to them. ``convertible`` gives the copy the converter reads (an XGBoost
+    booster without its column names)."""
+    from skl2onnx import convert_sklearn
+
+    from training.conversion import converted
+
+    fitted = getattr(model, "feature_names_in_", None)
+    names = [str(n) for n in fitted] if fitted is not None else [str(c) for c in X.columns]
+    missing = [n for n in names if n not in [str(c) for c in X.columns]]
+    if missing:
+        raise TrainingError(f"the sample has no column {missing[0]!r}; the model's features are {names}")
+    X = X[names]
+    categories = categories_of(model, X)
+    check_sample(model, X, categories)
+    columns = probe(model, X, categories)
+    frame = served_frame(parity_rows(X, columns), columns)
+    source = source_frame(frame, model, categories)
+    onx = converted(
+        model,
+        lambda: _graph(convertible(model), columns, categories, convert_sklearn, options, targets),
+    )
+    reference = (
+        {"probabilities": model.predict_proba(source), "labels": model.predict(source)}
+        if classifier
+        else {"values": np.asarray(model.predict(source))}
+    )
+    return Table(
+        onnx_model=onx,
+        io={"input": onx.graph.input[0].name} if len(onx.graph.input) == 1 else {},
+        features=names,
+        columns=[c.to_dict() for c in columns],
+        instances=instances(frame, columns),
+        reference=reference,
+        target_rows=len(X),
+    )
+
+
+def _graph(
+    model: Any,
     columns: list[Column],
     categories: dict[str, list[str]],
     convert_sklearn: Callable[..., onnx.ModelProto],

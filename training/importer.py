@@ -835,16 +835,18 @@ def _metrics(imported: Imported, labels: list[str], y: Any) -> dict[str, Any]:
 
 
 def image_request_schema(shape: Sequence[int]) -> dict[str, Any]:
-    """The request schema of an image model: nested arrays in [0, 1], or base64 PNG objects."""
+    """The request schema of an image model: nested arrays in [0, 1], or base64 PNG/JPEG objects."""
     array: dict[str, Any] = {"type": "number", "minimum": 0.0, "maximum": 1.0}
     for size in reversed(shape):
         array = {"type": "array", "minItems": size, "maxItems": size, "items": array}
-    png = {
+    encoded = {
         "type": "object",
         "required": ["b64"],
-        "properties": {"b64": {"type": "string", "contentEncoding": "base64"}},
+        "properties": {
+            "b64": {"type": "string", "contentEncoding": "base64", "description": "a PNG or JPEG file"}
+        },
     }
-    return instances_schema({"oneOf": [array, png]})
+    return instances_schema({"oneOf": [array, encoded]})
 
 
 def request_schema(imported: Imported) -> dict[str, Any]:

@@ -7,6 +7,7 @@ import importlib
 import json
 import os
 import sys
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_import(args: argparse.Namespace) -> int:
     from maas.core.tasks import TASKS
+    from training.conversion import advice, one_line
     from training.hf_import import is_hf_folder
     from training.importer import import_model, read_labels, read_sample, read_target
 
@@ -111,12 +113,12 @@ def cmd_import(args: argparse.Namespace) -> int:
         )
     except MaasError:
         raise
-    except Exception as error:  # a converter's own error: say it in one line, no traceback
-        text = str(error).strip().splitlines()
+    except Exception as error:  # a converter's own error: one line (the detail with --verbose)
         raise MaasError(
-            f"cannot convert {args.source} to ONNX: {type(error).__name__}: {text[0] if text else ''}",
+            f"cannot convert {args.source} to ONNX: {type(error).__name__}: {one_line(error)}; "
+            f"{advice(error)}",
             code="conversion_failed",
-        ) from None
+        ) from error
     parity = manifest["parity"]
     metrics = manifest.get("metrics") or {}
     held_out = ", ".join(
@@ -477,6 +479,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--chat-template", default=None, help="an LLM's Jinja chat template (overrides the source's)"
     )
     imports.add_argument("--quiet", action="store_true", help="no progress lines")
+    imports.add_argument(
+        "--verbose", action="store_true", help="on a failure, the converter's own traceback too"
+    )
     imports.set_defaults(func=cmd_import)
 
     publish = commands.add_parser("publish", help="upload a version folder as the next version")
@@ -660,6 +665,8 @@ def _run(args: argparse.Namespace) -> int:
     try:
         return int(args.func(args))
     except MaasError as error:
+        if getattr(args, "verbose", False) and error.__cause__ is not None:
+            traceback.print_exception(error.__cause__, file=sys.stderr)
         print(f"error: {error.message}", file=sys.stderr)
         return 1
     except Exception as error:

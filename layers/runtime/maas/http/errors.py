@@ -39,7 +39,6 @@ from maas.core.observability import logger
 
 PROTOCOL_PREFIX = "/v2"
 # Set by clients that send tensors in the protocol's binary extension (Triton's, by default).
-BINARY_HEADER = "inference-header-content-length"
 
 
 # Most specific first: the first class an error is an instance of decides its status.
@@ -165,14 +164,8 @@ def install_error_handlers(
         return respond(error)
 
     def body_error(error: MaasError) -> Response[Any]:
-        """A body that cannot be read; a request in the binary tensor extension is told so."""
-        if BINARY_HEADER in app.current_event.headers:
-            error = RequestError(
-                "the binary tensor data extension is not supported: send tensors as JSON "
-                "(tritonclient: binary_data=False)",
-                code="binary_data_unsupported",
-                field=BINARY_HEADER,
-            )
+        """A body that cannot be read (a binary tensor request arrives here already as JSON:
+        ``maas.http.binary``)."""
         return respond(error)
 
     @app.exception_handler(RequestValidationError)  # type: ignore[untyped-decorator]

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from maas.core.errors import MaasError
+from maas.core.errors import MaasError, error_detail
 from maas.core.registry import Alias
 from maas.core.signing import ManifestVerifier
 from ops.lifecycle import Lifecycle
@@ -617,8 +617,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     try:
         return int(args.func(args))
-    except MaasError as error:
-        print(f"error: {error.message}", file=sys.stderr)
+    except MaasError as error:  # the operator may see what AWS said (bucket, ARN); a client never does
+        detail = f" ({error_detail(error)})" if error_detail(error) else ""
+        print(f"error: {error.message}{detail}", file=sys.stderr)
         return 1
     except Exception as error:
         message = _aws_problem(error)

@@ -17,11 +17,10 @@ from typing import Any
 import boto3
 import pytest
 
-from benchmarks.batch_bench import separate_moto_server
 from ops import batch_run
 from ops.batch_run import StatesError, run_job, state_machine_for_model
 from ops.event_sources import s3_put_event
-from ops.local import create_bucket, environment, local_aws_environment
+from ops.local import create_bucket, environment, local_aws_environment, moto_server_process
 from ops.registry_admin import RegistryAdmin
 from ops.template import FunctionSpec
 from tests.conftest import FunctionUnderTest
@@ -61,7 +60,7 @@ def jobs(spam_nb_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     """spam_nb versions 1 and 2 (production -> 1) in a registry of their own, an empty data bucket,
     on a moto server in a process of its own: its S3 work does not take the GIL from the batches
     (Step Functions and S3 are not in the Lambda process either)."""
-    with separate_moto_server() as endpoint, environment(local_aws_environment(endpoint)):
+    with moto_server_process() as endpoint, environment(local_aws_environment(endpoint)):
         create_bucket(MODELS)
         create_bucket(DATA)
         registry = RegistryAdmin(MODELS)

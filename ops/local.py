@@ -54,7 +54,7 @@ def moto_server() -> Iterator[str]:
 
 
 @contextmanager
-def moto_server_process() -> Iterator[str]:
+def moto_server_process(settings: Mapping[str, str] | None = None) -> Iterator[str]:
     """A moto server in a process of its own: S3 and SQS are not inside the Lambda process either,
     an in-process server would take its CPU time (and the GIL) from the path being measured, and
     its state is apart from moto's in-process backend, which every ``mock_aws`` block resets."""
@@ -62,7 +62,10 @@ def moto_server_process() -> Iterator[str]:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # ``settings``: moto's own environment variables (e.g. INITIAL_NO_AUTH_ACTION_COUNT enforces IAM)
+    process = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **(settings or {})}
+    )
     endpoint = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60

@@ -35,9 +35,7 @@ def asl_validator() -> Path:
     for candidate in candidates:
         if candidate and Path(candidate).is_file():
             return Path(candidate)
-    pytest.fail(
-        "asl-validator is not installed: `make test` runs npm into .venv/asl (or set ASL_VALIDATOR)"
-    )
+    pytest.fail("asl-validator is not installed: `make test` runs npm into .venv/asl (or set ASL_VALIDATOR)")
 
 
 @pytest.mark.parametrize("model", MODELS.names)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -167,6 +168,21 @@ def moto_endpoint() -> Iterator[str]:
     block (entering and leaving), which would empty this server's buckets mid-module."""
     with moto_server_process() as endpoint, environment(local_aws_environment(endpoint)):
         yield endpoint
+
+
+@pytest.fixture
+def downloads_refused(monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every HTTP(S) download of this test goes through a proxy on a local port nothing listens
+    on, so it is refused at once, network or not (urllib, hence scikit-learn's and Keras's
+    dataset fetchers, honour these variables)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        proxy = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    for name in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
+        monkeypatch.setenv(name, proxy)
+    for name in ("no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    return proxy
 
 
 class FunctionUnderTest:

@@ -629,7 +629,8 @@ def _run(args: argparse.Namespace) -> int:
     try:
         return int(args.func(args))
     except MaasError as error:  # the operator may see what AWS said (bucket, ARN); a client never does
-        detail = f" ({error_detail(error)})" if error_detail(error) else ""
+        detail = error_detail(error, causes=False)
+        detail = f" ({' '.join(detail.split())})" if detail else ""  # one line, whatever AWS sent
         print(f"error: {error.message}{detail}", file=sys.stderr)
         return 1
     except Exception as error:

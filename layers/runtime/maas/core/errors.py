@@ -135,15 +135,16 @@ def aws_reason(error: BaseException) -> str:
     return type(error).__name__
 
 
-def error_detail(error: BaseException) -> str | None:
-    """What the services said along ``error``'s chain of causes, for the log (never an answer)."""
+def error_detail(error: BaseException, *, causes: bool = True) -> str | None:
+    """What the services said along ``error``'s chain of causes, for the log (never an answer):
+    each ``MaasError.detail``, and (``causes``) the text of any other exception on the chain."""
     found: list[str] = []
     seen: BaseException | None = error
     while seen is not None and len(found) < 5:
         if isinstance(seen, MaasError):
             if seen.detail:
                 found.append(seen.detail)
-        elif seen is not error:
+        elif causes and seen is not error:
             found.append(f"{type(seen).__name__}: {seen}")
         seen = seen.__cause__
     return " <- ".join(found) or None

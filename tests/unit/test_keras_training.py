@@ -197,7 +197,7 @@ import maas
 importlib.import_module({entry!r})
 for module in pkgutil.walk_packages(maas.__path__, "maas."):
     importlib.import_module(module.name)
-banned = ("tensorflow", "keras", "tf2onnx", "sklearn", "skl2onnx", "PIL", "pandas", "torch")
+banned = ("tensorflow", "keras", "tf2onnx", "sklearn", "skl2onnx", "PIL", "pandas", "torch", "transformers")
 print(sorted(m for m in sys.modules if m.split(".")[0] in banned))
 """
 

@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from maas.core.deadline import deadline_for
 from maas.core.errors import JobIncomplete, RequestError, UnreadableInput
 from maas.core.observability import logger, record_batch_file
 from maas.core.runtime import ModelRuntime
@@ -176,8 +177,10 @@ def _rows(items: list[Any], job: Job, features: Any) -> tuple[int, list[Row | Ro
     return entries[0][0], rows
 
 
-def score_batch(event: dict[str, Any], runtime: ModelRuntime) -> dict[str, Any]:
-    """One child of the Distributed Map: its rows scored by the job's version, into its own objects."""
+def score_batch(event: dict[str, Any], runtime: ModelRuntime, context: Any = None) -> dict[str, Any]:
+    """One child of the Distributed Map: its rows scored by the job's version, into its own objects
+    (a generator's rows stopped by the invocation's deadline, each answered with what it has)."""
+    deadline = deadline_for(context, http=False)
     started = time.perf_counter()
     job = Job.of(event.get("BatchInput"))
     _own(runtime, job)
@@ -194,7 +197,7 @@ def score_batch(event: dict[str, Any], runtime: ModelRuntime) -> dict[str, Any]:
     result = FileResult()
     try:
         for chunk in chunks(rows, runtime.settings.batch_chunk_rows):
-            score_chunk(chunk, job.source, served, predictions, errors, result)
+            score_chunk(chunk, job.source, served, predictions, errors, result, deadline)
         predictions.close()
         errors.close()
     except BaseException:

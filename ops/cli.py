@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from maas.core.errors import MaasError
+from maas.core.errors import MaasError, error_detail
 from maas.core.registry import Alias
 from maas.core.signing import ManifestVerifier
 from ops.lifecycle import Lifecycle
@@ -33,11 +33,17 @@ TRAINERS = {
 
 def _registry(args: argparse.Namespace) -> RegistryAdmin:
     bucket = args.bucket or os.environ.get("MODEL_BUCKET")
-    if not bucket:
-        raise MaasError("no registry bucket: pass --bucket or set MODEL_BUCKET", code="configuration_error")
     signing_key = None
     if getattr(args, "func", None) is cmd_publish:  # only publish signs
         signing_key = args.signing_key or os.environ.get("MANIFEST_SIGNING_KEY") or None
+        if args.stack:  # the deployed stack names both: its bucket and the key its functions verify with
+            from ops.stack import BUCKET_OUTPUT, SIGNING_KEY_OUTPUT, output, stack_outputs
+
+            outputs = stack_outputs(args.stack)
+            bucket = args.bucket or output(outputs, args.stack, BUCKET_OUTPUT, "--bucket")
+            signing_key = args.signing_key or output(outputs, args.stack, SIGNING_KEY_OUTPUT, "--signing-key")
+    if not bucket:
+        raise MaasError("no registry bucket: pass --bucket or set MODEL_BUCKET", code="configuration_error")
     verify_key = os.environ.get("MANIFEST_SIGNING_KEY") or None  # describe checks as a function would
     verifier = None if verify_key is None else ManifestVerifier(verify_key)
     return RegistryAdmin(bucket, signing_key=signing_key, verifier=verifier)
@@ -487,6 +493,11 @@ def build_parser() -> argparse.ArgumentParser:
     publish = commands.add_parser("publish", help="upload a version folder as the next version")
     publish.add_argument("dir")
     publish.add_argument("--bucket", default=None, help="registry bucket (default: $MODEL_BUCKET)")
+    publish.add_argument(
+        "--stack",
+        default=None,
+        help="a deployed stack: publish to its ModelsBucketName, signed with its ManifestSigningKeyArn",
+    )
     publish.add_argument("--alias", default=None, help="point this alias at the new version")
     publish.add_argument(
         "--allow-breaking",
@@ -664,10 +675,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     try:
         return int(args.func(args))
-    except MaasError as error:
+    except MaasError as error:  # the operator may see what AWS said (bucket, ARN); a client never does
         if getattr(args, "verbose", False) and error.__cause__ is not None:
             traceback.print_exception(error.__cause__, file=sys.stderr)
-        print(f"error: {error.message}", file=sys.stderr)
+        detail = error_detail(error, causes=False)
+        detail = f" ({' '.join(detail.split())})" if detail else ""  # one line, whatever AWS sent
+        print(f"error: {error.message}{detail}", file=sys.stderr)
         return 1
     except Exception as error:
         message = _aws_problem(error)

@@ -18,7 +18,9 @@ from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from typing import IO, Any
 
-from maas.core.errors import UnreadableInput, cut
+from botocore.exceptions import BotoCoreError
+
+from maas.core.errors import TransientError, UnreadableInput, cut
 
 GZIP_MAGIC = b"\x1f\x8b"
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
@@ -48,7 +50,11 @@ class RowError:
 
 
 class _BodyReader(io.RawIOBase):
-    """A file-like view of a botocore ``StreamingBody`` so the io stack can buffer and peek it."""
+    """A file-like view of a botocore ``StreamingBody`` so the io stack can buffer and peek it.
+
+    A fault of the transport (botocore's ``ReadTimeoutError`` and a dropped connection are
+    ``OSError``s, as gzip's damaged-data error is) leaves here as ``TransientError``: only what
+    comes after, decompression and decoding, can blame the data."""
 
     def __init__(self, body: Any) -> None:
         self._body = body
@@ -57,7 +63,10 @@ class _BodyReader(io.RawIOBase):
         return True
 
     def readinto(self, buffer: Any) -> int:
-        data = self._body.read(len(buffer))
+        try:
+            data = self._body.read(len(buffer))
+        except (BotoCoreError, OSError) as error:
+            raise TransientError(f"reading the input from S3 failed: {type(error).__name__}") from error
         buffer[: len(data)] = data
         return len(data)
 

@@ -94,11 +94,7 @@ class ModelApp:
                 model = found.group(1) if found else model
             record_error(model, status, error.code)
 
-        def hidden() -> list[str]:
-            settings = runtime.settings
-            return [settings.model_bucket, settings.data_bucket or ""]
-
-        install_error_handlers(app, record, hidden)
+        install_error_handlers(app, record)
         return app
 
 

@@ -45,6 +45,8 @@ class ModelEntry:
     map_tolerated_failure_percent: int = 0
     reserved_concurrency: int | None = None
     labels: tuple[str, ...] = ()
+    #: onnxruntime's intra-op threads (SESSION_THREADS): one per vCPU the memory size buys
+    session_threads: int = 1
     # a function URL in RESPONSE_STREAM mode (AWS_IAM) for OpenAI's streamed completions
     stream: bool = False
 
@@ -122,6 +124,7 @@ _FIELDS: dict[str, tuple[tuple[type, ...], int | None]] = {
     "map_max_concurrency": ((int,), 1),
     "map_tolerated_failure_percent": ((int,), 0),
     "reserved_concurrency": ((int,), 0),
+    "session_threads": ((int,), 1),
     "labels": ((list,), None),
     "stream": ((bool,), None),
 }
@@ -129,6 +132,7 @@ _FIELDS: dict[str, tuple[tuple[type, ...], int | None]] = {
 _UPPER = {
     "memory_mb": 10240,
     "timeout_s": 900,
+    "session_threads": 6,  # Lambda's most vCPUs (at 10,240 MB)
     "ephemeral_storage_mb": 10240,
     "map_input_bytes_per_batch": 262_144,
     "map_max_concurrency": 10_000,

@@ -154,7 +154,9 @@ def part_key(job: Job, first_row: int, suffix: str) -> str:
     return f"{job.prefix}/part-{first_row:012d}{suffix}"
 
 
-def _rows(items: list[Any], job: Job, features: Any) -> tuple[int, list[Row | RowError]]:
+def _rows(
+    items: list[Any], job: Job, features: Any, strings: frozenset[str] = frozenset()
+) -> tuple[int, list[Row | RowError]]:
     """The batch's rows in file order, and its first row's index (its name)."""
     offset = 2 if job.format == "csv" else 1  # the line of row 0: after the header, or the first
     entries: list[tuple[int, Any]] = []
@@ -172,7 +174,7 @@ def _rows(items: list[Any], job: Job, features: Any) -> tuple[int, list[Row | Ro
     if not entries:
         raise RequestError("a batch without items", code="bad_job", field="Items")
     rows: list[Row | RowError] = [
-        item_row(row + offset, value, job.format, features) for row, value in entries
+        item_row(row + offset, value, job.format, features, strings) for row, value in entries
     ]
     return entries[0][0], rows
 
@@ -186,7 +188,12 @@ def score_batch(event: dict[str, Any], runtime: ModelRuntime, context: Any = Non
     _own(runtime, job)
     served = runtime.service.load(job.model, job.version)
     items = event.get("Items")
-    first, rows = _rows(items if isinstance(items, list) else [], job, served.task.feature_names)
+    first, rows = _rows(
+        items if isinstance(items, list) else [],
+        job,
+        served.task.feature_names,
+        served.task.string_features,
+    )
     s3 = runtime.data_s3
     keys = {
         "predictions": part_key(job, first, ".predictions.jsonl"),

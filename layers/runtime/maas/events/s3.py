@@ -224,7 +224,13 @@ def score_object(
         fmt = input_format(source.key)
         body = _open_body(s3, source)
         for chunk in chunks(
-            read_rows(body, source.key, runtime.settings.max_body_bytes, served.task.feature_names),
+            read_rows(
+                body,
+                source.key,
+                runtime.settings.max_body_bytes,
+                served.task.feature_names,
+                served.task.string_features,
+            ),
             runtime.settings.batch_chunk_rows,
         ):
             score_chunk(chunk, source, served, predictions, errors, result, deadline)

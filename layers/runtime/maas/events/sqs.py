@@ -153,7 +153,10 @@ def handle_sqs_event(event: dict[str, Any], context: Any, runtime: ModelRuntime)
             **answer,
         }
         runtime.data_s3.put_object(
-            Bucket=bucket, Key=key, Body=json.dumps(document).encode("utf-8"), ContentType="application/json"
+            Bucket=bucket,
+            Key=key,
+            Body=json.dumps(document, allow_nan=False).encode("utf-8"),
+            ContentType="application/json",
         )
         return key
 

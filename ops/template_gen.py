@@ -39,14 +39,11 @@ _PLACEHOLDER = re.compile(r"<(\w+)>")
 _DROP = object()  # a placeholder whose value is None: its key (or list item) disappears
 # A list item holding this placeholder is repeated once per model the registry policies name.
 REGISTRY_MODEL = "<registry_model>"
-# OpenAI's routes (maas/http/openai.py), under a model function's /models/<model>/v1 and also
-# under /v1 on the multi-model function, whose Describe route (GET /models/{model}) names the prefix
-OPENAI_ROUTES = {
-    "OpenAIModels": "GET /models",
-    "OpenAICompletions": "POST /completions",
-    "OpenAIChatCompletions": "POST /chat/completions",
-    "OpenAIEmbeddings": "POST /embeddings",
-}
+# OpenAI's routes (maas/http/openai.py): one greedy route per prefix, under a model function's
+# /models/<model>/v1 and also under /v1 on the multi-model function. Greedy because every route is
+# a Lambda permission per API, and CloudFormation takes 500 resources: four routes each would
+# not fit the catalogue. The function's resolver answers the four paths (a wrong one is its 404).
+OPENAI_ROUTE = "ANY {prefix}/{{proxy+}}"
 MODEL_HANDLERS = ("maas.entry.model.lambda_handler", "maas.entry.multi_model.lambda_handler")
 MULTI_MODEL_FUNCTION = "MultiModelFunction"
 # Streamed completions: a function URL in RESPONSE_STREAM mode that takes SigV4-signed requests
@@ -161,13 +158,9 @@ def _add_openai_routes(resource: dict[str, Any]) -> None:
     if resource.get("Properties", {}).get("Handler") not in MODEL_HANDLERS or not routes:
         return
     base = str(routes["Describe"]).partition(" ")[2]  # /models/<model> or /models/{model}
-    prefixes = {"": f"{base}/v1"}
+    routes["OpenAI"] = OPENAI_ROUTE.format(prefix=f"{base}/v1")
     if resource["Properties"]["Handler"] == MODEL_HANDLERS[1]:
-        prefixes = {"": "/v1", "Model": f"{base}/v1"}
-    for qualifier, prefix in prefixes.items():
-        for name, route in OPENAI_ROUTES.items():
-            method, _, path = route.partition(" ")
-            routes[f"{qualifier}{name}"] = f"{method} {prefix}{path}"
+        routes["OpenAIAnyModel"] = OPENAI_ROUTE.format(prefix="/v1")
 
 
 def _add_stream_url(document: dict[str, Any], logical_id: str, label: str) -> None:

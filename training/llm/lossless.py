@@ -241,7 +241,7 @@ class Rewriter:
         return nodes
 
     def gather(self, node: onnx.NodeProto, quantised: Quantised) -> list[onnx.NodeProto]:
-        name = node.input[0].removesuffix(".weight")
+        name = "model.embed_tokens"
         rows = quantised.q.shape[0]
         tensors = {
             f"{name}.qdata": quantised.q.reshape(rows, -1),
@@ -273,14 +273,31 @@ def build_lossless(gguf_file: Path, fp32_graph: Path, out: Path) -> dict[str, An
     rewriter = Rewriter(model)
     replaced: dict[int, list[onnx.NodeProto]] = {}
     counts: dict[str, int] = {}
+    producers = {out: node for node in model.graph.node for out in node.output}
+
+    def embedding_weight(node: onnx.NodeProto) -> str | None:
+        """The embedding's fp32 table: its own, or (tied) the builder's Transpose of the lm_head's."""
+        if node.op_type != "Gather":
+            return None
+        if node.input[0] == "model.embed_tokens.weight":
+            return node.input[0]
+        source = producers.get(node.input[0])
+        tied = (
+            source is not None
+            and source.op_type == "Transpose"
+            and source.input[0] == "lm_head.MatMul.weight"
+        )
+        return "lm_head.MatMul.weight" if tied else None
+
     for index, node in enumerate(model.graph.node):
         sources: list[str] = []
+        table = embedding_weight(node)
         if node.op_type == "MatMul" and (match := LAYER_WEIGHT.match(node.input[1])):
             layer, projection = match.groups()
             sources = [f"blk.{layer}.{part}.weight" for part in PROJECTIONS[projection]]
         elif node.op_type == "MatMul" and node.input[1] == "lm_head.MatMul.weight":
             sources = ["output.weight" if "output.weight" in tensors else "token_embd.weight"]
-        elif node.op_type == "Gather" and node.input[0] == "model.embed_tokens.weight":
+        elif table is not None:
             sources = ["token_embd.weight"]
         if not sources:
             continue
@@ -288,9 +305,9 @@ def build_lossless(gguf_file: Path, fp32_graph: Path, out: Path) -> dict[str, An
         for s in sources:
             counts[tensors[s].tensor_type.name] = counts.get(tensors[s].tensor_type.name, 0) + 1
         quantised = _concat(parts)
-        weight = node.input[0] if node.op_type == "Gather" else node.input[1]
+        weight = table if table is not None else node.input[1]
         reference = numpy_helper.to_array(rewriter.initializers[weight])
-        reference = reference if node.op_type == "Gather" else reference.T
+        reference = reference if table == "model.embed_tokens.weight" else reference.T
         rewriter.check(weight, quantised, reference)
         for source, part in zip(sources, parts, strict=True):  # gguf's own dequantisation agrees
             expected = dequantize(tensors[source].data, tensors[source].tensor_type).reshape(
@@ -306,6 +323,13 @@ def build_lossless(gguf_file: Path, fp32_graph: Path, out: Path) -> dict[str, An
     nodes = []
     for index, node in enumerate(model.graph.node):
         nodes.extend(replaced.get(index, [node]))
+    outputs = {o.name for o in model.graph.output}
+    while True:  # drop what fed only the replaced nodes (the tied embedding's Transpose)
+        consumed = {name for node in nodes for name in node.input} | outputs
+        alive = [node for node in nodes if any(out in consumed for out in node.output)]
+        if len(alive) == len(nodes):
+            break
+        nodes = alive
     used = {name for node in nodes for name in node.input}
     kept = [i for i in model.graph.initializer if i.name in used]
     del model.graph.node[:]

@@ -13,6 +13,7 @@ from tokenizers import Tokenizer
 
 from maas.core.manifest import Manifest
 from ops.cli import main as maas
+from tests.unit.test_manifest import check_both
 from training.llm import gate
 from training.llm.decode import Decoder
 from training.llm.importer import SCRIPT, import_llm, parse_variants
@@ -30,6 +31,7 @@ def test_a_tiny_decoder_is_written_as_a_gated_causal_lm_version(
 ) -> None:
     folder = tiny_llms[arch]
     manifest = _manifest(folder)
+    check_both(manifest)  # the typed manifest and the JSON Schema accept it
     assert Manifest.from_dict(manifest).task == "causal-lm" and manifest["name"] == f"tiny_{arch}"
     parity, io = manifest["parity"], manifest["io"]
     # fp32 reproduces PyTorch's greedy tokens on every prompt, and its perplexity

@@ -168,8 +168,9 @@ def _concat(parts: list[Quantised]) -> Quantised:
 
 
 class Rewriter:
-    def __init__(self, model: onnx.ModelProto) -> None:
+    def __init__(self, model: onnx.ModelProto, accuracy_level: int = ACCURACY_LEVEL) -> None:
         self.model = model
+        self.accuracy_level = accuracy_level
         self.initializers = {i.name: i for i in model.graph.initializer}
         self.added: list[onnx.TensorProto] = []
         self.checked = 0
@@ -211,7 +212,7 @@ class Rewriter:
                 N=n,
                 bits=quantised.bits,
                 block_size=block,
-                accuracy_level=ACCURACY_LEVEL,
+                accuracy_level=self.accuracy_level,
             )
         ]
         if quantised.residual is not None:  # y -= (sum of x over each block) @ c^T
@@ -350,3 +351,71 @@ def build_lossless(gguf_file: Path, fp32_graph: Path, out: Path) -> dict[str, An
         "max_weight_diff": rewriter.max_diff,
         "gguf_types": counts,
     }
+
+
+TYPE_SIZES = {"Q8_0": (32, 34), "Q5_0": (32, 22), "Q6_K": (QK_K, 210), "Q4_K": (QK_K, 144)}
+
+
+def _random_tensor(kind: str, rows: int, k: int, rng: np.random.Generator) -> Any:
+    """Random blocks of a GGUF type, with sane fp16 scales: what ``integers`` must read exactly."""
+    from types import SimpleNamespace
+
+    block, size = TYPE_SIZES[kind]
+    blocks = rng.integers(0, 256, size=(rows * k // block, size), dtype=np.uint8)
+    scales = rng.uniform(0.001, 0.02, size=(blocks.shape[0], 2)).astype(np.float16).view(np.uint8)
+    if kind == "Q6_K":
+        blocks[:, 208:210] = scales[:, :2]
+    else:
+        blocks[:, 0:2] = scales[:, :2]
+    if kind == "Q4_K":
+        blocks[:, 2:4] = rng.uniform(0.001, 0.02, size=(blocks.shape[0], 1)).astype(np.float16).view(np.uint8)
+    qtype = getattr(GGMLQuantizationType, kind)
+    return SimpleNamespace(name=kind, data=blocks.reshape(rows, -1), shape=[k, rows], tensor_type=qtype)
+
+
+def self_test(out: Path, seed: int = 0) -> dict[str, Any]:
+    """A small graph of one replaced MatMul per GGUF type and the quantised embedding, built from
+    random blocks with the code above, and the dense weights gguf's own dequantisation gives: a
+    test runs it in onnxruntime and compares (``tests/e2e/test_llm_import.py``)."""
+    rng = np.random.default_rng(seed)
+    k, n, vocab = 512, 48, 64
+    x = helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 3, k])
+    ids = helper.make_tensor_value_info("ids", onnx.TensorProto.INT64, [1, 3])
+    model = helper.make_model(helper.make_graph([], "lossless_self_test", [x, ids], []))
+    rewriter = Rewriter(model, accuracy_level=1)  # fp32 activations: the comparison is exact
+    nodes: list[onnx.NodeProto] = []
+    expected: dict[str, np.ndarray] = {}
+    for kind in TYPE_SIZES:
+        tensor = _random_tensor(kind, n, k, rng)
+        quantised = integers(tensor)
+        dense = dequantize(tensor.data, tensor.tensor_type).reshape(n, k).astype(np.float32)
+        rewriter.check(kind, quantised, dense)
+        node = helper.make_node(
+            "MatMul", ["x", f"{kind}.MatMul.weight"], [f"y_{kind}"], name=f"/{kind}/MatMul"
+        )
+        nodes += rewriter.matmul(node, quantised)
+        expected[kind] = dense
+        model.graph.output.append(helper.make_tensor_value_info(f"y_{kind}", onnx.TensorProto.FLOAT, None))
+    table = _random_tensor("Q8_0", vocab, k, rng)
+    quantised = integers(table)
+    expected["embedding"] = dequantize(table.data, table.tensor_type).reshape(vocab, k).astype(np.float32)
+    nodes += rewriter.gather(
+        helper.make_node("Gather", ["table", "ids"], ["embedded"], name="/embed/Gather"), quantised
+    )
+    model.graph.output.append(helper.make_tensor_value_info("embedded", onnx.TensorProto.FLOAT, None))
+    model.graph.node.extend(nodes)
+    model.graph.initializer.extend(rewriter.added)
+    del model.opset_import[:]
+    model.opset_import.extend([helper.make_opsetid("", 21), helper.make_opsetid("com.microsoft", 1)])
+    model.ir_version = 10  # what the builder's graphs declare: onnxruntime 1.31 reads up to 13
+    out.mkdir(parents=True, exist_ok=True)
+    onnx.save_model(model, str(out / "lossless.onnx"))
+    np.savez(out / "expected.npz", **expected)
+    return {"types": list(TYPE_SIZES), "checked": rewriter.checked}
+
+
+if __name__ == "__main__":
+    import json
+    import sys
+
+    print(json.dumps(self_test(Path(sys.argv[sys.argv.index("--out") + 1]))))

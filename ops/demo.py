@@ -17,7 +17,7 @@ import json
 import logging
 import sys
 import time
-from contextlib import redirect_stdout
+from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -232,13 +232,16 @@ def _streamed_chat(log: Any) -> None:
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_address[1]}/models/gemma/v1"
     question = "Write one sentence about the sea."
-    _say(f"   POST {url}/chat/completions, stream=true (maas chat gemma): {question!r}")
-    chat = Chat(base_url=url, model="gemma", settings={"max_tokens": 48, "temperature": 0})
+    # the base model is not instruction-tuned: greedy chat loops on itself without a penalty
+    settings = {"max_tokens": 48, "temperature": 0, "repetition_penalty": 1.3}
+    _say(f"   POST {url}/chat/completions, stream=true, {settings} (maas chat gemma): {question!r}")
+    chat = Chat(base_url=url, model="gemma", settings=settings)
     terminal = sys.stdout
     print("    gemma> ", end="", flush=True)
     started = time.perf_counter()
     try:
-        with redirect_stdout(log):  # the handler's logs and EMF records; the reply goes to the terminal
+        # the handler's logs and EMF records, the server's access log: the demo log; the reply: the terminal
+        with redirect_stdout(log), redirect_stderr(log):
             reply = chat.say(question, out=terminal)
     finally:
         server.shutdown()

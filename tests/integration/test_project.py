@@ -15,6 +15,7 @@ from ops import project
 from ops.cli import main
 from ops.local import create_bucket, environment, local_aws_environment, moto_server
 from ops.template import functions
+from tests.integration.tools import maas
 from training.data import PROJECT_ROOT
 
 WINE = """
@@ -23,19 +24,6 @@ description = "logistic regression on the wine data set (ONNX)"
 family = "text"
 memory_mb = 512
 """
-
-
-def maas(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """``maas`` as a second clone runs it: the shared environment's code (this tree's), in ``cwd``."""
-    env = {**os.environ, "PYTHONPATH": f"{PROJECT_ROOT / 'layers' / 'runtime'}{os.pathsep}{PROJECT_ROOT}"}
-    return subprocess.run(
-        [sys.executable, "-m", "ops.cli", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
 
 
 def test_template_write_from_a_second_clone_writes_that_clones_template(tmp_path: Path) -> None:

@@ -53,14 +53,14 @@ class Command:
 
     @property
     def where(self) -> str:
-        return f"docs/{self.page}:{self.line}"
+        return f"{self.page}:{self.line}"
 
 
 def commands(page: Path) -> list[Command]:
     """The runnable commands of one page, in order."""
     found: list[Command] = []
     lines = page.read_text().splitlines()
-    name = page.relative_to(DOCS).as_posix()
+    name = page.resolve().relative_to(PROJECT_ROOT).as_posix()
     index = 0
     while index < len(lines):
         if not FENCE.match(lines[index]):

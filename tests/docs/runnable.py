@@ -88,7 +88,9 @@ def commands(page: Path) -> list[Command]:
 
 
 def runnable_pages() -> list[Path]:
-    return [page for page in sorted(DOCS.rglob("*.md")) if commands(page)]
+    """The README's first example and every docs page with a runnable block."""
+    pages = [PROJECT_ROOT / "README.md", *sorted(DOCS.rglob("*.md"))]
+    return [page for page in pages if commands(page)]
 
 
 def mask(text: str, project: Path) -> str:

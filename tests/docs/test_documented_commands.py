@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 
 from tests.docs.runnable import DOCS, commands, report, runnable_pages, session
+from training.data import PROJECT_ROOT
 
 
-@pytest.mark.parametrize("page", runnable_pages(), ids=lambda p: p.relative_to(DOCS).as_posix())
+@pytest.mark.parametrize("page", runnable_pages(), ids=lambda p: p.relative_to(PROJECT_ROOT).as_posix())
 def test_the_pages_commands_print_what_it_shows(page: Path, tmp_path: Path) -> None:
     with session(tmp_path) as running:
         for command in commands(page):

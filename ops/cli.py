@@ -87,6 +87,12 @@ def cmd_import(args: argparse.Namespace) -> int:
         raise MaasError(
             f"unknown task {args.task!r}: the runtime serves {sorted(TASKS)}", code="unknown_task"
         )
+    if _is_llm(Path(args.source)):
+        return _import_llm(args)
+    if args.chat_template:
+        raise MaasError(
+            "--chat-template is for decoder LLMs (a GGUF, a ...ForCausalLM folder, a KV-cache ONNX folder)"
+        )
     if is_hf_folder(Path(args.source)):
         return _import_transformer(args)
     sample = read_sample(Path(args.sample)) if args.sample else None
@@ -130,6 +136,34 @@ def cmd_import(args: argparse.Namespace) -> int:
         )
         + f" -> {args.out}"
     )
+    return 0
+
+
+def _is_llm(source: Path) -> bool:
+    from training.llm.sources import is_llm_source
+
+    return is_llm_source(source)
+
+
+def _import_llm(args: argparse.Namespace) -> int:
+    """A decoder LLM: each variant gated against the fp32 PyTorch model (docs/how-to/llm.md)."""
+    from training.llm.sources import import_any
+
+    written = import_any(
+        Path(args.source),
+        name=args.name,
+        out=Path(args.out),
+        quantize=args.quantize,
+        chat_template=Path(args.chat_template) if args.chat_template else None,
+        quiet=args.quiet,
+    )
+    table = next(iter(written.values()))["metrics"]["variants"]
+    for variant, figures in table.items():
+        verdict = "written" if variant in written else "NOT written: " + "; ".join(figures.get("unmet", []))
+        print(
+            f"{args.name} {variant}: {figures['bytes'] / 1e6:.1f} MB, perplexity {figures['perplexity']:.4f}, "
+            f"greedy agreement {figures['greedy_agreement']:.4f}, mean KL {figures['mean_kl']:.2e}: {verdict}"
+        )
     return 0
 
 
@@ -443,8 +477,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     imports.add_argument(
         "source",
-        help="a model file: .joblib/.pkl (scikit-learn, XGBoost, LightGBM), .keras/.h5, .onnx; or a "
-        "Hugging Face ONNX folder (model.onnx, tokenizer.json, config.json)",
+        help="a model file: .joblib/.pkl (scikit-learn, XGBoost, LightGBM), .keras/.h5, .onnx; a "
+        "Hugging Face ONNX folder (model.onnx, tokenizer.json, config.json); or a decoder LLM: a .gguf, "
+        "a ...ForCausalLM checkpoint folder, or an optimum / onnxruntime-genai folder with a KV cache",
     )
     imports.add_argument("--name", required=True, help="the model's name in the registry (an identifier)")
     imports.add_argument("--out", required=True, help="folder to write model.onnx and manifest.json to")
@@ -459,7 +494,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     imports.add_argument("--task", default=None, help="override the inferred task (e.g. regression)")
     imports.add_argument(
-        "--quantize", default=None, help="write the int8 variant instead, behind its own parity gate"
+        "--quantize",
+        default=None,
+        help="write the int8 variant instead, behind its own parity gate; for an LLM, variants besides fp32 "
+        "(int4, int4-kquant, int8, mixed, or all), each written as <out>-<variant> if it passes",
+    )
+    imports.add_argument(
+        "--chat-template", default=None, help="an LLM's Jinja chat template (overrides the source's)"
     )
     imports.add_argument("--quiet", action="store_true", help="no progress lines")
     imports.set_defaults(func=cmd_import)

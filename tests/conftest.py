@@ -127,6 +127,16 @@ def minilm_versions(minilm_export: Any, tmp_path_factory: pytest.TempPathFactory
 
 
 @pytest.fixture(scope="session")
+def tiny_llms(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """``{"gemma3": folder, "llama": folder}``: two-layer random-init decoders made in the export
+    environment and imported by the real path (builder graph, pruned lm_head, gate against
+    PyTorch): ``causal-lm`` version folders, fp32. Their HF folders are in ``<parent>/hf/<arch>``."""
+    from training.llm.tiny import make_tiny
+
+    return make_tiny(tmp_path_factory.mktemp("tiny-llms"))
+
+
+@pytest.fixture(scope="session")
 def spam_nb_dir(trained_spam_nb: spam_nb.Trained) -> Path:
     return trained_spam_nb.directory
 

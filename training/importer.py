@@ -854,7 +854,7 @@ def _greedy_parity(served: TextGenerator, prompts: list[str], reference: dict[st
     the source's logits, the step graph's logits fed prompt + the source's continuation."""
     texts: list[str] = reference["text"]
     continued = [
-        served.generate(GenerationRequest(prompt, len(text), temperature=0.0))[0]
+        served.generate(GenerationRequest(prompt, len(text), temperature=0.0))[0].text
         for prompt, text in zip(prompts, texts, strict=True)
     ]
     wanted: list[np.ndarray] = reference.get("logits", [])

@@ -32,11 +32,18 @@ def export_python() -> Path:
     return python
 
 
-def run_export(arguments: list[str]) -> dict[str, Any]:
-    """Run ``torch_export.py`` in the export environment; its last stdout line is a JSON summary."""
-    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+def run_export(arguments: list[str], script: Path = SCRIPT, *, threads: int = 1) -> dict[str, Any]:
+    """Run ``script`` (``torch_export.py``) in the export environment; its last stdout line is a
+    JSON summary."""
+    env = {
+        **os.environ,
+        "TOKENIZERS_PARALLELISM": "false",
+        "OMP_NUM_THREADS": str(threads),
+        "MAAS_TORCH_THREADS": str(threads),
+        "HF_HUB_OFFLINE": "1",
+    }
     result = subprocess.run(
-        [str(export_python()), str(SCRIPT), *arguments], capture_output=True, text=True, env=env, check=False
+        [str(export_python()), str(script), *arguments], capture_output=True, text=True, env=env, check=False
     )
     if result.returncode != 0:
         tail = "\n".join(result.stderr.strip().splitlines()[-5:])

@@ -26,7 +26,7 @@ from maas.core.errors import MaasError, NotFound, RequestError, record_error, sh
 from maas.core.observability import logger
 from maas.core.runtime import ModelRuntime
 from maas.core.service import ServedModel
-from maas.core.tasks.base import Classifier, Feeds, GenerationRequest, Generator
+from maas.core.tasks.base import Classifier, Continuation, Feeds, GenerationRequest, Generator
 
 _VERSION = re.compile(r"[0-9]{1,18}")  # ASCII digits: str.isdigit() takes "²", which int() refuses
 
@@ -263,18 +263,35 @@ def predict_groups(
 
 @dataclass(frozen=True, slots=True)
 class Generated:
-    """The continuations of one prompt, the decoding time, and the tokens it produced."""
+    """The sequences generated for one prompt, and the decoding time."""
 
     request: GenerationRequest
-    continuations: list[str]
+    sequences: list[Continuation]
     latency_ms: float
 
     @property
+    def continuations(self) -> list[str]:
+        return [sequence.text for sequence in self.sequences]
+
+    @property
     def tokens(self) -> int:
-        return self.request.max_new_tokens * len(self.continuations)
+        """Tokens generated, all sequences together."""
+        return sum(sequence.tokens for sequence in self.sequences)
+
+    @property
+    def prompt_tokens(self) -> int | None:
+        """The prompt's length in tokens, for a task that tokenises it (a causal LM)."""
+        ids = getattr(self.request, "prompt_ids", None)
+        return None if ids is None else len(ids)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"prompt": self.request.prompt, "continuations": self.continuations}
+        """The answer of a batch row or a queued request (the plain route adds the parameters)."""
+        answer: dict[str, Any] = {"prompt": self.request.prompt, "continuations": self.continuations}
+        answer["finish_reasons"] = [sequence.finish_reason for sequence in self.sequences]
+        answer["completion_tokens"] = [sequence.tokens for sequence in self.sequences]
+        if self.prompt_tokens is not None:
+            answer["prompt_tokens"] = self.prompt_tokens
+        return answer
 
 
 def stable_seed(*parts: object) -> int:
@@ -283,12 +300,13 @@ def stable_seed(*parts: object) -> int:
 
 
 def decode_generation(
-    served: ServedModel, request: Any, default_seed: int | None = None
+    served: ServedModel, request: Any, default_seed: int | None = None, deadline: float | None = None
 ) -> GenerationRequest:
     """A generation request (an object, or a bare prompt string), fully checked before any run.
 
     Without a ``seed`` of its own it gets ``default_seed``: an S3 row or an SQS message may be
-    delivered twice, and its answer must then be the same text, not another sample.
+    delivered twice, and its answer must then be the same text, not another sample. ``deadline``
+    (a ``time.monotonic()`` instant, see ``maas.core.deadline``) is when generation must stop.
     """
     task = generator(served)
     body = {"prompt": request} if isinstance(request, str) else request
@@ -298,14 +316,12 @@ def decode_generation(
             code="invalid_type",
             field="instance",
         )
-    parsed = task.parse(body if default_seed is None else {"seed": default_seed, **body})
-    task.encode(parsed.prompt)
-    return parsed
+    return task.parse(body if default_seed is None else {"seed": default_seed, **body}, deadline)
 
 
 def generate(served: ServedModel, request: GenerationRequest) -> Generated:
     """Decode the continuations of one checked request: the one timed step of a generator."""
     task = generator(served)
     started = time.perf_counter()
-    continuations = task.generate(request)
-    return Generated(request, continuations, (time.perf_counter() - started) * 1000.0)
+    sequences = task.generate(request)
+    return Generated(request, sequences, (time.perf_counter() - started) * 1000.0)

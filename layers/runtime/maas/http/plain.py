@@ -14,6 +14,7 @@ from typing import Any
 from aws_lambda_powertools.event_handler.api_gateway import Router
 
 from maas.core import pipeline
+from maas.core.deadline import deadline_for
 from maas.core.decode import check_instances
 from maas.core.observability import record_generation, record_metadata_request, record_prediction
 from maas.core.runtime import ModelRuntime
@@ -88,7 +89,8 @@ def plain_router(runtime: ModelRuntime, *, documented: bool = False) -> Router:
         name = runtime.model_for(model)
         body = read_json_object(router.current_event, runtime.settings.max_body_bytes)
         served = runtime.service.current(name)
-        request = pipeline.decode_generation(served, body)
+        deadline = deadline_for(getattr(router, "lambda_context", None), http=True)
+        request = pipeline.decode_generation(served, body, deadline=deadline)
         generated = pipeline.generate(served, request)
         record_generation(
             served.name,
@@ -100,15 +102,8 @@ def plain_router(runtime: ModelRuntime, *, documented: bool = False) -> Router:
         return {
             "model_name": served.name,
             "model_version": str(served.version),
-            "prompt": request.prompt,
-            "continuations": generated.continuations,
-            "parameters": {
-                "max_new_tokens": request.max_new_tokens,
-                "num_return_sequences": request.num_return_sequences,
-                "temperature": request.temperature,
-                "top_k": request.top_k,
-                "seed": request.seed,
-            },
+            **generated.to_dict(),
+            "parameters": request.parameters(),
         }
 
     @router.get(

@@ -18,6 +18,7 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Body
 
 from maas.core import pipeline
+from maas.core.deadline import deadline_for
 from maas.core.errors import RequestError, shown
 from maas.core.observability import record_generation, record_metadata_request, record_prediction
 from maas.core.runtime import ModelRuntime
@@ -144,7 +145,9 @@ class Inferred:
     tokens: int | None = None
 
 
-def infer(served: ServedModel, request: InferenceRequest, max_batch: int) -> Inferred:
+def infer(
+    served: ServedModel, request: InferenceRequest, max_batch: int, deadline: float | None = None
+) -> Inferred:
     """Decode the tensors against the model's request signature, then run the pipeline: the
     plain route's validation and preprocessing for one tensor, the checked tensors as feeds for
     several, one decoding loop for a generator. Encode the requested outputs."""
@@ -177,7 +180,7 @@ def infer(served: ServedModel, request: InferenceRequest, max_batch: int) -> Inf
         raise RequestError(f"inputs have different batch sizes {sorted(batches)}", field="inputs")
     wanted = _requested_outputs(served, request)
     if isinstance(task, Generator):
-        return _generate(served, task, request, arrays, wanted)
+        return _generate(served, task, request, arrays, wanted, deadline)
     if len(arrays) == 1:
         ((name, array),) = arrays.items()
         feeds = pipeline.decode(served, _instances(array), field=fields[name])
@@ -213,6 +216,7 @@ def _generate(
     request: InferenceRequest,
     arrays: dict[str, np.ndarray],
     wanted: list[str],
+    deadline: float | None = None,
 ) -> Inferred:
     """A text generator: one ``prompt`` tensor, the sampling settings as request ``parameters``,
     one ``text`` per returned sequence. The plain route's checks apply, named in protocol terms."""
@@ -224,18 +228,34 @@ def _generate(
     parameters = request.parameters or {}
     body = {**{k: v for k, v in parameters.items() if k in task.parameters}, "prompt": prompts[0]}
     try:
-        settings = pipeline.decode_generation(served, body)
+        settings = pipeline.decode_generation(served, body, deadline=deadline)
     except RequestError as error:
         field = "inputs[0].data" if error.field == "prompt" else f"parameters.{error.field}"
         raise RequestError(f"{field}: {error.message}", code=error.code, field=field) from None
     generated = pipeline.generate(served, settings)
     texts = generated.continuations
-    outputs = [ResponseOutput(name="text", shape=[len(texts)], datatype="BYTES", data=texts)]
+    rows = len(texts)
+    outputs = [
+        ResponseOutput(name="text", shape=[rows], datatype="BYTES", data=texts),
+        ResponseOutput(
+            name="finish_reason",
+            shape=[rows],
+            datatype="BYTES",
+            data=[s.finish_reason for s in generated.sequences],
+        ),
+        ResponseOutput(
+            name="completion_tokens",
+            shape=[rows],
+            datatype="INT64",
+            data=[s.tokens for s in generated.sequences],
+        ),
+    ]
+    given = {spec.name for spec in task.request_outputs()}
     response = InferenceResponse(
         model_name=served.name,
         model_version=str(served.version),
         id=request.id,
-        outputs=[o for o in outputs if o.name in wanted],
+        outputs=[o for o in outputs if o.name in wanted and o.name in given],
     )
     return Inferred(response, len(texts), generated.latency_ms, tokens=generated.tokens)
 
@@ -261,7 +281,8 @@ def protocol_router(runtime: ModelRuntime) -> Router:
 
     def run(model: str, version: str | None, request: InferenceRequest) -> InferenceResponse:
         served = pipeline.resolve(runtime, model, version)
-        result = infer(served, request, runtime.settings.max_batch)
+        deadline = deadline_for(getattr(router, "lambda_context", None), http=True)
+        result = infer(served, request, runtime.settings.max_batch, deadline)
         if result.tokens is not None:
             record_generation(
                 served.name, served.version, result.batch, result.latency_ms, tokens=result.tokens

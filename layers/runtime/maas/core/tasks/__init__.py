@@ -23,6 +23,7 @@ TASKS: dict[str, str] = {
     "sequence-classification": "maas.core.tasks.sequences:SequenceClassifier",
     "image-classification": "maas.core.tasks.images:ImageClassifier",
     "text-generation": "maas.core.tasks.generation:TextGenerator",
+    "causal-lm": "maas.core.tasks.causal_lm:CausalLM",
     "tabular-classification": "maas.core.tasks.tabular:TabularClassifier",
     "regression": "maas.core.tasks.tabular:Regressor",
     "tensors": "maas.core.tasks.tensors:RawTensors",

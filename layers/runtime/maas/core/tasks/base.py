@@ -11,7 +11,7 @@ the manifest and applied by the task's one implementation of it.
 from __future__ import annotations
 
 from abc import abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -96,12 +96,35 @@ class Classifier(ServedTask):
 
 @dataclass(frozen=True, slots=True)
 class GenerationRequest:
+    """What every generator takes; a task's own request type may add fields (``causal_lm``)."""
+
     prompt: str
     max_new_tokens: int
     num_return_sequences: int = 1
     temperature: float = 1.0
     top_k: int = 0
     seed: int | None = None
+    #: ``time.monotonic()`` by which the answer must be on its way (None: no deadline): a
+    #: generator that reaches it stops and answers what it has (``finish_reason`` "time")
+    deadline: float | None = None
+
+    def parameters(self) -> dict[str, Any]:
+        """The decoding settings as answered back to the caller (what was applied, defaults included)."""
+        hidden = {"prompt", "prompt_ids", "deadline"}
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in hidden}
+
+
+#: why a sequence ended: its stop string or end-of-sequence token, its length limit, or the deadline
+FINISH_REASONS = ("stop", "length", "time")
+
+
+@dataclass(frozen=True, slots=True)
+class Continuation:
+    """One generated sequence: its text (the prompt not repeated), its token count, why it ended."""
+
+    text: str
+    tokens: int
+    finish_reason: str = "length"
 
 
 class Generator(ServedTask):
@@ -113,15 +136,16 @@ class Generator(ServedTask):
     parameters: ClassVar[tuple[str, ...]] = ()
 
     @abstractmethod
-    def parse(self, body: dict[str, Any]) -> GenerationRequest:
-        """The request's fields, each checked: a ``RequestError`` names the first one that is wrong."""
+    def parse(self, body: dict[str, Any], deadline: float | None = None) -> GenerationRequest:
+        """The request's fields, each checked (the prompt readable by the model too): a
+        ``RequestError`` names the first one that is wrong. ``deadline``: see ``GenerationRequest``."""
 
     @abstractmethod
     def encode(self, prompt: str, field: str = "prompt") -> list[int]:
         """The prompt's token ids, or a ``RequestError`` naming what the model cannot read."""
 
     @abstractmethod
-    def generate(self, request: GenerationRequest) -> list[str]:
+    def generate(self, request: GenerationRequest) -> list[Continuation]:
         """The continuations of the prompt, one per requested sequence."""
 
 

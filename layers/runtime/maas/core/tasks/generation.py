@@ -9,6 +9,7 @@ sequences at once: ``num_return_sequences`` rows share every ``session.run``.
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ import numpy as np
 from maas.core.errors import RequestError, shown
 from maas.core.predictor import Predictor
 from maas.core.signature import TensorSpec
-from maas.core.tasks.base import GenerationRequest, Generator
+from maas.core.tasks.base import Continuation, GenerationRequest, Generator
 
 __all__ = ["LIMITS", "GenerationRequest", "TextGenerator"]
 
@@ -65,7 +66,7 @@ class TextGenerator(Generator):
         """And gets one text per returned sequence."""
         return [TensorSpec("text", "object", (None,))]
 
-    def parse(self, body: dict[str, Any]) -> GenerationRequest:
+    def parse(self, body: dict[str, Any], deadline: float | None = None) -> GenerationRequest:
         """The request's fields, each checked: a 400 names the first one that is wrong."""
         prompt = body.get("prompt")
         if not isinstance(prompt, str):
@@ -90,6 +91,7 @@ class TextGenerator(Generator):
                 code="out_of_range",
                 field="temperature",
             )
+        self.encode(prompt)
         return GenerationRequest(
             prompt=prompt,
             max_new_tokens=int(_integer(body, "max_new_tokens", 100, 1, self.max_new_tokens) or 0),
@@ -99,6 +101,7 @@ class TextGenerator(Generator):
             temperature=float(temperature),
             top_k=int(_integer(body, "top_k", 0, 0, len(self.characters)) or 0),
             seed=_integer(body, "seed", None, 0, 2**32 - 1),
+            deadline=deadline,
         )
 
     def encode(self, prompt: str, field: str = "prompt") -> list[int]:
@@ -116,7 +119,7 @@ class TextGenerator(Generator):
         outputs = self.predictor.run(feeds, [self.logits_output, self.state_output])
         return outputs[self.logits_output], outputs[self.state_output]
 
-    def generate(self, request: GenerationRequest) -> list[str]:
+    def generate(self, request: GenerationRequest) -> list[Continuation]:
         """Continuations of the prompt, one per requested sequence (the prompt not repeated)."""
         rows = request.num_return_sequences
         state = np.zeros((rows, self.state_size), dtype=np.float32)
@@ -125,13 +128,20 @@ class TextGenerator(Generator):
             logits, state = self.step(np.full(rows, token), state)
         rng = np.random.default_rng(request.seed)
         produced: list[np.ndarray] = []
+        reason = "length"
         for position in range(request.max_new_tokens):
             chosen = self.choose(logits, request, rng)
             produced.append(chosen)
             if position + 1 < request.max_new_tokens:
+                if request.deadline is not None and time.monotonic() >= request.deadline:
+                    reason = "time"
+                    break
                 logits, state = self.step(chosen, state)
         columns = np.stack(produced, axis=1)
-        return ["".join(self.characters[int(i)] for i in row) for row in columns]
+        return [
+            Continuation("".join(self.characters[int(i)] for i in row), len(produced), reason)
+            for row in columns
+        ]
 
     @staticmethod
     def choose(logits: np.ndarray, request: GenerationRequest, rng: np.random.Generator) -> np.ndarray:

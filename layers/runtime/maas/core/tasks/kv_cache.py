@@ -1,0 +1,118 @@
+"""A decoder graph with a KV cache: prefill the prompt once, then one token per row per run.
+
+The names come from the manifest's ``io`` (``past_key_values.{i}.key`` ... ``present.{i}.value``
+for an onnxruntime-genai or optimum export). Each run's ``present`` is the next run's ``past``:
+the graph is built with ``windowed_kv_cache=false``, so the cache simply grows by one position
+per token. The rows of one request share the prompt's prefill: its cache is repeated once per
+row, and a row that has finished is dropped from the batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from maas.core.errors import ConfigurationError
+from maas.core.predictor import Predictor
+
+
+@dataclass(frozen=True, slots=True)
+class CacheLayout:
+    """The graph's names and cache geometry, read from the manifest's ``io``."""
+
+    input_ids: str
+    attention_mask: str
+    position_ids: str | None
+    logits: str
+    past: tuple[str, ...]
+    present: tuple[str, ...]
+    num_kv_heads: int
+    head_dim: int
+    kv_dtype: np.dtype[Any]
+
+    @classmethod
+    def from_io(cls, io: dict[str, Any], predictor: Predictor) -> CacheLayout:
+        try:
+            layers = int(io["num_layers"])
+            layout = cls(
+                input_ids=str(io.get("input_ids", "input_ids")),
+                attention_mask=str(io.get("attention_mask", "attention_mask")),
+                position_ids=str(io["position_ids"]) if io.get("position_ids") else None,
+                logits=str(io.get("logits", "logits")),
+                past=_per_layer(io, layers, "past", "past_key_values.{i}"),
+                present=_per_layer(io, layers, "present", "present.{i}"),
+                num_kv_heads=int(io["num_kv_heads"]),
+                head_dim=int(io["head_dim"]),
+                kv_dtype=np.dtype(str(io.get("kv_dtype", "float32"))),
+            )
+        except (KeyError, TypeError, ValueError) as error:
+            raise ConfigurationError(f"the manifest's io does not describe a KV cache: {error}") from None
+        inputs, outputs = set(predictor.input_names), {spec.name for spec in predictor.outputs}
+        wanted_in = {layout.input_ids, layout.attention_mask, *layout.past}
+        if layout.position_ids:
+            wanted_in.add(layout.position_ids)
+        missing = sorted((wanted_in - inputs) | ({layout.logits, *layout.present} - outputs))
+        if missing:
+            raise ConfigurationError(f"the graph lacks the inputs/outputs its manifest names: {missing}")
+        return layout
+
+    @property
+    def bytes_per_token(self) -> int:
+        """The cache of one position of one row: keys and values of every layer."""
+        return len(self.past) * self.num_kv_heads * self.head_dim * self.kv_dtype.itemsize
+
+
+def _per_layer(io: dict[str, Any], layers: int, kind: str, default: str) -> tuple[str, ...]:
+    """Each layer's key then value name, from ``io["<kind>_key"]`` / ``io["<kind>_value"]``."""
+    patterns = [str(io.get(f"{kind}_{part}", f"{default}.{part}")) for part in ("key", "value")]
+    return tuple(pattern.format(i=i) for i in range(layers) for pattern in patterns)
+
+
+class KVDecoder:
+    """One request's decoding state: the cache of its live rows and their length so far."""
+
+    def __init__(self, predictor: Predictor, layout: CacheLayout) -> None:
+        self.predictor = predictor
+        self.layout = layout
+        self.cache: list[np.ndarray] = []
+        self.length = 0
+
+    def prefill(self, prompt_ids: list[int], rows: int) -> np.ndarray:
+        """Run the prompt once; the next-token logits [rows, vocab], the cache repeated per row."""
+        layout = self.layout
+        empty = np.zeros((1, layout.num_kv_heads, 0, layout.head_dim), dtype=layout.kv_dtype)
+        ids = np.asarray([prompt_ids], dtype=np.int64)
+        logits = self._run(ids, [empty] * len(layout.past), np.arange(ids.shape[1], dtype=np.int64)[None, :])
+        if rows > 1:
+            self.cache = [np.repeat(kv, rows, axis=0) for kv in self.cache]
+            logits = np.repeat(logits, rows, axis=0)
+        return logits
+
+    def step(self, tokens: np.ndarray) -> np.ndarray:
+        """One token per live row in, the next-token logits [rows, vocab] out."""
+        ids = tokens.astype(np.int64).reshape(-1, 1)
+        positions = np.full_like(ids, self.length)
+        return self._run(ids, self.cache, positions)
+
+    def keep(self, rows: np.ndarray) -> None:
+        """Only these rows (indices among the live ones) decode on: the others have finished."""
+        self.cache = [kv[rows] for kv in self.cache]
+
+    def _run(self, ids: np.ndarray, past: list[np.ndarray], positions: np.ndarray) -> np.ndarray:
+        layout = self.layout
+        total = self.length + ids.shape[1]
+        feeds: dict[str, np.ndarray] = {
+            layout.input_ids: ids,
+            layout.attention_mask: np.ones((ids.shape[0], total), dtype=np.int64),
+        }
+        if layout.position_ids:
+            feeds[layout.position_ids] = positions
+        feeds.update(zip(layout.past, past, strict=True))
+        results = self.predictor.run(feeds, [layout.logits, *layout.present])
+        self.cache = [results[name] for name in layout.present]
+        self.length = total
+        logits = results[layout.logits]
+        # a graph pruned to the last position answers [rows, 1, vocab]; a full one [rows, seq, vocab]
+        return np.asarray(logits[:, -1, :])

@@ -1,0 +1,173 @@
+"""Decoder LLMs through the import path: tiny random-init Gemma 3 and Llama checkpoints, built by
+onnxruntime-genai's model builder, pruned for serving, gated against PyTorch, written as
+``causal-lm`` version folders (the same code ``maas import`` and ``maas train gemma`` run)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from tokenizers import Tokenizer
+
+from maas.core.manifest import Manifest
+from ops.cli import main as maas
+from training.llm import gate
+from training.llm.decode import Decoder
+from training.llm.importer import SCRIPT, import_llm, parse_variants
+from training.llm.tiny import SPEC
+from training.transformers.environment import run_export
+
+
+def _manifest(folder: Path) -> dict:  # type: ignore[type-arg]
+    return json.loads((folder / "manifest.json").read_text())
+
+
+@pytest.mark.parametrize("arch", ["gemma3", "llama"])
+def test_a_tiny_decoder_is_written_as_a_gated_causal_lm_version(
+    tiny_llms: dict[str, Path], arch: str
+) -> None:
+    folder = tiny_llms[arch]
+    manifest = _manifest(folder)
+    assert Manifest.from_dict(manifest).task == "causal-lm"
+    parity, io = manifest["parity"], manifest["io"]
+    # fp32 reproduces PyTorch's greedy tokens on every prompt, and its perplexity
+    assert parity["passed"] and parity["greedy_agreement"] == 1.0
+    assert parity["greedy_identical_prompts"] == SPEC.prompts
+    assert parity["perplexity_ratio"] == pytest.approx(1.0, abs=1e-4)
+    assert parity["mean_kl"] < 1e-5
+    assert io["logits_last_only"] and io["num_layers"] == 2 and io["vocab_size"] == 512
+    assert io["eos_token_ids"] == [1] and io["bos_token_id"] == 2 and io["add_bos"]
+    assert io["max_context"] <= io["context_length"] == 256
+    assert (folder / "chat_template.jinja").read_text().startswith("{{ bos_token }}")
+    for name, entry in manifest["artifacts"].items():
+        assert (folder / name).stat().st_size == entry["size"]
+    assert manifest["framework"]["architecture"].startswith(arch)
+
+
+@pytest.mark.parametrize("arch", ["gemma3", "llama"])
+def test_the_served_graph_answers_its_sample_with_last_position_logits(
+    tiny_llms: dict[str, Path], arch: str
+) -> None:
+    folder = tiny_llms[arch]
+    manifest = _manifest(folder)
+    sample = manifest["sample"]
+    tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    ids = tokenizer.encode(sample["prompt"]).ids
+    assert ids == sample["prompt_token_ids"] and ids[0] == manifest["io"]["bos_token_id"]
+    decoder = Decoder(folder / "model.onnx")
+    logits, _ = decoder.forward(ids, decoder._empty_cache(), 0)
+    assert logits.shape == (1, 512)  # prefill computed one row, not one per prompt token
+    tokens, _ = decoder.greedy(ids, sample["max_new_tokens"])
+    assert tokens[: len(sample["token_ids"])] == sample["token_ids"]
+    assert tokenizer.decode(sample["token_ids"], skip_special_tokens=True) == sample["continuation"]
+
+
+def test_quantised_variants_are_written_only_when_they_pass(
+    tiny_llms: dict[str, Path], tmp_path: Path
+) -> None:
+    source = tiny_llms["llama"].parent / "hf" / "llama"
+    written = import_llm(
+        source, name="tiny_q", out=tmp_path / "q", variants=parse_variants("int4,int8"), spec=SPEC
+    )
+    table = written["fp32"]["metrics"]["variants"]
+    assert set(table) == {"fp32", "int4", "int8"}
+    for variant, figures in table.items():
+        folder = tmp_path / ("q" if variant == "fp32" else f"q-{variant}")
+        assert folder.is_dir() == figures["passed"], variant
+        assert figures["passed"] == (
+            variant == "fp32"
+            or (
+                figures["perplexity_ratio"] <= gate.MAX_PERPLEXITY_RATIO
+                and figures["greedy_agreement"] >= gate.MIN_AGREEMENT
+            )
+        )
+        if figures["passed"] and variant != "fp32":
+            quantisation = _manifest(folder)["quantisation"]
+            assert quantisation["scheme"] == variant and quantisation["bytes"] < quantisation["fp32_bytes"]
+            graph = (folder / "model.onnx").read_bytes()
+            assert b"MatMulNBits" in graph and b"accuracy_level" in graph
+    assert not table["int4"]["passed"]  # random weights at 4 bits drift, as Gemma's RTN int4 does
+    assert "greedy agreement" in " ".join(table["int4"]["unmet"])
+
+
+def test_maas_import_takes_a_checkpoint_folder_and_a_chat_template(
+    tiny_llms: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    template = tmp_path / "chat.jinja"
+    template.write_text("{% for m in messages %}{{ m['content'] }}\n{% endfor %}")
+    source = tiny_llms["gemma3"].parent / "hf" / "gemma3"
+    out = tmp_path / "v"
+    assert (
+        maas(
+            [
+                "import",
+                str(source),
+                "--name",
+                "tiny_chat",
+                "--out",
+                str(out),
+                "--chat-template",
+                str(template),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    assert (out / "chat_template.jinja").read_text() == template.read_text()
+    assert "greedy agreement 1.0000" in capsys.readouterr().out
+    manifest = _manifest(out)
+    assert manifest["name"] == "tiny_chat" and manifest["parity"]["passed"]
+
+
+def test_the_gate_refuses_a_graph_that_does_not_answer_like_pytorch(
+    tiny_llms: dict[str, Path], tmp_path: Path
+) -> None:
+    reference_dir = tmp_path / "ref"
+    folder = tiny_llms["gemma3"]
+    decoder = Decoder(folder / "model.onnx")
+    prompts = [[2, 40, 41, 42], [2, 50, 51]]
+    greedy = [decoder.greedy(p, 8)[0] for p in prompts]
+    greedy[1][3] = (greedy[1][3] + 1) % 512  # PyTorch "said" another token at one step
+    reference_dir.mkdir()
+    # the served graph has one logits row: a two-token text is all it can measure perplexity on
+    np.save(reference_dir / "kl_logprobs.npy", decoder.logprobs([2, 40]))
+    doc = {
+        "prompts": prompts,
+        "texts": [[2, 40]],
+        "steps": 8,
+        "kl_positions": 1,
+        "greedy": greedy,
+        "nll": [[1.0]],
+    }
+    (reference_dir / "reference.json").write_text(json.dumps(doc))
+    reference = gate.Reference.read(reference_dir)
+    figures = gate.measure(folder / "model.onnx", folder / "model.onnx", reference)
+    assert figures["greedy_agreement"] == pytest.approx(15 / 16)
+    unmet = gate.verdict(figures, reference.perplexity, quantised=False)
+    assert unmet and "fp32 greedy tokens differ" in unmet[0]
+
+
+def test_an_onnxruntime_genai_folder_is_checked_against_its_own_uncached_graph(
+    tiny_llms: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = tmp_path / "genai"
+    run_export(
+        ["build", "--hf", str(tiny_llms["llama"].parent / "hf" / "llama"), "--out", str(source)], SCRIPT
+    )
+    assert (source / "genai_config.json").is_file()
+    out = tmp_path / "v"
+    assert maas(["import", str(source), "--name", "tiny_genai", "--out", str(out), "--quiet"]) == 0
+    manifest = _manifest(out)
+    assert manifest["parity"]["passed"] and manifest["parity"]["greedy_agreement"] == 1.0
+    assert manifest["framework"]["source"] == "onnxruntime-genai folder"
+    assert manifest["io"]["eos_token_ids"] == [1] and manifest["io"]["logits_last_only"]
+    # the same weights as the checkpoint import: its version answers the sample alike
+    sample = manifest["sample"]
+    tokens, _ = Decoder(tiny_llms["llama"] / "model.onnx").greedy(sample["prompt_token_ids"], 8)
+    assert tokens[: len(sample["token_ids"])] == sample["token_ids"]
+    assert "tiny_genai fp32" in capsys.readouterr().out
+    assert (
+        maas(["import", str(source), "--name", "x", "--out", str(tmp_path / "w"), "--quantize", "int4"]) != 0
+    )

@@ -217,6 +217,85 @@ def draw(results: dict[str, Any], out: Path = FIGURES) -> list[Path]:
     return drawn
 
 
+def _median(stat: dict[str, float], unit: str, scale: float = 1.0) -> str:
+    value = stat["median"] * scale
+    return f"{value:,.0f} {unit}" if value >= 100 else f"{value:.2f} {unit}"
+
+
+def headline(results: dict[str, Any]) -> str:
+    """The README's table: one line per family, ours against the usual way, from the results."""
+    rows = ["| | ours (ONNX on the layer) | the usual way | ratio |", "| --- | --- | --- | --- |"]
+    cold = results.get("cold_start")
+    if cold:
+        baseline = cold["baselines"]["sklearn_handler"]
+        rows.append(
+            f"| cold start, {cold['model']} (TF-IDF + naive Bayes) | {_median(cold['ours']['s'], 's')} "
+            f"| {_median(baseline['s'], 's')} scikit-learn + joblib | {baseline['ratio']['median']:.2f}× |"
+        )
+    keras = results.get("keras", {}).get("cold_start", {}).get("digits_cnn")
+    if keras:
+        baseline = keras["baselines"]["keras_handler"]
+        rows.append(
+            f"| cold start, digits_cnn (Keras CNN) | {_median(keras['ours']['s'], 's')} "
+            f"| {_median(baseline['s'], 's')} TensorFlow SavedModel | {baseline['ratio']['median']:.2f}× |"
+        )
+    minilm = results.get("minilm", {})
+
+    def ratio(name: str, ours: dict[str, float], peer: dict[str, float], *, invert: bool) -> float:
+        """The bench's median of paired ratios when it stored one, else the ratio of medians."""
+        if name in minilm.get("ratios", {}):
+            return float(minilm["ratios"][name]["median"])
+        return peer["median"] / ours["median"] if invert else ours["median"] / peer["median"]
+
+    if minilm.get("cold_start_s"):
+        ours, peer = minilm["cold_start_s"]["int8"], minilm["cold_start_s"]["pytorch"]
+        rows.append(
+            f"| cold start, all-MiniLM-L6-v2 int8 | {_median(ours, 's')} "
+            f"| {_median(peer, 's')} sentence-transformers on PyTorch | {ratio('minilm_cold_start_int8_vs_pytorch', ours, peer, invert=False):.2f}× |"
+        )
+    if minilm.get("throughput_ms"):
+        ours, peer = (
+            minilm["throughput_ms"]["int8"]["batch32_ms"],
+            minilm["throughput_ms"]["pytorch"]["batch32_ms"],
+        )
+        rows.append(
+            f"| MiniLM embeddings, batch 32 | {_median(ours, 'ms')} | {_median(peer, 'ms')} "
+            f"sentence-transformers | {ratio('minilm_int8_batch32_vs_pytorch', ours, peer, invert=True):.2f}× as fast |"
+        )
+    llm = results.get("llm", {})
+    one = llm.get("threads", {}).get("1", {})
+    ours_sides = [
+        s for s in llm.get("sides", []) if s.startswith("ours:") and "decode_tok_s" in one.get(s, {})
+    ]
+    if ours_sides and "llamacpp" in one:
+        best = max(ours_sides, key=lambda side: one[side]["decode_tok_s"]["median"])
+        ours, peer = one[best]["decode_tok_s"], one["llamacpp"]["decode_tok_s"]
+        rows.append(
+            f"| Gemma 3 270M decode, one thread ({best.removeprefix('ours:')}) | {_median(ours, 'tok/s')} "
+            f"| {_median(peer, 'tok/s')} llama.cpp | {ours['median'] / peer['median']:.2f}× as fast |"
+        )
+    batch = results.get("batch")
+    if batch:
+        rows.append(
+            f"| batch scoring, spam_nb | {_median(batch['session_run_rows_per_s'], 'rows/s')} "
+            f"| {_median(batch['sklearn_predict_proba_rows_per_s'], 'rows/s')} `predict_proba` "
+            f"| {batch['ratio']['median']:.2f}× as fast |"
+        )
+    return "\n".join(rows)
+
+
+HEADLINE = ("<!-- headline:start -->", "<!-- headline:end -->")
+
+
+def embed_headline(results: dict[str, Any], readme: Path = PROJECT_ROOT / "README.md") -> None:
+    """Rewrite the README's headline table between its markers."""
+    text = readme.read_text()
+    start, end = HEADLINE
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        readme.write_text(f"{head}{start}\n{headline(results)}\n{end}{rest.split(end, 1)[1]}")
+
+
 def main() -> int:
     results = latest_results()
     if not results:
@@ -224,6 +303,7 @@ def main() -> int:
         return 1
     for path in draw(results):
         print(f"drew {path.relative_to(PROJECT_ROOT)}")
+    embed_headline(results)
     return 0
 
 

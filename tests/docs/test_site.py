@@ -108,3 +108,13 @@ def test_the_llm_charts_draw_from_the_llm_benchs_results(tmp_path: Path) -> None
     drawn = plots.draw({"llm": {"sides": sides, "threads": {"1": one_thread}}}, tmp_path)
     assert [p.name for p in drawn] == ["llm-decode.png", "llm-prefill.png", "llm-first-token.png"]
     assert all(p.stat().st_size > 10_000 for p in drawn)
+
+
+def test_the_readme_is_short_and_its_links_and_headline_figures_hold() -> None:
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    assert len(readme.splitlines()) <= 150
+    for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", readme):
+        assert (PROJECT_ROOT / target).exists(), target
+    start, end = plots.HEADLINE
+    table = readme.split(start, 1)[1].split(end, 1)[0].strip()
+    assert table == plots.headline(plots.latest_results()), "run `python -m benchmarks.plots`"

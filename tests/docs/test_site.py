@@ -64,6 +64,13 @@ def test_every_page_is_reachable_from_the_navigation() -> None:
     assert len(in_nav) == len(set(in_nav)), "a page is listed twice"
 
 
+def test_every_fence_is_closed() -> None:
+    """An unclosed fence swallows the rest of a page, and mkdocs builds it without a word."""
+    for page in [PROJECT_ROOT / "README.md", *DOCS.rglob("*.md")]:
+        fences = [line for line in page.read_text().splitlines() if line.startswith("```")]
+        assert len(fences) % 2 == 0, page
+
+
 def test_the_generated_reference_pages_are_up_to_date() -> None:
     assert reference_docs.stale() == [], "run `python -m ops.reference_docs --write`"
 

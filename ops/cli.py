@@ -28,6 +28,7 @@ TRAINERS = {
     "moby_gen": "training.models.moby_gen",
     "minilm": "training.models.minilm",
     "spam_minilm": "training.models.spam_minilm",
+    "gemma": "training.models.gemma",
 }
 
 
@@ -43,7 +44,7 @@ def _registry(args: argparse.Namespace) -> RegistryAdmin:
     return RegistryAdmin(bucket, signing_key=signing_key, verifier=verifier)
 
 
-QUANTIZABLE = ["minilm"]
+QUANTIZABLE = ["minilm", "gemma"]
 
 
 def cmd_train(args: argparse.Namespace) -> int:

@@ -30,7 +30,7 @@ def test_a_tiny_decoder_is_written_as_a_gated_causal_lm_version(
 ) -> None:
     folder = tiny_llms[arch]
     manifest = _manifest(folder)
-    assert Manifest.from_dict(manifest).task == "causal-lm"
+    assert Manifest.from_dict(manifest).task == "causal-lm" and manifest["name"] == f"tiny_{arch}"
     parity, io = manifest["parity"], manifest["io"]
     # fp32 reproduces PyTorch's greedy tokens on every prompt, and its perplexity
     assert parity["passed"] and parity["greedy_agreement"] == 1.0
@@ -62,6 +62,9 @@ def test_the_served_graph_answers_its_sample_with_last_position_logits(
     tokens, _ = decoder.greedy(ids, sample["max_new_tokens"])
     assert tokens[: len(sample["token_ids"])] == sample["token_ids"]
     assert tokenizer.decode(sample["token_ids"], skip_special_tokens=True) == sample["continuation"]
+    kept = json.loads((folder.parent / f"tiny-{arch}.reference.json").read_text())  # PyTorch's answers
+    assert kept["prompts"][0] == ids and kept["greedy"][0][: len(sample["token_ids"])] == sample["token_ids"]
+    assert len(kept["greedy"]) == SPEC.prompts and {len(g) for g in kept["greedy"]} == {kept["steps"]}
 
 
 def test_quantised_variants_are_written_only_when_they_pass(

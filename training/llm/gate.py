@@ -203,8 +203,15 @@ def verdict(figures: dict[str, Any], reference_perplexity: float, quantised: boo
 def report(figures: dict[str, Any], reference: Reference, spec: GateSpec, unmet: list[str]) -> dict[str, Any]:
     """The manifest's ``parity`` (fp32) or ``quantisation`` figures, with the thresholds."""
     shown = {k: v for k, v in figures.items() if k != "greedy"}
+    tokens = spec.prompts * spec.steps
     return {
         "against": "the fp32 PyTorch model (transformers), dequantised when the source is a GGUF",
+        # the fields every parity report has (``maas train`` prints them)
+        "rows": tokens,
+        "compared": "greedy tokens",
+        "label_disagreements": tokens - round(figures["greedy_agreement"] * tokens),
+        "measure": "served logit",
+        "max_abs_diff": figures["served_max_abs_logit_diff"],
         "reference_perplexity": round(reference.perplexity, 6),
         "perplexity_ratio": round(figures["perplexity"] / reference.perplexity, 6),
         **shown,

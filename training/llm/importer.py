@@ -73,6 +73,13 @@ VARIANTS = {
             "MatMulNBits 8-bit weight-only, block 32, accuracy level 4",
         ),
         Variant(
+            "lossless",
+            "lossless",
+            (),
+            "the GGUF's own integers (Q5_0/Q6_K/Q8_0 at 8 bits, Q4_K at 4 bits with its residual), "
+            "never rounded twice; embedding GatherBlockQuantized 8-bit; accuracy level 4",
+        ),
+        Variant(
             "mixed",
             "int4",
             (
@@ -128,12 +135,28 @@ def _framework(
         "architecture": facts["architecture"],
         "exporter": EXPORTER,
         "exporter_version": GENAI_VERSION,
-        "builder_precision": variant.precision,
+        "builder_precision": "fp32" if variant.name == "lossless" else variant.precision,
         "builder_options": ["windowed_kv_cache=false", *variant.options],
+        **(
+            {"weights": "the GGUF's integers and scales (training/llm/lossless.py)"}
+            if variant.name == "lossless"
+            else {}
+        ),
         "graph_rewrites": ["lm_head pruned to the last position (served graph)"],
         "torch": summary["versions"]["torch"],
         "transformers": summary["versions"]["transformers"],
     }
+
+
+def _token_ids(tokenizer: Path, tokens: tuple[str, ...]) -> list[int]:
+    from tokenizers import Tokenizer
+
+    vocabulary = Tokenizer.from_file(str(tokenizer))
+    ids = [vocabulary.token_to_id(token) for token in tokens]
+    missing = [token for token, i in zip(tokens, ids, strict=True) if i is None]
+    if missing:
+        raise TrainingError(f"stop tokens {missing} are not in the tokenizer's vocabulary")
+    return [int(i) for i in ids if i is not None]
 
 
 def _weights(folder: Path) -> Path | None:
@@ -155,8 +178,15 @@ def import_llm(
     spec: gate.GateSpec | None = None,
     quiet: bool = False,
     threads: int = 1,
+    notices: dict[str, str] | None = None,
+    keep_reference: Path | None = None,
+    stop_tokens: tuple[str, ...] = (),
 ) -> dict[str, dict[str, Any]]:
-    """Every variant that passes its gate, as ``{variant: manifest}`` (fp32 first, at ``out``)."""
+    """Every variant that passes its gate, as ``{variant: manifest}`` (fp32 first, at ``out``).
+    ``notices``: text files every version carries (a licence's NOTICE). ``keep_reference``: where
+    to keep PyTorch's answers (prompt ids, greedy ids, steps) for other tests to compare with.
+    ``stop_tokens``: tokens that end generation besides the source's EOS (Gemma's ``<end_of_turn>``,
+    which its GGUF does not list)."""
     progress = Progress(f"import {name}", quiet=quiet)
     variants = variants or [VARIANTS["fp32"]]
     spec = spec or gate.GateSpec()
@@ -188,8 +218,14 @@ def import_llm(
         )
         facts = json.loads((work / "facts.json").read_text(encoding="utf-8"))
         tokenizer = Path(summary["hf_folder"]) / version.TOKENIZER_FILE
+        facts["eos_token_ids"] += [
+            t for t in _token_ids(tokenizer, stop_tokens) if t not in facts["eos_token_ids"]
+        ]
         template = template_text if template_text is not None else facts.get("chat_template")
         reference = gate.Reference.read(work / "reference")
+        if keep_reference is not None:
+            kept = {"prompts": reference.prompts, "greedy": reference.greedy, "steps": reference.steps}
+            keep_reference.write_text(json.dumps(kept), encoding="utf-8")
         progress(
             f"PyTorch fp32 perplexity {reference.perplexity:.4f} on {len(reference.texts)} held-out texts"
         )
@@ -254,6 +290,7 @@ def import_llm(
                 weights=_weights(folder),
                 tokenizer=tokenizer,
                 chat_template=template,
+                notices=notices or {},
                 io=io,
                 parity=reports[variant.name],
                 quantisation=quantisation,

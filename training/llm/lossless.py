@@ -1,0 +1,328 @@
+"""The lossless graph of a GGUF: the builder's fp32 graph with each weight replaced by the GGUF's
+own integers and scales, never rounded a second time.
+
+Run in the export environment (it needs ``gguf``), by ``torch_llm.py export`` for the variant
+``lossless``. Per GGUF type (block layouts as ggml defines them, decoded as ``gguf.quants`` does):
+
+- Q8_0 (block 32, int8 x, fp16 d): MatMulNBits bits=8, x+128, zero point 128, scale d;
+- Q5_0 (block 32, 5-bit x, fp16 d): bits=8, x, zero point 16;
+- Q6_K (16 sub-blocks of 16, 6-bit x, int8 sub-scales, fp16 d): bits=8, block 16, zero point 32,
+  scale d*sc (the signed sub-block scale folded in);
+- Q4_K (8 sub-blocks of 32, 4-bit x, 6-bit sc and m, fp16 d and dmin; w = d*sc*x - dmin*m):
+  bits=4, block 32, s = d*sc, zero point z = round(dmin*m / s) clipped to 0..15; the residual
+  c = dmin*m - z*s is subtracted as ReduceSum of the input over each 32-block times c (a small
+  fp32 MatMul);
+- the embedding (Q8_0): GatherBlockQuantized at 8 bits with fp32 scales; the tied lm_head: the
+  same integers as a MatMulNBits.
+
+Every replaced weight is checked against the fp32 graph's (which transformers dequantised):
+they must be equal to fp32 rounding, or the mapping is wrong and nothing is written.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+from gguf import GGMLQuantizationType, GGUFReader
+from gguf.quants import Q4_K, dequantize
+from onnx import helper, numpy_helper
+
+ACCURACY_LEVEL = 4
+QK_K = 256
+#: builder initializer name (without ``.MatMul.weight``) -> GGUF tensor names, concatenated along N
+PROJECTIONS = {
+    "attn.qkv_proj": ("attn_q", "attn_k", "attn_v"),
+    "attn.q_proj": ("attn_q",),
+    "attn.k_proj": ("attn_k",),
+    "attn.v_proj": ("attn_v",),
+    "attn.o_proj": ("attn_output",),
+    "mlp.gate_proj": ("ffn_gate",),
+    "mlp.up_proj": ("ffn_up",),
+    "mlp.down_proj": ("ffn_down",),
+}
+LAYER_WEIGHT = re.compile(r"^model\.layers\.(\d+)\.(.+)\.MatMul\.weight$")
+
+
+class Quantised:
+    """One weight as MatMulNBits inputs: q [N, K/block, block] (unpacked), scales and zero points
+    [N, K/block], and for Q4_K the residual c [N, K/block]."""
+
+    def __init__(
+        self,
+        q: np.ndarray,
+        scales: np.ndarray,
+        zero: np.ndarray,
+        bits: int,
+        residual: np.ndarray | None = None,
+    ) -> None:
+        self.q, self.scales, self.zero, self.bits, self.residual = q, scales, zero, bits, residual
+
+    @property
+    def block(self) -> int:
+        return int(self.q.shape[2])
+
+    def dense(self) -> np.ndarray:
+        """[N, K] as the graph computes it."""
+        w = self.scales[..., None] * (self.q.astype(np.float32) - self.zero[..., None].astype(np.float32))
+        if self.residual is not None:
+            w = w - self.residual[..., None]
+        return w.reshape(self.q.shape[0], -1)
+
+
+def _blocks(tensor: Any, size: int) -> np.ndarray:
+    return np.asarray(tensor.data).reshape(-1, size)
+
+
+def integers(tensor: Any) -> Quantised:
+    rows = int(tensor.shape[1]) if len(tensor.shape) > 1 else 1
+    kind = tensor.tensor_type
+    if kind == GGMLQuantizationType.Q8_0:
+        blocks = _blocks(tensor, 34)
+        d = blocks[:, :2].copy().view(np.float16).astype(np.float32)[:, 0]
+        q = (blocks[:, 2:].copy().view(np.int8).astype(np.int16) + 128).astype(np.uint8)
+        return Quantised(
+            q.reshape(rows, -1, 32), d.reshape(rows, -1), np.full((rows, d.size // rows), 128, np.uint8), 8
+        )
+    if kind == GGMLQuantizationType.Q5_0:
+        blocks = _blocks(tensor, 22)
+        n = blocks.shape[0]
+        d = blocks[:, :2].copy().view(np.float16).astype(np.float32)[:, 0]
+        qh = blocks[:, 2:6].copy().view(np.uint32).reshape(n, 1) >> np.arange(32, dtype=np.uint32).reshape(
+            1, 32
+        )
+        ql = blocks[:, 6:].reshape(n, 1, 16) >> np.array([0, 4], dtype=np.uint8).reshape(1, 2, 1)
+        q = ((ql & 0x0F).reshape(n, 32) | ((qh & 1).astype(np.uint8) << 4)).astype(np.uint8)
+        return Quantised(
+            q.reshape(rows, -1, 32), d.reshape(rows, -1), np.full((rows, n // rows), 16, np.uint8), 8
+        )
+    if kind == GGMLQuantizationType.Q6_K:
+        blocks = _blocks(tensor, 210)
+        n = blocks.shape[0]
+        ql, qh = blocks[:, :128], blocks[:, 128:192]
+        sc = blocks[:, 192:208].copy().view(np.int8).astype(np.float32)
+        d = blocks[:, 208:210].copy().view(np.float16).astype(np.float32)
+        scales = (d * sc).reshape(n * 16)
+        low = (ql.reshape(n, -1, 1, 64) >> np.array([0, 4], dtype=np.uint8).reshape(1, 1, 2, 1)) & 0x0F
+        high = (qh.reshape(n, -1, 1, 32) >> np.array([0, 2, 4, 6], dtype=np.uint8).reshape(1, 1, 4, 1)) & 0x03
+        q = (low.reshape(n, -1, 32) | (high.reshape(n, -1, 32) << 4)).astype(np.uint8).reshape(n * 16, 16)
+        return Quantised(
+            q.reshape(rows, -1, 16),
+            scales.reshape(rows, -1),
+            np.full((rows, n * 16 // rows), 32, np.uint8),
+            8,
+        )
+    if kind == GGMLQuantizationType.Q4_K:
+        blocks = _blocks(tensor, 144)
+        n = blocks.shape[0]
+        d = blocks[:, :2].copy().view(np.float16).astype(np.float32)
+        dmin = blocks[:, 2:4].copy().view(np.float16).astype(np.float32)
+        sc, m = Q4_K.get_scale_min(blocks[:, 4:16].copy())
+        s = (d * sc.astype(np.float32)).reshape(-1)
+        offset = (dmin * m.astype(np.float32)).reshape(-1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            zero = np.where(s > 0, np.clip(np.round(offset / s), 0, 15), 0).astype(np.uint8)
+        residual = offset - zero.astype(np.float32) * s
+        qs = blocks[:, 16:].reshape(n, -1, 1, 32) >> np.array([0, 4], dtype=np.uint8).reshape(1, 1, 2, 1)
+        q = (qs & 0x0F).reshape(n * 8, 32).astype(np.uint8)
+        return Quantised(
+            q.reshape(rows, -1, 32),
+            s.reshape(rows, -1),
+            zero.reshape(rows, -1),
+            4,
+            residual.reshape(rows, -1),
+        )
+    raise ValueError(f"{tensor.name}: GGUF type {kind.name} has no lossless form here")
+
+
+def _pack(q: np.ndarray, bits: int) -> np.ndarray:
+    """MatMulNBits' B: [N, K/block, block*bits/8], two 4-bit values a byte, low nibble first."""
+    if bits == 8:
+        return q
+    return (q[..., 0::2] | (q[..., 1::2] << 4)).astype(np.uint8)
+
+
+def _zero_points(zero: np.ndarray, bits: int) -> np.ndarray:
+    if bits == 8:
+        return zero.reshape(-1)
+    rows, count = zero.shape
+    padded = np.zeros((rows, count + count % 2), np.uint8)
+    padded[:, :count] = zero
+    return (padded[:, 0::2] | (padded[:, 1::2] << 4)).reshape(-1)
+
+
+def _concat(parts: list[Quantised]) -> Quantised:
+    if len(parts) == 1:
+        return parts[0]
+    if len({(p.bits, p.block) for p in parts}) != 1 or any(p.residual is not None for p in parts):
+        raise ValueError("a fused projection mixes GGUF types of different layouts")
+    return Quantised(
+        np.concatenate([p.q for p in parts]),
+        np.concatenate([p.scales for p in parts]),
+        np.concatenate([p.zero for p in parts]),
+        parts[0].bits,
+    )
+
+
+class Rewriter:
+    def __init__(self, model: onnx.ModelProto) -> None:
+        self.model = model
+        self.initializers = {i.name: i for i in model.graph.initializer}
+        self.added: list[onnx.TensorProto] = []
+        self.checked = 0
+        self.max_diff = 0.0
+
+    def check(self, weight_name: str, quantised: Quantised, reference: np.ndarray) -> None:
+        """``reference`` [N, K]: the dequantised values transformers computed."""
+        ours = quantised.dense()
+        diff = float(np.abs(ours - reference).max())
+        tolerance = 1e-5 * max(1.0, float(np.abs(reference).max()))
+        if ours.shape != reference.shape or diff > tolerance:
+            raise ValueError(
+                f"{weight_name}: the GGUF's integers do not give the fp32 weights (max diff {diff:.3e})"
+            )
+        self.checked += 1
+        self.max_diff = max(self.max_diff, diff)
+
+    def matmul(self, node: onnx.NodeProto, quantised: Quantised) -> list[onnx.NodeProto]:
+        name = node.input[1].removesuffix(".weight")
+        n, blocks, block = quantised.q.shape
+        k = blocks * block
+        tensors = {
+            f"{name}.qweight": _pack(quantised.q, quantised.bits),
+            f"{name}.scales": quantised.scales.reshape(-1).astype(np.float32),
+            f"{name}.qzeros": _zero_points(quantised.zero, quantised.bits),
+        }
+        for tensor_name, array in tensors.items():
+            self.added.append(numpy_helper.from_array(array, tensor_name))
+        output = node.output[0]
+        main = output if quantised.residual is None else f"{output}/nbits"
+        nodes = [
+            helper.make_node(
+                "MatMulNBits",
+                [node.input[0], *tensors],
+                [main],
+                name=f"{node.name}NBits",
+                domain="com.microsoft",
+                K=k,
+                N=n,
+                bits=quantised.bits,
+                block_size=block,
+                accuracy_level=ACCURACY_LEVEL,
+            )
+        ]
+        if quantised.residual is not None:  # y -= (sum of x over each block) @ c^T
+            shape, residual = f"{name}.block_shape", f"{name}.residual"
+            self.added.append(numpy_helper.from_array(np.array([0, 0, blocks, block], np.int64), shape))
+            self.added.append(
+                numpy_helper.from_array(quantised.residual.T.astype(np.float32).copy(), residual)
+            )
+            axes = f"{name}.sum_axes"
+            self.added.append(numpy_helper.from_array(np.array([-1], np.int64), axes))
+            nodes += [
+                helper.make_node(
+                    "Reshape", [node.input[0], shape], [f"{output}/blocks"], name=f"{node.name}Blocks"
+                ),
+                helper.make_node(
+                    "ReduceSum",
+                    [f"{output}/blocks", axes],
+                    [f"{output}/sums"],
+                    name=f"{node.name}Sums",
+                    keepdims=0,
+                ),
+                helper.make_node(
+                    "MatMul", [f"{output}/sums", residual], [f"{output}/offset"], name=f"{node.name}Offset"
+                ),
+                helper.make_node("Sub", [main, f"{output}/offset"], [output], name=f"{node.name}Residual"),
+            ]
+        return nodes
+
+    def gather(self, node: onnx.NodeProto, quantised: Quantised) -> list[onnx.NodeProto]:
+        name = node.input[0].removesuffix(".weight")
+        rows = quantised.q.shape[0]
+        tensors = {
+            f"{name}.qdata": quantised.q.reshape(rows, -1),
+            f"{name}.qscales": quantised.scales.astype(np.float32),
+            f"{name}.qzeros": quantised.zero,
+        }
+        for tensor_name, array in tensors.items():
+            self.added.append(numpy_helper.from_array(array, tensor_name))
+        names = list(tensors)
+        return [
+            helper.make_node(
+                "GatherBlockQuantized",
+                [names[0], node.input[1], names[1], names[2]],
+                list(node.output),
+                name=f"{node.name}Quantized",
+                domain="com.microsoft",
+                gather_axis=0,
+                quantize_axis=1,
+                block_size=quantised.block,
+                bits=8,
+            )
+        ]
+
+
+def build_lossless(gguf_file: Path, fp32_graph: Path, out: Path) -> dict[str, Any]:
+    reader = GGUFReader(str(gguf_file))
+    tensors = {t.name: t for t in reader.tensors}
+    model = onnx.load(str(fp32_graph))
+    rewriter = Rewriter(model)
+    replaced: dict[int, list[onnx.NodeProto]] = {}
+    counts: dict[str, int] = {}
+    for index, node in enumerate(model.graph.node):
+        sources: list[str] = []
+        if node.op_type == "MatMul" and (match := LAYER_WEIGHT.match(node.input[1])):
+            layer, projection = match.groups()
+            sources = [f"blk.{layer}.{part}.weight" for part in PROJECTIONS[projection]]
+        elif node.op_type == "MatMul" and node.input[1] == "lm_head.MatMul.weight":
+            sources = ["output.weight" if "output.weight" in tensors else "token_embd.weight"]
+        elif node.op_type == "Gather" and node.input[0] == "model.embed_tokens.weight":
+            sources = ["token_embd.weight"]
+        if not sources:
+            continue
+        parts = [integers(tensors[s]) for s in sources]
+        for s in sources:
+            counts[tensors[s].tensor_type.name] = counts.get(tensors[s].tensor_type.name, 0) + 1
+        quantised = _concat(parts)
+        weight = node.input[0] if node.op_type == "Gather" else node.input[1]
+        reference = numpy_helper.to_array(rewriter.initializers[weight])
+        reference = reference if node.op_type == "Gather" else reference.T
+        rewriter.check(weight, quantised, reference)
+        for source, part in zip(sources, parts, strict=True):  # gguf's own dequantisation agrees
+            expected = dequantize(tensors[source].data, tensors[source].tensor_type).reshape(
+                part.q.shape[0], -1
+            )
+            if not np.array_equal(part.dense().astype(np.float32), expected.astype(np.float32)):
+                diff = float(np.abs(part.dense() - expected).max())
+                if diff > 1e-6 * max(1.0, float(np.abs(expected).max())):
+                    raise ValueError(f"{source}: integers differ from gguf.quants.dequantize by {diff:.3e}")
+        replaced[index] = (
+            rewriter.gather(node, quantised) if node.op_type == "Gather" else rewriter.matmul(node, quantised)
+        )
+    nodes = []
+    for index, node in enumerate(model.graph.node):
+        nodes.extend(replaced.get(index, [node]))
+    used = {name for node in nodes for name in node.input}
+    kept = [i for i in model.graph.initializer if i.name in used]
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    del model.graph.initializer[:]
+    model.graph.initializer.extend([*kept, *rewriter.added])
+    out.mkdir(parents=True, exist_ok=True)
+    onnx.save_model(
+        model,
+        str(out / "model.onnx"),
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location="model.onnx.data",
+    )
+    return {
+        "replaced": len(replaced),
+        "checked": rewriter.checked,
+        "max_weight_diff": rewriter.max_diff,
+        "gguf_types": counts,
+    }

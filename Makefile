@@ -1,5 +1,6 @@
 # The README's two commands: `make demo` and `make test`. Each creates (or reuses) a Python 3.12
-# virtual environment in .venv and installs the project into it first.
+# virtual environment in .venv and installs the project into it first. Only `make test` needs
+# Node.js: its two npm test tools (iam-simulate, asl-validator) are installed by $(TEST_TOOLS) alone.
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -22,6 +23,7 @@ IAM_SIMULATE := $(VENV)/node/node_modules/@cloud-copilot/iam-simulate/package.js
 # (tests/integration/test_state_machine.py); it lives in .venv/asl, pinned here.
 ASL_VALIDATOR_VERSION := 4.0.0
 ASL_VALIDATOR := $(VENV)/asl/node_modules/.bin/asl-validator
+TEST_TOOLS := $(VENV)/.test-tools
 # Lambda's runtime is python3.12: find a working interpreter (pyenv's build, else python3.12 on PATH).
 PYTHON312 ?= $(shell for p in $$(pyenv root 2>/dev/null)/versions/3.12*/bin/python3.12 python3.12; do \
 	  "$$p" -c 'import sys; assert sys.version_info[:2] == (3, 12)' >/dev/null 2>&1 && { echo "$$p"; break; }; done)
@@ -44,24 +46,28 @@ $(STAMP): pyproject.toml Makefile $(EXPORT_STAMP)
 	$(PY) -m pip install --quiet -e ".[training,dev]"
 	@$(CHECKOV) --version 2>/dev/null | grep -qx "$(CHECKOV_VERSION)" || { $(PYTHON312) -m venv $(VENV)/checkov && \
 	  $(VENV)/checkov/bin/pip install --quiet "checkov==$(CHECKOV_VERSION)"; }
+	@touch $(STAMP)
+
+# The npm test tools: `make test` only (`make demo` needs Python alone).
+$(TEST_TOOLS): Makefile | $(STAMP)
 	@grep -q '"version": "$(IAM_SIMULATE_VERSION)"' $(IAM_SIMULATE) 2>/dev/null || { \
 	  command -v npm >/dev/null || { echo "error: npm is needed for iam-simulate (install Node.js)"; exit 1; }; \
 	  npm install --silent --no-audit --no-fund --prefix $(VENV)/node "@cloud-copilot/iam-simulate@$(IAM_SIMULATE_VERSION)"; }
 	@$(ASL_VALIDATOR) --version 2>/dev/null | grep -qx "$(ASL_VALIDATOR_VERSION)" || { \
 	  command -v npm >/dev/null || { echo "error: npm is needed for asl-validator (install Node.js)"; exit 1; }; \
 	  npm install --silent --no-audit --no-fund --prefix $(VENV)/asl "asl-validator@$(ASL_VALIDATOR_VERSION)"; }
-	@touch $(STAMP)
+	@touch $(TEST_TOOLS)
 
 install: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/maas demo
 
-test: $(STAMP)
+test: $(STAMP) $(TEST_TOOLS)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy layers/runtime/maas
-	$(PY) -m pytest
+	$(PY) -m pytest -p random_order --random-order-bucket=module
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.run

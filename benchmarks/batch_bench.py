@@ -15,14 +15,10 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +35,7 @@ from ops.local import (
     environment,
     load_function_module,
     local_aws_environment,
+    moto_server_process,
 )
 from ops.registry_admin import RegistryAdmin
 from ops.template import function_for_model
@@ -201,35 +198,9 @@ def bench_memory(texts: Sequence[str], environ: dict[str, str], sizes: Sequence[
     return {"runs": reports, "growth": last["peak_rss_mb"] / first["peak_rss_mb"]}
 
 
-@contextmanager
-def separate_moto_server() -> Iterator[str]:
-    """A moto server in its own process: S3 and SQS are not inside the Lambda process either, and
-    an in-process server would take its CPU time (and the GIL) from the path being measured."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=2).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError("the moto server did not start") from None
-                time.sleep(0.2)
-        yield endpoint
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-
-
 def run(trained: spam_nb.Trained, model_dir: Path, repeats: int = 5, rows: int = 20_000) -> dict[str, Any]:
     """All three, against a moto server of their own with ``model_dir`` published to it."""
-    with separate_moto_server() as endpoint, environment(local_aws_environment(endpoint)):
+    with moto_server_process() as endpoint, environment(local_aws_environment(endpoint)):
         create_bucket(MODELS_BUCKET)
         create_bucket(DATA_BUCKET)
         registry = RegistryAdmin(MODELS_BUCKET)

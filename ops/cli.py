@@ -7,12 +7,13 @@ import importlib
 import json
 import os
 import sys
+import traceback
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from maas.core.errors import MaasError
+from maas.core.errors import MaasError, error_detail
 from maas.core.registry import Alias
 from maas.core.signing import ManifestVerifier
 from ops import project
@@ -34,11 +35,17 @@ TRAINERS = {
 
 def _registry(args: argparse.Namespace) -> RegistryAdmin:
     bucket = args.bucket or os.environ.get("MODEL_BUCKET")
-    if not bucket:
-        raise MaasError("no registry bucket: pass --bucket or set MODEL_BUCKET", code="configuration_error")
     signing_key = None
     if getattr(args, "func", None) is cmd_publish:  # only publish signs
         signing_key = args.signing_key or os.environ.get("MANIFEST_SIGNING_KEY") or None
+        if args.stack:  # the deployed stack names both: its bucket and the key its functions verify with
+            from ops.stack import BUCKET_OUTPUT, SIGNING_KEY_OUTPUT, output, stack_outputs
+
+            outputs = stack_outputs(args.stack)
+            bucket = args.bucket or output(outputs, args.stack, BUCKET_OUTPUT, "--bucket")
+            signing_key = args.signing_key or output(outputs, args.stack, SIGNING_KEY_OUTPUT, "--signing-key")
+    if not bucket:
+        raise MaasError("no registry bucket: pass --bucket or set MODEL_BUCKET", code="configuration_error")
     verify_key = os.environ.get("MANIFEST_SIGNING_KEY") or None  # describe checks as a function would
     verifier = None if verify_key is None else ManifestVerifier(verify_key)
     return RegistryAdmin(bucket, signing_key=signing_key, verifier=verifier)
@@ -81,6 +88,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_import(args: argparse.Namespace) -> int:
     from maas.core.tasks import TASKS
+    from training.conversion import advice, one_line
     from training.hf_import import is_hf_folder
     from training.importer import import_model, read_labels, read_sample, read_target
 
@@ -113,12 +121,12 @@ def cmd_import(args: argparse.Namespace) -> int:
         )
     except MaasError:
         raise
-    except Exception as error:  # a converter's own error: say it in one line, no traceback
-        text = str(error).strip().splitlines()
+    except Exception as error:  # a converter's own error: one line (the detail with --verbose)
         raise MaasError(
-            f"cannot convert {args.source} to ONNX: {type(error).__name__}: {text[0] if text else ''}",
+            f"cannot convert {args.source} to ONNX: {type(error).__name__}: {one_line(error)}; "
+            f"{advice(error)}",
             code="conversion_failed",
-        ) from None
+        ) from error
     parity = manifest["parity"]
     metrics = manifest.get("metrics") or {}
     held_out = ", ".join(
@@ -504,11 +512,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--chat-template", default=None, help="an LLM's Jinja chat template (overrides the source's)"
     )
     imports.add_argument("--quiet", action="store_true", help="no progress lines")
+    imports.add_argument(
+        "--verbose", action="store_true", help="on a failure, the converter's own traceback too"
+    )
     imports.set_defaults(func=cmd_import)
 
     publish = commands.add_parser("publish", help="upload a version folder as the next version")
     publish.add_argument("dir")
     publish.add_argument("--bucket", default=None, help="registry bucket (default: $MODEL_BUCKET)")
+    publish.add_argument(
+        "--stack",
+        default=None,
+        help="a deployed stack: publish to its ModelsBucketName, signed with its ManifestSigningKeyArn",
+    )
     publish.add_argument("--alias", default=None, help="point this alias at the new version")
     publish.add_argument(
         "--allow-breaking",
@@ -720,8 +736,12 @@ def _local_stand_in(args: argparse.Namespace) -> Iterator[None]:
 def _run(args: argparse.Namespace) -> int:
     try:
         return int(args.func(args))
-    except MaasError as error:
-        print(f"error: {error.message}", file=sys.stderr)
+    except MaasError as error:  # the operator may see what AWS said (bucket, ARN); a client never does
+        if getattr(args, "verbose", False) and error.__cause__ is not None:
+            traceback.print_exception(error.__cause__, file=sys.stderr)
+        detail = error_detail(error, causes=False)
+        detail = f" ({' '.join(detail.split())})" if detail else ""  # one line, whatever AWS sent
+        print(f"error: {error.message}{detail}", file=sys.stderr)
         return 1
     except Exception as error:
         message = _aws_problem(error)

@@ -25,6 +25,20 @@ TTL_SECONDS = 2
 Say = Callable[[str], None]
 
 
+class SteppedClock:
+    """The warm environment's clock: it stands still until the demo lets the TTL pass, so "within
+    the TTL" is within it however long a promote takes on a busy machine."""
+
+    def __init__(self) -> None:
+        self.now = time.monotonic()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def pass_ttl(self) -> None:
+        self.now = max(self.now, time.monotonic()) + TTL_SECONDS
+
+
 class WarmFunction:
     """The spam_nb handler in one execution environment that stays warm between calls."""
 
@@ -36,10 +50,16 @@ class WarmFunction:
         self.env = {"MODEL_BUCKET": bucket, "ALIAS_TTL_SECONDS": str(TTL_SECONDS), **extra}
         self.log = log
         self.event = read_event(PROJECT_ROOT / "events" / "spam_nb" / "predict.json")
+        self.clock = SteppedClock()
 
     def predict(self) -> tuple[int, dict[str, Any]]:
+        started = time.monotonic()
         with redirect_stdout(self.log):
             response = invoke("spam_nb", self.event, self.env)
+        service = self.module.runtime.service
+        if service.clock is not self.clock:  # the first call made the service: from now on, ours
+            self.clock.now = started
+            service.clock = self.clock
         return int(response["statusCode"]), json.loads(response["body"])
 
     def answer(self) -> str:
@@ -89,13 +109,13 @@ def run_lifecycle(bucket: str, workdir: Path, alias: str, log: IO[str], say: Say
         f"   maas models promote spam_nb {second.version} --alias {alias}: {alias} -> v{moved.version} (was v{moved.previous}, revision {moved.revision})"
     )
     say(f"   within the TTL:          {warm.answer()}")
-    time.sleep(TTL_SECONDS)
+    warm.clock.pass_ttl()
     say(f"   after the TTL:           {warm.answer()}  [no redeploy; loaded {warm.loaded}]")
     back = lifecycle.rollback("spam_nb", alias)
     say(
         f"   maas models rollback spam_nb --alias {alias}: {alias} -> v{back.version} (was v{back.previous}, revision {back.revision})"
     )
-    time.sleep(TTL_SECONDS)
+    warm.clock.pass_ttl()
     say(f"   after the TTL:           {warm.answer()}")
     step += 1
 

@@ -223,6 +223,10 @@ class Lifecycle:
                 first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
                 raise Conflict(f"{refuse}: it does not load: {first}", code="version_unloadable") from None
             sample = local.manifest.get("sample")
+            if isinstance(sample, dict) and isinstance(sample.get("token_ids"), list):
+                self._check_greedy_sample(task, sample, refuse)
+                say(f"{name} v{version} loads and answers its stored greedy sample")
+                return
             if not isinstance(sample, dict) or not sample.get("instances"):
                 _warn(f"{name} v{version} has no stored sample: it loads, its answers were not checked")
                 return
@@ -245,6 +249,36 @@ class Lifecycle:
                         code="sample_mismatch",
                     )
             say(f"{name} v{version} loads and answers its stored sample ({len(answered)} rows)")
+
+    @staticmethod
+    def _check_greedy_sample(task: Any, sample: dict[str, Any], refuse: str) -> None:
+        """A causal LM's stored sample: its prompt decoded greedily gives the stored tokens (cut
+        at the first end-of-sequence token, which is not stored)."""
+        from maas.core.tasks.causal_lm import CausalLM
+
+        if not isinstance(task, CausalLM):
+            raise Conflict(f"{refuse}: a greedy token sample needs a causal-lm task", code="sample_failed")
+        try:
+            request = task.parse(
+                {
+                    "prompt": sample["prompt"],
+                    "max_new_tokens": int(sample["max_new_tokens"]),
+                    "temperature": 0,
+                }
+            )
+            (answer,) = task.complete(request)
+        except (MaasError, KeyError, TypeError, ValueError) as error:
+            raise Conflict(
+                f"{refuse}: it cannot answer its stored sample: {error}", code="sample_failed"
+            ) from None
+        tokens = list(answer.token_ids)
+        if answer.finish_reason == "stop" and tokens and tokens[-1] in task.eos_token_ids:
+            tokens.pop()
+        if tokens != list(sample["token_ids"]):
+            raise Conflict(
+                f"{refuse}: its greedy tokens {tokens} differ from those written with it {sample['token_ids']}",
+                code="sample_mismatch",
+            )
 
     def rollback(self, name: str, alias: str) -> Alias:
         """Move ``alias`` back to the version it pointed to before its last move."""

@@ -11,8 +11,11 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import socket
+import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -48,6 +51,36 @@ def moto_server() -> Iterator[str]:
         yield f"http://{host}:{port}"
     finally:
         server.stop()
+
+
+@contextmanager
+def moto_server_process(settings: Mapping[str, str] | None = None) -> Iterator[str]:
+    """A moto server in a process of its own: S3 and SQS are not inside the Lambda process either,
+    an in-process server would take its CPU time (and the GIL) from the path being measured, and
+    its state is apart from moto's in-process backend, which every ``mock_aws`` block resets."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+    # ``settings``: moto's own environment variables (e.g. INITIAL_NO_AUTH_ACTION_COUNT enforces IAM)
+    process = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **(settings or {})}
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=2).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise RuntimeError("the moto server did not start") from None
+                time.sleep(0.2)
+        yield endpoint
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
 
 
 @contextmanager

@@ -9,7 +9,9 @@ from __future__ import annotations
 import copy
 import json
 import os
+import socket
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +24,7 @@ from ops.local import (
     environment,
     load_function_module,
     local_aws_environment,
-    moto_server,
+    moto_server_process,
 )
 from ops.registry_admin import RegistryAdmin
 from ops.template import function_for_model
@@ -141,10 +143,23 @@ def spam_nb_dir(trained_spam_nb: spam_nb.Trained) -> Path:
     return trained_spam_nb.directory
 
 
+@contextmanager
+def in_process_aws() -> Iterator[None]:
+    """moto's in-process backend, whatever the session's environment: without the e2e server's
+    ``AWS_ENDPOINT_URL`` a client here talks to this backend, never to that server over HTTP."""
+    saved = os.environ.pop("AWS_ENDPOINT_URL", None)
+    try:
+        with mock_aws():
+            yield
+    finally:
+        if saved is not None:
+            os.environ["AWS_ENDPOINT_URL"] = saved
+
+
 @pytest.fixture
 def s3() -> Iterator[Any]:
     """An in-process moto S3 with an empty, versioned registry bucket."""
-    with mock_aws():
+    with in_process_aws():
         client = boto3.client("s3", region_name="us-east-1")
         client.create_bucket(Bucket=BUCKET)
         client.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
@@ -158,9 +173,26 @@ def registry(s3: Any) -> RegistryAdmin:
 
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
-    """A real moto server on 127.0.0.1, with the process environment pointed at it."""
-    with moto_server() as endpoint, environment(local_aws_environment(endpoint)):
+    """A real moto server on 127.0.0.1 in a process of its own, with the process environment
+    pointed at it. Its own process: moto's in-process backend is reset by every ``mock_aws``
+    block (entering and leaving), which would empty this server's buckets mid-module."""
+    with moto_server_process() as endpoint, environment(local_aws_environment(endpoint)):
         yield endpoint
+
+
+@pytest.fixture
+def downloads_refused(monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every HTTP(S) download of this test goes through a proxy on a local port nothing listens
+    on, so it is refused at once, network or not (urllib, hence scikit-learn's and Keras's
+    dataset fetchers, honour these variables)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        proxy = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    for name in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
+        monkeypatch.setenv(name, proxy)
+    for name in ("no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    return proxy
 
 
 class FunctionUnderTest:

@@ -183,6 +183,8 @@ class Candidate:
     artifacts: dict[str, bytes] = field(default_factory=dict)
     #: feature names of a tabular model, in the graph's column order
     features: list[str] | None = None
+    #: a table's features with their type and missingness (the signature's ``features``)
+    columns: list[dict[str, Any]] | None = None
     #: a few request instances, stored with what this graph answered for them: an alias never
     #: moves to a version that cannot load and answer them again (``maas models promote``)
     sample: list[Any] | None = None
@@ -333,6 +335,7 @@ def write_version(
             "signature": {
                 "inputs": [spec.to_dict() for spec in predictor.inputs],
                 "outputs": [spec.to_dict() for spec in predictor.outputs],
+                **({"features": candidate.columns} if candidate.columns is not None else {}),
             },
             "io": candidate.io,
             "labels": candidate.labels,

@@ -4,7 +4,9 @@ The same export -> parity -> write path as the trainers (``training.export.write
 
 - scikit-learn estimators and pipelines through skl2onnx (text pipelines with the TF-IDF options
   this machine needs, ``zipmap: False`` on classifiers); XGBoost and LightGBM through onnxmltools'
-  converters registered with skl2onnx;
+  converters registered with skl2onnx; DataFrames of strings and numbers with gaps (a
+  ``ColumnTransformer`` pipeline, HistGradientBoosting on NaN, boosters on pandas categories)
+  through ``training.tables``, one graph input per column;
 - Keras models (objects, ``.keras``, ``.h5``) through ``tf2onnx.convert.from_function``, as the
   Keras trainers export;
 - ONNX files as they are (their parity is the served path against a plain onnxruntime run), or
@@ -41,6 +43,7 @@ from maas.core.tasks import TASKS, task_for
 from maas.core.tasks.base import Classifier
 from maas.core.tasks.generation import GenerationRequest, TextGenerator
 from maas.core.tasks.sequences import binary_probabilities
+from training.conversion import converted
 from training.export import (
     Candidate,
     ParityReport,
@@ -52,6 +55,9 @@ from training.export import (
 from training.keras_common import without_initializer_inputs
 from training.progress import Progress
 from training.quantize import quantisation
+from training.tables import convert as convert_table
+from training.tables import is_table, patch_tree_converter
+from training.tables import request_schema as table_request_schema
 from training.text import (
     classification_metrics,
     generation_request_schema,
@@ -272,6 +278,10 @@ class Imported:
     framework: dict[str, Any]
     class_source: str | None = None
     notes: dict[str, Any] = field(default_factory=dict)
+    #: a table's features: type, missingness, categories (``training.tables.Column.to_dict``)
+    columns: list[dict[str, Any]] | None = None
+    #: the sample rows the target (and so the metrics) covers: the parity gate may add more
+    target_rows: int | None = None
 
 
 def _feature_frame(X: Any, features: list[str] | None, width: int) -> tuple[np.ndarray, list[str]]:
@@ -366,6 +376,9 @@ def _sklearn(model: Any, X: Any, task: str | None) -> Imported:
                 converter=f"onnxmltools {onnxmltools.__version__} via skl2onnx {skl2onnx.__version__}",
             )
     targets = {"": ONNX_OPSET, "ai.onnx.ml": ML_OPSET}
+    patch_tree_converter()
+    if is_table(model, X) and not text:
+        return _table(model, X, task, classifier, options, targets, framework)
     if text:
         if not classifier:
             raise TrainingError("a text model must be a classifier to be served (text-classification)")
@@ -396,11 +409,14 @@ def _sklearn(model: Any, X: Any, task: str | None) -> Imported:
         import pandas as pd
 
         source_input = pd.DataFrame(matrix, columns=features)
-    onx = convert_sklearn(
-        _without_booster_names(model),
-        initial_types=[("input", FloatTensorType([None, matrix.shape[1]]))],
-        options=options,
-        target_opset=targets,
+    onx = converted(
+        model,
+        lambda: convert_sklearn(
+            _without_booster_names(model),
+            initial_types=[("input", FloatTensorType([None, matrix.shape[1]]))],
+            options=options,
+            target_opset=targets,
+        ),
     )
     outputs = [o.name for o in onx.graph.output]
     if classifier:
@@ -427,6 +443,41 @@ def _sklearn(model: Any, X: Any, task: str | None) -> Imported:
         instances=matrix.tolist(),
         reference={"values": np.asarray(model.predict(source_input))},
         framework=framework,
+    )
+
+
+def _table(
+    model: Any,
+    X: Any,
+    task: str | None,
+    classifier: bool,
+    options: dict[Any, Any],
+    targets: dict[str, int],
+    framework: dict[str, Any],
+) -> Imported:
+    """A DataFrame of string and number columns with gaps, through ``training.tables``."""
+    table = convert_table(model, X, classifier, options, targets, _without_booster_names)
+    outputs = [o.name for o in table.onnx_model.graph.output]
+    io = {
+        **table.io,
+        **(
+            {"label_output": outputs[0], "probability_output": outputs[1]}
+            if classifier
+            else {"value_output": outputs[0]}
+        ),
+    }
+    return Imported(
+        task=task or ("tabular-classification" if classifier else "regression"),
+        onnx_model=table.onnx_model,
+        labels=[str(c) for c in model.classes_] if classifier else [],
+        io=io,
+        features=table.features,
+        instances=table.instances,
+        reference=table.reference,
+        framework=framework,
+        class_source="classes_" if classifier else None,
+        columns=table.columns,
+        target_rows=table.target_rows,
     )
 
 
@@ -753,13 +804,14 @@ def _metrics(imported: Imported, labels: list[str], y: Any) -> dict[str, Any]:
         return {}
     truth = np.asarray(y)
     truth = truth.ravel() if truth.ndim == 2 and truth.shape[1] == 1 else truth  # (rows, targets)
-    if len(truth) != len(imported.instances):
-        raise TrainingError(f"the target has {len(truth)} rows, the sample {len(imported.instances)}")
+    rows = imported.target_rows or len(imported.instances)
+    if len(truth) != rows:
+        raise TrainingError(f"the target has {len(truth)} rows, the sample {rows}")
     if imported.task in CLASSIFIER_TASKS:
-        probabilities = np.asarray(imported.reference["probabilities"])
+        probabilities = np.asarray(imported.reference["probabilities"])[:rows]
         predicted = [labels[int(i)] for i in np.argmax(probabilities, axis=1)]
         if "labels" in imported.reference:
-            predicted = [str(v) for v in np.asarray(imported.reference["labels"]).ravel()]
+            predicted = [str(v) for v in np.asarray(imported.reference["labels"]).ravel()[:rows]]
         names = [str(v) for v in truth]
         if not set(names) <= set(labels) and all(n.isdigit() and int(n) < len(labels) for n in names):
             names = [labels[int(n)] for n in names]  # a target of class indices
@@ -770,7 +822,7 @@ def _metrics(imported: Imported, labels: list[str], y: Any) -> dict[str, Any]:
     if imported.task == "regression":
         from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
 
-        values = np.asarray(imported.reference["values"], dtype=np.float64).reshape(len(truth), -1)
+        values = np.asarray(imported.reference["values"], dtype=np.float64)[:rows].reshape(len(truth), -1)
         want = truth.astype(np.float64).reshape(len(truth), -1)
         return {
             "mae": round(float(mean_absolute_error(want, values)), 6),
@@ -783,16 +835,18 @@ def _metrics(imported: Imported, labels: list[str], y: Any) -> dict[str, Any]:
 
 
 def image_request_schema(shape: Sequence[int]) -> dict[str, Any]:
-    """The request schema of an image model: nested arrays in [0, 1], or base64 PNG objects."""
+    """The request schema of an image model: nested arrays in [0, 1], or base64 PNG/JPEG objects."""
     array: dict[str, Any] = {"type": "number", "minimum": 0.0, "maximum": 1.0}
     for size in reversed(shape):
         array = {"type": "array", "minItems": size, "maxItems": size, "items": array}
-    png = {
+    encoded = {
         "type": "object",
         "required": ["b64"],
-        "properties": {"b64": {"type": "string", "contentEncoding": "base64"}},
+        "properties": {
+            "b64": {"type": "string", "contentEncoding": "base64", "description": "a PNG or JPEG file"}
+        },
     }
-    return instances_schema({"oneOf": [array, png]})
+    return instances_schema({"oneOf": [array, encoded]})
 
 
 def request_schema(imported: Imported) -> dict[str, Any]:
@@ -802,6 +856,8 @@ def request_schema(imported: Imported) -> dict[str, Any]:
         return generation_request_schema(imported.io)
     if imported.task == "image-classification" and imported.io.get("value_range") == [0.0, 1.0]:
         return image_request_schema(np.asarray(imported.instances[0]).shape)
+    if imported.columns is not None:
+        return table_request_schema(imported.columns)
     if imported.features is not None:
         row = {
             "type": "array",
@@ -964,6 +1020,8 @@ def import_model(
         + (f", features {imported.features}" if imported.features else "")
     )
     manifest = {"task": imported.task, "io": imported.io, "labels": chosen, "features": imported.features}
+    if imported.columns is not None:
+        manifest["signature"] = {"features": imported.columns}
     onx = imported.onnx_model
     described = {**imported.framework, **(framework or {})}
     if rewrite is not None:
@@ -994,6 +1052,7 @@ def import_model(
         opsets={entry.domain or "ai.onnx": entry.version for entry in onx.opset_import},
         artifacts=artifacts,
         features=imported.features,
+        columns=imported.columns,
         sample=imported.instances,
     )
     parity = _parity(imported, manifest)

@@ -17,14 +17,14 @@ from typing import Any
 import boto3
 import pytest
 
-from benchmarks.batch_bench import separate_moto_server
 from ops import batch_run
 from ops.batch_run import StatesError, run_job, state_machine_for_model
 from ops.event_sources import s3_put_event
-from ops.local import create_bucket, environment, local_aws_environment
+from ops.local import create_bucket, environment, local_aws_environment, moto_server_process
 from ops.registry_admin import RegistryAdmin
 from ops.template import FunctionSpec
 from tests.conftest import FunctionUnderTest
+from tests.e2e.conftest import http_predictions
 from training.data import PROJECT_ROOT
 
 # `maas batch run`'s environments are threads of one process sharing Powertools' metric store: one
@@ -61,7 +61,7 @@ def jobs(spam_nb_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     """spam_nb versions 1 and 2 (production -> 1) in a registry of their own, an empty data bucket,
     on a moto server in a process of its own: its S3 work does not take the GIL from the batches
     (Step Functions and S3 are not in the Lambda process either)."""
-    with separate_moto_server() as endpoint, environment(local_aws_environment(endpoint)):
+    with moto_server_process() as endpoint, environment(local_aws_environment(endpoint)):
         create_bucket(MODELS)
         create_bucket(DATA)
         registry = RegistryAdmin(MODELS)
@@ -122,6 +122,15 @@ def check_accounting(outputs: dict[str, bytes], rows: int, bad: set[int], offset
     assert {p["model_version"] for p in predictions} == {str(version)}
 
 
+def check_sampled_answers(jobs: Jobs, predictions: list[dict[str, Any]], bad: set[int], offset: int) -> None:
+    """64 scored rows spread over the file answer what the model's HTTP endpoint answers for
+    their texts (version 1, the job's): the job scores, it does not only count."""
+    by_row = {p["line"] - offset: p for p in predictions}
+    sample = [i for i in range(0, len(by_row), max(1, len(by_row) // 64)) if i not in bad][:64]
+    function = FunctionUnderTest("spam_nb", {**jobs.environ, "MODEL_VERSION": "1"}, None)
+    assert [by_row[i]["prediction"] for i in sample] == http_predictions(function, [text(i) for i in sample])
+
+
 def test_a_200000_row_csv_and_a_100000_row_jsonl_are_each_row_accounted_for_and_rerun_identically(
     jobs: Jobs,
 ) -> None:
@@ -141,6 +150,7 @@ def test_a_200000_row_csv_and_a_100000_row_jsonl_are_each_row_accounted_for_and_
     }
     ids = {p["id"] for p in rows_of(before, ".predictions.jsonl")}
     assert ids == {f"r{i}" for i in range(200_000)}
+    check_sampled_answers(jobs, rows_of(before, ".predictions.jsonl"), csv_bad, offset=2)
 
     jsonl_body, jsonl_bad = large_jsonl(100_000)
     jobs.put("inputs/spam_nb/large/big.jsonl", jsonl_body)
@@ -153,6 +163,7 @@ def test_a_200000_row_csv_and_a_100000_row_jsonl_are_each_row_accounted_for_and_
     )
     jsonl_outputs = jobs.outputs(done["outputs"]["prefix"])
     check_accounting(jsonl_outputs, 100_000, jsonl_bad, offset=1, version=1)
+    check_sampled_answers(jobs, rows_of(jsonl_outputs, ".predictions.jsonl"), jsonl_bad, offset=1)
     codes = {
         json.loads(line)["error"]["code"]
         for line in b"".join(v for k, v in jsonl_outputs.items() if k.endswith(".errors.jsonl")).splitlines()

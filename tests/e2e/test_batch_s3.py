@@ -27,6 +27,12 @@ def drop(stack: Stack, key: str, body: bytes) -> dict[str, Any]:
     return s3_put_event("spam_nb", stack.data_bucket, key)
 
 
+def object_versions(stack: Stack, prefix: str) -> dict[str, int]:
+    """How many S3 versions each object under ``prefix`` has."""
+    listed = stack.s3().list_object_versions(Bucket=stack.data_bucket, Prefix=prefix).get("Versions", [])
+    return {key: sum(v["Key"] == key for v in listed) for key in {v["Key"] for v in listed}}
+
+
 def outputs_of(response: dict[str, Any]) -> dict[str, Any]:
     (outcome,) = response["files"]
     return dict(outcome)
@@ -109,8 +115,11 @@ def test_a_redelivered_event_rewrites_the_same_keys_with_the_same_content(
     first = outputs_of(spam_nb_function(event))
     prefix = "outputs/spam_nb/redelivery/"
     before = {key: stack.read(key) for key in stack.keys(prefix)}
+    written_before = object_versions(stack, prefix)
     second = outputs_of(FunctionUnderTest("spam_nb", stack.environ, None)(event))  # another environment
     after = {key: stack.read(key) for key in stack.keys(prefix)}
+    # rewritten, not skipped: each of the three outputs has one S3 version more
+    assert object_versions(stack, prefix) == {key: n + 1 for key, n in written_before.items()}
 
     assert sorted(after) == sorted(before) and len(after) == 3
     assert first["outputs"] == second["outputs"]

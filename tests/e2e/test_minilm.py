@@ -59,14 +59,21 @@ def test_a_damaged_quantisation_is_refused_and_writes_nothing(minilm_export: Any
 
 
 @pytest.fixture(scope="module")
-def minilm_function(stack: Stack, minilm_versions: dict[str, Path]) -> FunctionUnderTest:
+def minilm_published(stack: Stack, minilm_versions: dict[str, Path]) -> Stack:
     """fp32 published as version 1, int8 as version 2; production on fp32."""
     registry = RegistryAdmin(stack.models_bucket)
     if registry.get_alias("minilm", "production") is None:
         registry.publish(minilm_versions["fp32"])
         registry.publish(minilm_versions["int8"])
         registry.set_alias("minilm", "production", 1)
-    return FunctionUnderTest("minilm", stack.environ, None)
+    return stack
+
+
+@pytest.fixture
+def minilm_function(minilm_published: Stack) -> FunctionUnderTest:
+    """A fresh execution environment per test: every FunctionUnderTest of minilm shares the one
+    handler module, so a test that pins a version or moves the alias leaves nothing behind."""
+    return FunctionUnderTest("minilm", minilm_published.environ, None)
 
 
 def embed(function: FunctionUnderTest, instances: Any) -> tuple[int, dict[str, Any]]:
@@ -172,3 +179,22 @@ def test_the_int8_version_answers_near_the_fp32_one_when_the_alias_moves(
     assert int8["model_version"] == "2"
     cosines = (np.array(fp32["embeddings"]) * np.array(int8["embeddings"])).sum(axis=1)
     assert cosines.min() >= 0.99
+
+
+def test_the_served_vectors_are_sentence_transformers_vectors(
+    stack: Stack, minilm_function: FunctionUnderTest, minilm_export: Any
+) -> None:
+    """The HTTP answers themselves, not the manifest's parity record, against the vectors
+    sentence-transformers computed in the export environment (held-out subjects, and a long
+    body the tokeniser truncates): fp32 (version 1) to 1e-4, int8 (version 2, pinned) by cosine."""
+    picked = [*range(8), len(minilm_export.texts) - 1]
+    texts = [minilm_export.texts[i] for i in picked]
+    reference = minilm_export.reference[picked]
+    status, fp32 = embed(minilm_function, texts)
+    assert status == 200 and fp32["model_version"] == "1" and fp32["truncated"] >= 1
+    served = np.array(fp32["embeddings"])
+    assert np.abs(served - reference).max() < 1e-4
+    assert (served * reference).sum(axis=1).min() >= 0.9999
+    status, int8 = embed(FunctionUnderTest("minilm", {**stack.environ, "MODEL_VERSION": "2"}, None), texts)
+    assert status == 200 and int8["model_version"] == "2"
+    assert (np.array(int8["embeddings"]) * reference).sum(axis=1).min() >= 0.99

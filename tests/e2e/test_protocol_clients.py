@@ -8,7 +8,6 @@ from collections import Counter
 from typing import Any
 
 import numpy as np
-import pytest
 import requests
 import schemathesis
 import tritonclient.http as triton
@@ -22,7 +21,6 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
-from tritonclient.utils import InferenceServerException
 
 from ops.events import SPAM_TEXTS
 from ops.openapi import OPENAPI_PATH
@@ -66,12 +64,58 @@ def test_tritons_http_client_checks_health_reads_metadata_and_infers(serve_api: 
     ).json()["predictions"]
     assert np.allclose(scores, [list(p["probabilities"].values()) for p in predicted], atol=1e-5)
     assert client.get_model_metadata("digits_cnn")["inputs"][0]["datatype"] == "FP32"
-    # Triton's default, the binary tensor extension, is refused with a message that says what to do.
-    binary = triton.InferInput("text", [1, 1], "BYTES")
-    binary.set_data_from_numpy(np.array([[SPAM_TEXTS[0]]], dtype=object), binary_data=True)
-    with pytest.raises(InferenceServerException) as refused:
-        client.infer("spam_nb", [binary])
-    assert refused.value.status() == "400" and "binary_data=False" in refused.value.message()
+    client.close()
+
+
+def test_tritons_http_client_with_its_default_arguments_sends_and_gets_binary_tensors(
+    serve_api: Served,
+) -> None:
+    """set_data_from_numpy and InferRequestedOutput default to the binary tensor extension; no
+    outputs named asks for every output as binary (binary_data_output)."""
+    client = triton.InferenceServerClient(url=serve_api.url.removeprefix("http://"))
+    text = triton.InferInput("text", [2, 1], "BYTES")
+    text.set_data_from_numpy(np.array(SPAM_TEXTS[:2], dtype=object).reshape(2, 1))
+    result = client.infer("spam_nb", [text])
+    assert [v.decode() for v in result.as_numpy("label")] == ["spam", "ham"]
+    assert result.get_output("probabilities")["parameters"]["binary_data_size"] == 2 * 2 * 4
+    plain = requests.post(
+        serve_api.url + "/models/spam_nb/predict", json={"instances": SPAM_TEXTS[:2]}, timeout=60
+    )
+    want = [[p["probabilities"][label] for label in ("ham", "spam")] for p in plain.json()["predictions"]]
+    assert np.allclose(result.as_numpy("probabilities"), want, atol=1e-6)
+    images = np.asarray(json.loads(load_event("digits_cnn", "infer.json")["body"])["inputs"][0]["data"])
+    image = triton.InferInput("image", [2, 8, 8, 1], "FP32")
+    image.set_data_from_numpy(images.reshape(2, 8, 8, 1).astype(np.float32))
+    digits = client.infer("digits_cnn", [image], outputs=[triton.InferRequestedOutput("probabilities")])
+    scores = digits.as_numpy("probabilities")
+    predicted = requests.post(
+        serve_api.url + "/models/digits_cnn/predict", json={"instances": images.tolist()}, timeout=60
+    ).json()["predictions"]
+    assert np.allclose(scores, [list(p["probabilities"].values()) for p in predicted], atol=1e-5)
+    print(
+        f"tritonclient defaults: spam_nb labels {[v.decode() for v in result.as_numpy('label')]}, digits_cnn argmax {scores.argmax(axis=1).tolist()}"
+    )
+    # a binary request whose sizes do not add up is a 400 naming the field
+    header = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "image",
+                    "shape": [1, 8, 8, 1],
+                    "datatype": "FP32",
+                    "parameters": {"binary_data_size": 256},
+                }
+            ]
+        }
+    ).encode()
+    broken = requests.post(
+        serve_api.url + "/v2/models/digits_cnn/infer",
+        data=header + bytes(100),
+        headers={"Inference-Header-Content-Length": str(len(header))},
+        timeout=60,
+    )
+    assert broken.status_code == 400 and broken.json()["code"] == "invalid_binary"
+    assert "binary_data_size" in broken.json()["error"]
     client.close()
 
 

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from ops.events import SPAM_TEXTS
@@ -54,3 +55,23 @@ def test_it_is_served_from_raw_text_by_its_function(stack: Stack, spam_minilm_di
         with_json_body(load_event("spam_minilm", "predict.json"), {"instances": ["free money " * 300]})
     )
     assert body_of(long)["predictions"][0]["truncated"] is True
+
+
+def test_its_http_answers_are_sentence_transformers_and_the_head(
+    stack: Stack, spam_minilm_dir: Path, minilm_export: Any
+) -> None:
+    """The served probabilities, not the manifest's parity record, against the source pipeline:
+    sentence-transformers' vectors of held-out texts through the fitted scikit-learn head."""
+    registry = RegistryAdmin(stack.models_bucket)
+    if registry.get_alias("spam_minilm", "production") is None:
+        registry.set_alias("spam_minilm", "production", registry.publish(spam_minilm_dir).version)
+    reference_dir = minilm_export.directory / "spam-reference"
+    texts = json.loads((reference_dir / "texts.json").read_text())[:12]
+    expected = np.load(reference_dir / "probabilities.npy")[:12]
+    function = FunctionUnderTest("spam_minilm", stack.environ, None)
+    response = function(with_json_body(load_event("spam_minilm", "predict.json"), {"instances": texts}))
+    assert response["statusCode"] == 200, response["body"]
+    served = np.array(
+        [[p["probabilities"]["ham"], p["probabilities"]["spam"]] for p in body_of(response)["predictions"]]
+    )
+    assert np.abs(served - expected).max() < 1e-4

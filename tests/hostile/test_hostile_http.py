@@ -11,6 +11,7 @@ import copy
 import json
 import string
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -132,9 +133,22 @@ def test_the_hostile_corpus_is_refused_with_4xx_by_a_classifier(spam_nb: Target)
     report("corpus, spam_nb")
 
 
+# What a generator may accept from the corpus: a temperature of (nearly) zero is greedy decoding.
+GENERATOR_ACCEPTS = {
+    "temperature-5e-324",
+    "temperature-1e-308",
+    "temperature-2.2250738585072014e-308",
+    "temperature-1e-300",
+    "temperature--0.0",
+    "infer-temperature-tiny",
+}
+
+
 def test_the_hostile_corpus_is_refused_with_4xx_by_a_generator(moby_gen: Target) -> None:
-    statuses = run_corpus(moby_gen)
-    assert all(s < 500 for s in statuses)
+    statuses = dict(zip((case.name for case in CASES), run_corpus(moby_gen), strict=True))
+    refused = {name for name, status in statuses.items() if 400 <= status < 500}
+    assert refused == set(statuses) - GENERATOR_ACCEPTS, sorted(set(statuses) - GENERATOR_ACCEPTS - refused)
+    assert all(statuses[name] == 200 for name in GENERATOR_ACCEPTS)
     report("corpus, moby_gen")
 
 
@@ -294,7 +308,10 @@ def test_generated_infer_bodies_on_a_generator(moby_gen: Target, body: str) -> N
     moby_gen.send(request_event("moby_gen", "infer", body))
 
 
-def test_zz_report_the_counts() -> None:
-    """Runs last in this module: how many hostile requests were tried, and how many were 5xx."""
+@pytest.fixture(scope="module", autouse=True)
+def counts_reported_after_the_module() -> Iterator[None]:
+    """After every test of this module, in whatever order they ran: how many hostile requests
+    were tried, and how many were 5xx (each one already failed its own test)."""
+    yield
     report("total")
-    assert TALLY["5xx"] == 0
+    assert TALLY["tried"] > 0 and TALLY["5xx"] == 0, TALLY

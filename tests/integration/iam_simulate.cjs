@@ -1,4 +1,4 @@
-// Evaluates IAM requests with @cloud-copilot/iam-simulate (installed by `make install` into
+// Evaluates IAM requests with @cloud-copilot/iam-simulate (installed by `make test` into
 // .venv/node): reads [{name, principal, action, resource, context, identityPolicies, resourcePolicy}]
 // on stdin, prints {name: overallResult} (Allowed, ImplicitlyDenied, ExplicitlyDenied).
 const { createRequire } = require('module')

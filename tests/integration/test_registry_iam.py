@@ -31,18 +31,35 @@ MODELS = catalogue.load()
 OURS, THEIRS = MODELS.names[0], "not_in_the_catalogue"
 
 
+# The stack's PublisherRoleNames: the roles that hold RegistryPublishPolicy and may sign.
+PUBLISHERS = ["maas-ci-publisher", "trainer"]
+PARAMETERS: dict[str, Any] = {"PublisherRoleNames": PUBLISHERS}
+CONDITIONS = {"HasPublishers": True}
+NO_VALUE = object()
+
+
 def resolve(node: Any) -> Any:
-    """The few intrinsics the registry policies use, with this test's bucket and key."""
+    """The few intrinsics the registry and key policies use, with this test's bucket, key and
+    publisher roles."""
     if isinstance(node, Intrinsic):
+        value = node.value
         if node.tag == "GetAtt":
-            return ATTRIBUTES[node.value if isinstance(node.value, str) else ".".join(node.value)]
+            return ATTRIBUTES[value if isinstance(value, str) else ".".join(value)]
         if node.tag == "Sub":
-            return re.sub(r"\$\{([^}]+)\}", lambda m: ATTRIBUTES[m.group(1)], node.value)
+            return re.sub(r"\$\{([^}]+)\}", lambda m: ATTRIBUTES[m.group(1)], value)
+        if node.tag == "Ref":
+            return NO_VALUE if value == "AWS::NoValue" else PARAMETERS[value]
+        if node.tag == "If":
+            return resolve(value[1] if CONDITIONS[value[0]] else value[2])
+        if node.tag == "Join":
+            return value[0].join(resolve(value[1]))
+        if node.tag == "Split":
+            return resolve(value[1]).split(value[0])
         raise AssertionError(f"unexpected intrinsic {node.tag} in a registry policy")
     if isinstance(node, dict):
         return {key: resolve(value) for key, value in node.items()}
     if isinstance(node, list):
-        return [resolve(item) for item in node]
+        return [item for item in (resolve(item) for item in node) if item is not NO_VALUE]
     return node
 
 
@@ -61,19 +78,40 @@ def obj(model: str, rest: str) -> str:
     return f"{BUCKET_ARN}/models/{model}/{rest}"
 
 
-def case(name: str, policies: list[str], action: str, resource: str, **context: str) -> dict[str, Any]:
+def case(
+    name: str, policies: list[str], action: str, resource: str, role: str | None = None, **context: str
+) -> dict[str, Any]:
+    principal = f"arn:aws:iam::{ACCOUNT}:role/{role or '-'.join(policies) or 'nobody'}"
     return {
         "name": name,
-        "principal": f"arn:aws:iam::{ACCOUNT}:role/{'-'.join(policies) or 'nobody'}",
+        "principal": principal,
         "accountId": ACCOUNT,
         "action": action,
         "resource": resource,
-        "context": {"aws:SecureTransport": "true", **context},
-        "identityPolicies": [policy(p) for p in policies],
+        "context": {"aws:SecureTransport": "true", "aws:PrincipalArn": principal, **context},
+        "identityPolicies": [IDENTITY[p] if p in IDENTITY else policy(p) for p in policies],
         "resourcePolicy": KEY_POLICY if action.startswith("kms:") else BUCKET_POLICY,
     }
 
 
+# Identity policies that are not the template's: what an administrator or a function holds.
+KMS_ADMIN, VERIFIER = "AdministratorKms", "FunctionVerifies"
+IDENTITY = {
+    KMS_ADMIN: {
+        "name": KMS_ADMIN,
+        "policy": {
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Action": "kms:*", "Resource": "*"}],
+        },
+    },
+    VERIFIER: {
+        "name": VERIFIER,
+        "policy": {
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Action": "kms:Verify", "Resource": KEY_ARN}],
+        },
+    },
+}
 PUBLISH, PROMOTE, RETIRE, ADMIN = (
     "RegistryPublishPolicy",
     "RegistryPromotePolicy",
@@ -102,7 +140,33 @@ EXPECTED = {
         "ImplicitlyDenied",
     ),
     "publish cannot overwrite": (case("", [PUBLISH], "s3:PutObject", MODEL), "ExplicitlyDenied"),
-    "publish signs": (case("", [PUBLISH], "kms:Sign", KEY_ARN), "Allowed"),
+    # signing: the key policy names who signs (PublisherRoleNames, holding the publish policy)
+    "a publisher role signs": (case("", [PUBLISH], "kms:Sign", KEY_ARN, role=PUBLISHERS[1]), "Allowed"),
+    "the publish policy on another role does not sign": (
+        case("", [PUBLISH], "kms:Sign", KEY_ARN, role="someone-else"),
+        "ImplicitlyDenied",
+    ),
+    "a publisher role without the publish policy does not sign": (
+        case("", [], "kms:Sign", KEY_ARN, role=PUBLISHERS[0]),
+        "ImplicitlyDenied",
+    ),
+    "an administrator with kms:* does not sign": (
+        case("", [KMS_ADMIN], "kms:Sign", KEY_ARN, role="Administrator"),
+        "ImplicitlyDenied",
+    ),
+    "an administrator cannot grant itself Sign": (
+        case("", [KMS_ADMIN], "kms:CreateGrant", KEY_ARN, role="Administrator"),
+        "ImplicitlyDenied",
+    ),
+    "an administrator administers the key": (
+        case("", [KMS_ADMIN], "kms:ScheduleKeyDeletion", KEY_ARN, role="Administrator"),
+        "Allowed",
+    ),
+    "a function verifies": (case("", [VERIFIER], "kms:Verify", KEY_ARN, role="SpamNbRole"), "Allowed"),
+    "a function does not sign": (
+        case("", [VERIFIER], "kms:Sign", KEY_ARN, role="SpamNbRole"),
+        "ImplicitlyDenied",
+    ),
     # promote: move aliases (compare-and-swap) of the models it names, nothing else
     "promote moves an alias": (
         case("", [PROMOTE], "s3:PutObject", obj(OURS, "aliases/production.json"), **{"s3:if-match": "e"}),

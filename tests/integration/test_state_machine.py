@@ -26,7 +26,7 @@ def resources() -> dict[str, Any]:
 
 
 def asl_validator() -> Path:
-    """`make install` puts asl-validator (npm) in .venv/asl; ASL_VALIDATOR=/path overrides."""
+    """`make test` puts asl-validator (npm) in .venv/asl; ASL_VALIDATOR=/path overrides."""
     candidates = [
         os.environ.get("ASL_VALIDATOR"),
         PROJECT_ROOT / ".venv" / "asl" / "node_modules" / ".bin" / "asl-validator",
@@ -35,9 +35,7 @@ def asl_validator() -> Path:
     for candidate in candidates:
         if candidate and Path(candidate).is_file():
             return Path(candidate)
-    pytest.fail(
-        "asl-validator is not installed: `make install` runs npm into .venv/asl (or set ASL_VALIDATOR)"
-    )
+    pytest.fail("asl-validator is not installed: `make test` runs npm into .venv/asl (or set ASL_VALIDATOR)")
 
 
 @pytest.mark.parametrize("model", MODELS.names)

@@ -544,8 +544,16 @@ def test_the_manifest_signing_key_signs_for_publishers_and_only_verifies_for_fun
     key = everything["ManifestSigningKey"]
     assert key["Type"] == "AWS::KMS::Key"
     assert key["Properties"]["KeySpec"] == "ECC_NIST_P256" and key["Properties"]["KeyUsage"] == "SIGN_VERIFY"
-    (admin,) = key["Properties"]["KeyPolicy"]["Statement"]
+    admin, signing_if = key["Properties"]["KeyPolicy"]["Statement"]
     assert "${AWS::AccountId}:root" in str(admin["Principal"]["AWS"].value)
+    # the account administers without signing or granting; who signs is the key policy's own
+    # statement (its decisions are simulated in test_registry_iam.py)
+    assert not {"kms:*", "kms:Sign", "kms:CreateGrant", "kms:Create*"} & set(admin["Action"])
+    assert "kms:Verify" in admin["Action"]  # IAM policies decide who verifies (every function)
+    condition, signing_statement, _ = signing_if.value
+    assert condition == "HasPublishers" and signing_statement["Action"] == "kms:Sign"
+    policy_roles = everything["RegistryPublishPolicy"]["Properties"]["Roles"].value
+    assert policy_roles[:2] == ["HasPublishers", Intrinsic("Ref", "PublisherRoleNames")]
     env = load_template()["Globals"]["Function"]["Environment"]["Variables"]
     assert (
         env["MANIFEST_SIGNING_KEY"].tag == "Ref" and env["MANIFEST_SIGNING_KEY"].value == "ManifestSigningKey"

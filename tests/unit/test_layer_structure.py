@@ -92,3 +92,16 @@ def test_the_registry_function_imports_neither_onnxruntime_nor_numpy() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_a_small_model_cold_start_imports_no_boto3() -> None:
+    """The entry point and everything a model load runs import neither boto3 nor its transfer
+    manager (~34 ms); only a ranged download of a large file does, when it starts."""
+    code = (
+        f"import sys; sys.path.insert(0, {str(LAYER)!r}); import maas.entry.model, maas.core.download, "
+        "maas.core.registry, maas.core.store, maas.core.service, maas.core.s3_reads; "
+        "print(sorted({m.split('.')[0] for m in sys.modules if m.split('.')[0] in ('boto3', 's3transfer')}))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

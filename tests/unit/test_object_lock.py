@@ -9,12 +9,12 @@ from typing import Any
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from maas.core.errors import Conflict
 from ops import cli
 from ops.lifecycle import Lifecycle
 from ops.registry_admin import RegistryAdmin
+from tests.conftest import in_process_aws
 
 LOCKED = "maas-test-locked-models"
 PREFIX = "models/spam_nb/versions/1/"
@@ -22,7 +22,7 @@ PREFIX = "models/spam_nb/versions/1/"
 
 @pytest.fixture
 def locked_s3() -> Any:
-    with mock_aws():
+    with in_process_aws():
         client = boto3.client("s3", region_name="us-east-1")
         client.create_bucket(Bucket=LOCKED, ObjectLockEnabledForBucket=True)
         client.put_bucket_tagging(

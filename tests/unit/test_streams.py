@@ -8,7 +8,7 @@ import io
 import pytest
 
 from maas.core.errors import UnreadableInput
-from maas.events.streams import Row, RowError, read_rows
+from maas.events.streams import Row, RowError, item_row, read_rows
 from training.data import PROJECT_ROOT
 
 INPUTS = PROJECT_ROOT / "events" / "spam_nb" / "inputs"
@@ -78,3 +78,21 @@ def test_an_overlong_csv_line_makes_the_file_unreadable() -> None:
     with pytest.raises(UnreadableInput) as raised:
         list(read_rows(io.BytesIO(b"id,text\n1," + b"x" * 5000 + b"\n"), "x.csv", max_row=1000))
     assert raised.value.code == "row_too_large"
+
+
+def test_a_tables_csv_empty_cell_is_missing_and_a_string_features_cell_stays_text() -> None:
+    body = b"id,age,sex,zip\nr1,59,male,02139\nr2,,,\nr3,old,female,90210\n"
+    rows = list(read_rows(io.BytesIO(body), "t.csv", features=["age", "sex", "zip"], strings={"sex", "zip"}))
+    assert [r.instance for r in rows if isinstance(r, Row)] == [
+        {"age": 59.0, "sex": "male", "zip": "02139"},  # a string feature's digits stay its text
+        {"age": None, "sex": None, "zip": None},
+        {"age": "old", "sex": "female", "zip": "90210"},  # the task names the bad cell
+    ]
+    item = item_row(
+        2,
+        {"id": "r2", "age": "", "sex": "male", "zip": "02139"},
+        "csv",
+        ["age", "sex", "zip"],
+        {"sex", "zip"},
+    )
+    assert (item.id, item.instance) == ("r2", {"age": None, "sex": "male", "zip": "02139"})

@@ -124,6 +124,7 @@ def train_on(exported: minilm.Exported, options: TrainOptions, progress: Progres
         ["--reference-only", "--out", str(reference_dir), "--texts", texts_file, "--max-length", LENGTH]
     )
     reference = head.predict_proba(np.load(reference_dir / "reference.npy"))
+    np.save(reference_dir / "probabilities.npy", reference)  # the source pipeline's answers, kept
     reference_labels = np.array(data.labels)[np.argmax(reference, axis=1)]
     truth = [e.label for e in data.test]
     metrics = classification_metrics(truth, list(reference_labels), data.labels, "spam")

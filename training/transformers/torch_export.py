@@ -13,7 +13,8 @@ the mask, L2 norm), as sentence-transformers computes them. ``--head hidden``: t
 ``last_hidden_state``, the layout Hugging Face's ONNX exporters write for feature extraction;
 ``--head logits``: a sequence classifier's ``logits``, as they write it for text classification.
 ``--tiny DIR`` writes a randomly initialised two-layer BERT folder per ``--head`` under DIR and
-exports each into its folder, as Hugging Face's exporters lay it out (tests).
+exports each into its folder, as Hugging Face's exporters lay it out (tests); with ``--texts``,
+PyTorch's own answers to them go to each folder's ``torch_answers.npy``.
 """
 
 from __future__ import annotations
@@ -127,6 +128,36 @@ def export(folder: Path, out: Path, head: str) -> None:
         )
 
 
+def torch_answers(folder: Path, texts_file: Path, head: str) -> None:
+    """PyTorch's own answers of a --tiny folder, one text at a time (``torch_answers.npy``): a
+    reference that shares nothing with the ONNX graph but the weights. ``hidden``: mean pooling
+    over the tokens, L2-normalised, as the served embedding task pools; ``logits``: softmax."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    tokenizer.no_padding()
+    if head == "logits":
+        model: torch.nn.Module = AutoModelForSequenceClassification.from_pretrained(str(folder)).eval()
+    else:
+        model = AutoModel.from_pretrained(str(folder)).eval()
+    rows = []
+    with torch.no_grad():
+        for text in json.loads(texts_file.read_text(encoding="utf-8")):
+            encoding = tokenizer.encode(text)
+            feeds = {
+                "input_ids": torch.tensor([encoding.ids], dtype=torch.int64),
+                "attention_mask": torch.tensor([encoding.attention_mask], dtype=torch.int64),
+                "token_type_ids": torch.tensor([encoding.type_ids], dtype=torch.int64),
+            }
+            answer = model(**feeds)
+            if head == "logits":
+                rows.append(torch.softmax(answer.logits[0].double(), dim=-1).numpy())
+            else:
+                pooled = answer.last_hidden_state[0].double().mean(dim=0)
+                rows.append(torch.nn.functional.normalize(pooled, dim=0).numpy())
+    np.save(folder / "torch_answers.npy", np.stack(rows))
+
+
 def reference(folder: Path, texts_file: Path, out: Path, max_length: int) -> None:
     from sentence_transformers import SentenceTransformer
 
@@ -166,11 +197,13 @@ def main() -> None:
         for head in heads:
             write_tiny(args.tiny / head, args.tokenizer or folder / "tokenizer.json", args.seed, head)
             export(args.tiny / head, args.tiny / head, head)
+            if args.texts is not None:
+                torch_answers(args.tiny / head, args.texts, head)
     elif not args.reference_only:
         export(folder, args.out, heads[0])
     else:
         args.out.mkdir(parents=True, exist_ok=True)
-    if args.texts is not None:
+    if args.texts is not None and args.tiny is None:
         reference(folder, args.texts, args.out, args.max_length)
     import sentence_transformers
     import transformers

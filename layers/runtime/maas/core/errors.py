@@ -12,10 +12,15 @@ class MaasError(Exception):
 
     code = "internal_error"
 
-    def __init__(self, message: str, *, code: str | None = None, field: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, code: str | None = None, field: str | None = None, detail: str | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.field = field
+        # What a service said (bucket, ARN, key id, role): logged and shown to operators, never
+        # in an answer. ``message`` is built from our own facts only (names, versions, codes).
+        self.detail = detail
         if code is not None:
             self.code = code
 
@@ -89,6 +94,14 @@ class RegistryError(MaasError):
     code = "registry_error"
 
 
+class TransientError(MaasError):
+    """A service, not the input, failed: a read timeout or a connection cut while an object was
+    streamed. Never recorded against the data (no ``.error.json``): the invocation fails, so
+    Lambda retries it and, after the last retry, its dead-letter queue holds the event."""
+
+    code = "transient_error"
+
+
 class JobIncomplete(MaasError):
     """A batch job whose counts do not add up (a batch missing, doubled, or on another version):
     its final step fails the job rather than report rows that were never scored."""
@@ -109,6 +122,32 @@ class ParityError(TrainingError):
 
 
 ECHO_LIMIT = 100
+
+
+def aws_reason(error: BaseException) -> str:
+    """What a client may learn of an AWS failure: the service's error code (``AccessDenied``,
+    ``NotFoundException``) or botocore's exception class, never its message, which names the
+    bucket, the key's ARN, the caller's role and the account."""
+    response = getattr(error, "response", None)
+    code = response.get("Error", {}).get("Code") if isinstance(response, dict) else None
+    if isinstance(code, str) and code.replace(".", "").isalnum() and len(code) <= 64:
+        return code
+    return type(error).__name__
+
+
+def error_detail(error: BaseException, *, causes: bool = True) -> str | None:
+    """What the services said along ``error``'s chain of causes, for the log (never an answer):
+    each ``MaasError.detail``, and (``causes``) the text of any other exception on the chain."""
+    found: list[str] = []
+    seen: BaseException | None = error
+    while seen is not None and len(found) < 5:
+        if isinstance(seen, MaasError):
+            if seen.detail:
+                found.append(seen.detail)
+        elif causes and seen is not error:
+            found.append(f"{type(seen).__name__}: {seen}")
+        seen = seen.__cause__
+    return " <- ".join(found) or None
 
 
 def cut(text: str, limit: int = ECHO_LIMIT) -> str:

@@ -143,10 +143,25 @@ class TensorSpec:
         return {**self.extra, "name": self.name, "dtype": self.dtype, "shape": list(self.shape)}
 
 
+def _feature(value: object, path: str) -> dict[str, Any]:
+    """One feature of a table: ``name``, ``type`` (number or string), ``missing``, ``categories``."""
+    doc = _object(value, path)
+    _string(doc.get("name"), f"{path}.name", empty=False)
+    if doc.get("type") not in ("number", "string"):
+        raise _fail(f"{path}.type", "must be 'number' or 'string'")
+    if not isinstance(doc.get("missing", False), bool):
+        raise _fail(f"{path}.missing", "must be a boolean")
+    if doc.get("categories") is not None:
+        _strings(doc["categories"], f"{path}.categories")
+    return doc
+
+
 @dataclass(frozen=True, slots=True)
 class Signature:
     inputs: tuple[TensorSpec, ...] = ()
     outputs: tuple[TensorSpec, ...] = ()
+    #: a table's features in order, with their type and whether they may be missing
+    features: tuple[Mapping[str, Any], ...] | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -158,14 +173,27 @@ class Signature:
             if not isinstance(items, list):
                 raise _fail(f"{path}.{key}", "must be an array")
             specs[key] = tuple(TensorSpec.from_dict(s, f"{path}.{key}[{i}]") for i, s in enumerate(items))
-        return cls(inputs=specs["inputs"], outputs=specs["outputs"], extra=_rest(doc, _known(cls)))
+        features = doc.get("features")
+        if features is not None and not isinstance(features, list):
+            raise _fail(f"{path}.features", "must be an array")
+        return cls(
+            inputs=specs["inputs"],
+            outputs=specs["outputs"],
+            features=None
+            if features is None
+            else tuple(_feature(f, f"{path}.features[{i}]") for i, f in enumerate(features)),
+            extra=_rest(doc, _known(cls)),
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             **self.extra,
             "inputs": [s.to_dict() for s in self.inputs],
             "outputs": [s.to_dict() for s in self.outputs],
         }
+        if self.features is not None:
+            out["features"] = [dict(f) for f in self.features]
+        return out
 
     def output(self, name: str) -> TensorSpec | None:
         return next((spec for spec in self.outputs if spec.name == name), None)

@@ -13,6 +13,7 @@ each caller back its own slice.
 
 from __future__ import annotations
 
+import math
 import re
 import time
 import zlib
@@ -103,12 +104,39 @@ def decode(served: ServedModel, instances: list[Any], field: str = "instances") 
     return classifier(served).prepare(instances, field)
 
 
-def infer(served: ServedModel, feeds: Feeds) -> Scored:
-    """Run the session on checked feeds and encode one prediction per row: the one timed step."""
+def _finite(value: Any) -> bool:
+    """Whether a prediction holds only finite numbers: RFC 8259 JSON has no NaN or Infinity."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return all(_finite(item) for item in value.values())
+    if isinstance(value, list | tuple):
+        return all(_finite(item) for item in value)
+    return True
+
+
+def non_finite_output(field: str) -> RequestError:
+    """The error of a row the model answered with NaN or infinity (an input driven to overflow):
+    that row is refused, never written as ``NaN``, which strict JSON parsers reject whole."""
+    return RequestError(
+        f"the model answered {field} with a non-finite number (NaN or infinity), which JSON cannot "
+        "carry: its input drives the model out of range",
+        code="non_finite_output",
+        field=field,
+    )
+
+
+def infer(served: ServedModel, feeds: Feeds, field: str = "instances") -> Scored:
+    """Run the session on checked feeds and encode one prediction per row: the one timed step.
+    A row answered with NaN or infinity is a ``non_finite_output`` error naming it."""
     task = classifier(served)
     started = time.perf_counter()
     predictions = task.predict(feeds)
-    return Scored(predictions, (time.perf_counter() - started) * 1000.0)
+    elapsed = (time.perf_counter() - started) * 1000.0
+    bad = next((i for i, p in enumerate(predictions) if not _finite(p)), None)
+    if bad is not None:
+        raise non_finite_output(f"{field}[{bad}]")
+    return Scored(predictions, elapsed)
 
 
 def run_outputs(
@@ -118,12 +146,17 @@ def run_outputs(
     classifier(served)
     started = time.perf_counter()
     results = served.task.run_outputs(feeds, list(outputs))
-    return results, (time.perf_counter() - started) * 1000.0
+    elapsed = (time.perf_counter() - started) * 1000.0
+    for name, array in results.items():
+        if array.dtype.kind in "fc" and array.size and not np.all(np.isfinite(array)):
+            rows = np.asarray(~np.isfinite(array)).reshape(array.shape[0], -1).any(axis=1)
+            raise non_finite_output(f"row {int(np.argmax(rows))} of output {name!r}")
+    return results, elapsed
 
 
 def predict(served: ServedModel, instances: list[Any], field: str = "instances") -> Scored:
     """decode → infer → encode for one request."""
-    return infer(served, decode(served, instances, field))
+    return infer(served, decode(served, instances, field), field)
 
 
 @dataclass(slots=True)
@@ -138,10 +171,11 @@ class Checked:
 def _single(error: MaasError, name: str) -> MaasError:
     """An error about ``name[0]`` of a one-item batch is about ``name`` itself."""
     where = f"{name}[0]"
+    found = error.field or ""
     return type(error)(
         error.message.replace(where, name),
         code=error.code,
-        field=name if error.field == where else error.field,
+        field=name + found[len(where) :] if found.startswith(where) else error.field,
     )
 
 
@@ -194,7 +228,7 @@ def score_each(served: ServedModel, instances: Sequence[Any], name: str = "insta
     if checked.feeds is None:
         return Answered({}, errors, 0.0)
     try:
-        scored = infer(served, checked.feeds)
+        scored = infer(served, checked.feeds, name)
     except Exception as error:  # retried record by record below
         logger.warning(
             "a batched session.run failed: its instances are run one by one",
@@ -208,7 +242,7 @@ def score_each(served: ServedModel, instances: Sequence[Any], name: str = "insta
     total_ms = 0.0
     for index in checked.valid:
         try:
-            one = infer(served, task.prepare([batch[index]], name))
+            one = infer(served, task.prepare([batch[index]], name), name)
         except Exception as error:  # this instance alone fails
             errors[index] = _single(record_error(error, f"{name}[0]"), name)
         else:

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from maas.core.download import PART_BYTES, Downloaded, ranged_download, streamed_download
-from maas.core.errors import Conflict, ModelUnavailable, NotFound, RegistryError, shown
+from maas.core.errors import Conflict, ModelUnavailable, NotFound, RegistryError, aws_reason, shown
 from maas.core.settings import Settings
 from maas.core.signing import ManifestVerifier
 
@@ -241,7 +241,9 @@ class ModelRegistry:
                 for entry in page.get("CommonPrefixes", []):
                     yield entry["Prefix"][len(prefix) :].rstrip("/")
         except (ClientError, BotoCoreError) as error:
-            raise RegistryError(f"cannot list s3://{self.bucket}/{prefix}: {error}") from error
+            raise RegistryError(
+                f"cannot list {prefix}: {aws_reason(error)}", detail=f"s3://{self.bucket}/{prefix}: {error}"
+            ) from error
 
     def list_models(self) -> list[str]:
         return sorted(p for p in self._common_prefixes(f"{ROOT}/") if _NAME.fullmatch(p))
@@ -262,6 +264,13 @@ class ModelRegistry:
         aliases = [self.get_alias(name, alias) for alias in sorted(names)]
         return [a for a in aliases if a is not None]
 
+    def _unreadable(self, key: str, error: BaseException) -> RegistryError:
+        """The registry's answer to a failed read: the key and the service's error code for the
+        client; the bucket and what the service said for the log."""
+        return RegistryError(
+            f"cannot read {key}: {aws_reason(error)}", detail=f"s3://{self.bucket}/{key}: {error}"
+        )
+
     def _get_json(self, key: str) -> tuple[dict[str, Any], str, str | None] | None:
         """A JSON object with its ETag and S3 version id, or None when it does not exist."""
         found = self._get_json_bytes(key)
@@ -275,17 +284,15 @@ class ModelRegistry:
         except ClientError as error:
             if _is_missing(error):
                 return None
-            raise RegistryError(f"cannot read s3://{self.bucket}/{key}: {error}") from error
+            raise self._unreadable(key, error) from error
         except BotoCoreError as error:  # a timeout, a dropped connection
-            raise RegistryError(f"cannot read s3://{self.bucket}/{key}: {error}") from error
+            raise self._unreadable(key, error) from error
         try:
             document = json.loads(raw)
         except (ValueError, RecursionError):
-            raise RegistryError(
-                f"s3://{self.bucket}/{key} is not valid JSON", code="malformed_document"
-            ) from None
+            raise RegistryError(f"{key} is not valid JSON", code="malformed_document") from None
         if not isinstance(document, dict):
-            raise RegistryError(f"s3://{self.bucket}/{key} is not a JSON object", code="malformed_document")
+            raise RegistryError(f"{key} is not a JSON object", code="malformed_document")
         return document, str(response["ETag"]), response.get("VersionId"), raw
 
     def read_manifest_object(self, name: str, version: int) -> tuple[dict[str, Any], str | None]:
@@ -380,9 +387,9 @@ class ModelRegistry:
                     code="version_not_found",
                     field="version",
                 ) from error
-            raise RegistryError(f"cannot read tags of {name} v{version}: {error}") from error
+            raise self._unreadable(self.object_key(name, version, MODEL_FILE), error) from error
         except BotoCoreError as error:
-            raise RegistryError(f"cannot read tags of {name} v{version}: {error}") from error
+            raise self._unreadable(self.object_key(name, version, MODEL_FILE), error) from error
         return {tag["Key"]: tag["Value"] for tag in tags.get("TagSet", [])}
 
     def status(self, name: str, version: int) -> str:
@@ -397,8 +404,8 @@ class ModelRegistry:
             return found
         except ClientError as error:
             if _is_missing(error):
-                raise NotFound(f"s3://{self.bucket}/{key} does not exist", code="object_missing") from error
-            raise RegistryError(f"cannot read s3://{self.bucket}/{key}: {error}") from error
+                raise NotFound(f"{key} does not exist", code="object_missing") from error
+            raise self._unreadable(key, error) from error
 
     def download(
         self, name: str, version: int, filename: str, destination: Path, *, part_bytes: int = PART_BYTES
@@ -415,5 +422,5 @@ class ModelRegistry:
             return ranged_download(self.s3, self.bucket, key, destination, part_bytes=part_bytes)
         except ClientError as error:
             if _is_missing(error):
-                raise NotFound(f"s3://{self.bucket}/{key} does not exist", code="object_missing") from error
-            raise RegistryError(f"cannot download s3://{self.bucket}/{key}: {error}") from error
+                raise NotFound(f"{key} does not exist", code="object_missing") from error
+            raise self._unreadable(key, error) from error

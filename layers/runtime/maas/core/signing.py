@@ -18,7 +18,7 @@ from typing import Any, NoReturn
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from maas.core.errors import IntegrityError, RegistryError
+from maas.core.errors import IntegrityError, RegistryError, aws_reason
 
 SIGNING_ALGORITHM = "ECDSA_SHA_256"
 MESSAGE_TYPE = "DIGEST"
@@ -94,17 +94,20 @@ class ManifestVerifier:
             code = str(error.response.get("Error", {}).get("Code", ""))
             if code in {"KMSInvalidSignatureException", "ValidationException"}:
                 self._invalid(name, version, entry, code)
-            raise RegistryError(
-                f"cannot verify the manifest signature of {name} v{version}: {error}",
-                code="signature_unverifiable",
-            ) from error
+            raise self._unverifiable(name, version, error) from error
         except BotoCoreError as error:
-            raise RegistryError(
-                f"cannot verify the manifest signature of {name} v{version}: {error}",
-                code="signature_unverifiable",
-            ) from error
+            raise self._unverifiable(name, version, error) from error
         if response.get("SignatureValid") is not True:
             self._invalid(name, version, entry, "SignatureValid is false")
+
+    def _unverifiable(self, name: str, version: int, error: BaseException) -> RegistryError:
+        """KMS could not be asked: its error code for the client; the key's ARN, the role and the
+        account that KMS's message names go to the log only."""
+        return RegistryError(
+            f"cannot verify the manifest signature of {name} v{version}: KMS answered {aws_reason(error)}",
+            code="signature_unverifiable",
+            detail=f"key {self.key_id}: {error}",
+        )
 
     def _invalid(self, name: str, version: int, entry: dict[str, Any], why: str) -> NoReturn:
         # imported here: the registry imports this module, and observability reads its settings

@@ -85,7 +85,7 @@ class ModelFunction:
         if source == "aws:s3":
             from maas.events.s3 import handle_s3_event
 
-            return handle_s3_event(event, runtime)
+            return handle_s3_event(event, runtime, context)
         if source == "aws:sqs":
             from maas.events.sqs import handle_sqs_event
 
@@ -93,7 +93,7 @@ class ModelFunction:
         if source == "states:batch":
             from maas.events.distributed_map import score_batch
 
-            return score_batch(event, runtime)
+            return score_batch(event, runtime, context)
         if source == "states:job":
             from maas.events.distributed_map import handle_job_event
 

@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from maas.core.deadline import deadline_for
 from maas.core.errors import JobIncomplete, RequestError, UnreadableInput
 from maas.core.observability import logger, record_batch_file
 from maas.core.runtime import ModelRuntime
@@ -153,7 +154,9 @@ def part_key(job: Job, first_row: int, suffix: str) -> str:
     return f"{job.prefix}/part-{first_row:012d}{suffix}"
 
 
-def _rows(items: list[Any], job: Job, features: Any) -> tuple[int, list[Row | RowError]]:
+def _rows(
+    items: list[Any], job: Job, features: Any, strings: frozenset[str] = frozenset()
+) -> tuple[int, list[Row | RowError]]:
     """The batch's rows in file order, and its first row's index (its name)."""
     offset = 2 if job.format == "csv" else 1  # the line of row 0: after the header, or the first
     entries: list[tuple[int, Any]] = []
@@ -171,19 +174,26 @@ def _rows(items: list[Any], job: Job, features: Any) -> tuple[int, list[Row | Ro
     if not entries:
         raise RequestError("a batch without items", code="bad_job", field="Items")
     rows: list[Row | RowError] = [
-        item_row(row + offset, value, job.format, features) for row, value in entries
+        item_row(row + offset, value, job.format, features, strings) for row, value in entries
     ]
     return entries[0][0], rows
 
 
-def score_batch(event: dict[str, Any], runtime: ModelRuntime) -> dict[str, Any]:
-    """One child of the Distributed Map: its rows scored by the job's version, into its own objects."""
+def score_batch(event: dict[str, Any], runtime: ModelRuntime, context: Any = None) -> dict[str, Any]:
+    """One child of the Distributed Map: its rows scored by the job's version, into its own objects
+    (a generator's rows stopped by the invocation's deadline, each answered with what it has)."""
+    deadline = deadline_for(context, http=False)
     started = time.perf_counter()
     job = Job.of(event.get("BatchInput"))
     _own(runtime, job)
     served = runtime.service.load(job.model, job.version)
     items = event.get("Items")
-    first, rows = _rows(items if isinstance(items, list) else [], job, served.task.feature_names)
+    first, rows = _rows(
+        items if isinstance(items, list) else [],
+        job,
+        served.task.feature_names,
+        served.task.string_features,
+    )
     s3 = runtime.data_s3
     keys = {
         "predictions": part_key(job, first, ".predictions.jsonl"),
@@ -194,7 +204,7 @@ def score_batch(event: dict[str, Any], runtime: ModelRuntime) -> dict[str, Any]:
     result = FileResult()
     try:
         for chunk in chunks(rows, runtime.settings.batch_chunk_rows):
-            score_chunk(chunk, job.source, served, predictions, errors, result)
+            score_chunk(chunk, job.source, served, predictions, errors, result, deadline)
         predictions.close()
         errors.close()
     except BaseException:

@@ -25,6 +25,7 @@ from urllib.parse import unquote_plus
 from botocore.exceptions import ClientError
 
 from maas.core import pipeline
+from maas.core.deadline import deadline_for
 from maas.core.errors import UnreadableInput, record_error
 from maas.core.observability import logger, record_batch_file, record_ignored_objects, record_unreadable_input
 from maas.core.runtime import ModelRuntime
@@ -117,10 +118,11 @@ class FileResult:
 
 
 def _answers(
-    served: ServedModel, rows: list[Row], source: InputObject
+    served: ServedModel, rows: list[Row], source: InputObject, deadline: float | None = None
 ) -> tuple[dict[int, dict[str, Any]], dict[int, dict[str, Any]], float]:
     """Predictions and refusals by line: classifiers' valid rows in one ``session.run``, a text
-    generator's rows (generation requests, or bare prompts) one decoding loop each."""
+    generator's rows (generation requests, or bare prompts) one decoding loop each, stopped by the
+    invocation's ``deadline`` (a row it cuts short says so: ``finish_reason`` "time")."""
     answers: dict[int, dict[str, Any]] = {}
     refused: dict[int, dict[str, Any]] = {}
     total_ms = 0.0
@@ -130,7 +132,7 @@ def _answers(
         for row in rows:
             try:
                 seed = pipeline.stable_seed(source.key, source.tag, row.line)
-                request = pipeline.decode_generation(served, row.instance, seed)
+                request = pipeline.decode_generation(served, row.instance, seed, deadline)
                 generated = pipeline.generate(served, request)
             except Exception as error:  # any failure of this row is this row's error
                 refused[row.line] = record_error(error, "instance").to_dict()
@@ -151,10 +153,11 @@ def score_chunk(
     predictions: ObjectWriter,
     errors: ObjectWriter,
     result: FileResult,
+    deadline: float | None = None,
 ) -> None:
     """Score the chunk's readable rows in one ``session.run``; write every row's line in order."""
     rows = [entry for entry in chunk if isinstance(entry, Row)]
-    answers, refused, latency_ms = _answers(served, rows, source)
+    answers, refused, latency_ms = _answers(served, rows, source, deadline)
     result.inference_ms += latency_ms
     version = str(served.version)
     for entry in chunk:
@@ -200,7 +203,9 @@ def _open_body(s3: Any, source: InputObject) -> Any:
         raise
 
 
-def score_object(runtime: ModelRuntime, source: InputObject, served: ServedModel) -> dict[str, Any]:
+def score_object(
+    runtime: ModelRuntime, source: InputObject, served: ServedModel, deadline: float | None = None
+) -> dict[str, Any]:
     """Score one input object into its output objects; an unreadable one gets an error object."""
     started = time.perf_counter()
     s3 = runtime.data_s3
@@ -219,10 +224,16 @@ def score_object(runtime: ModelRuntime, source: InputObject, served: ServedModel
         fmt = input_format(source.key)
         body = _open_body(s3, source)
         for chunk in chunks(
-            read_rows(body, source.key, runtime.settings.max_body_bytes, served.task.feature_names),
+            read_rows(
+                body,
+                source.key,
+                runtime.settings.max_body_bytes,
+                served.task.feature_names,
+                served.task.string_features,
+            ),
             runtime.settings.batch_chunk_rows,
         ):
-            score_chunk(chunk, source, served, predictions, errors, result)
+            score_chunk(chunk, source, served, predictions, errors, result, deadline)
         predictions.close()
         errors.close()
     except UnreadableInput as error:
@@ -263,8 +274,9 @@ def score_object(runtime: ModelRuntime, source: InputObject, served: ServedModel
     return {"status": "scored", "success_object": keys.success, **summary}
 
 
-def handle_s3_event(event: dict[str, Any], runtime: ModelRuntime) -> dict[str, Any]:
+def handle_s3_event(event: dict[str, Any], runtime: ModelRuntime, context: Any = None) -> dict[str, Any]:
     """Every object the event names under this model's input prefix; others are logged and left."""
+    deadline = deadline_for(context, http=False)
     prefix = f"{INPUTS}/{runtime.model_name}/"
     data_bucket = runtime.data_bucket
     files: list[dict[str, Any]] = []
@@ -286,7 +298,7 @@ def handle_s3_event(event: dict[str, Any], runtime: ModelRuntime) -> dict[str, A
             ignored += 1
             continue
         served = served or runtime.service.current(runtime.model_name)
-        outcome = score_object(runtime, source, served)
+        outcome = score_object(runtime, source, served, deadline)
         files.append(outcome)
         if outcome["status"] == "unreadable":
             record_unreadable_input(runtime.model_name, outcome["error"]["code"])

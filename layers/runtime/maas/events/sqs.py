@@ -21,6 +21,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from maas.core import pipeline
+from maas.core.deadline import deadline_for
 from maas.core.decode import check_instances, parse_json_object
 from maas.core.errors import MaasError, RequestError, record_error
 from maas.core.observability import logger, record_async_batch
@@ -47,7 +48,9 @@ class AsyncRequest:
         )
 
 
-def parse_message(body: str, served: ServedModel, max_batch: int) -> AsyncRequest:
+def parse_message(
+    body: str, served: ServedModel, max_batch: int, deadline: float | None = None
+) -> AsyncRequest:
     """A message body as a request, validated against the model; a ``RequestError`` says why not."""
     document = parse_json_object(body, "the message body")
     request_id = document.get("request_id")
@@ -59,7 +62,7 @@ def parse_message(body: str, served: ServedModel, max_batch: int) -> AsyncReques
         )
     if isinstance(served.task, Generator):
         fields = {k: v for k, v in document.items() if k != "request_id"}
-        generation = pipeline.decode_generation(served, fields, pipeline.stable_seed(request_id))
+        generation = pipeline.decode_generation(served, fields, pipeline.stable_seed(request_id), deadline)
         return AsyncRequest(request_id, [], generation)
     instances = check_instances(document.get("instances"), max_batch)
     pipeline.decode(served, instances, "instances")
@@ -94,7 +97,7 @@ def _answer(
 
 
 def _parse_all(
-    records: list[SQSRecord], served: ServedModel, max_batch: int
+    records: list[SQSRecord], served: ServedModel, max_batch: int, deadline: float | None = None
 ) -> dict[str, AsyncRequest | MaasError]:
     """Each distinct message's request, or why it is refused, in the batch's order.
 
@@ -110,7 +113,7 @@ def _parse_all(
         if message_id in outcomes:
             continue
         try:
-            request = parse_message(record.body, served, max_batch)
+            request = parse_message(record.body, served, max_batch, deadline)
         except Exception as error:  # not only a MaasError: whatever this message raises is its own
             outcomes[message_id] = record_error(error, "body")
             continue
@@ -133,7 +136,7 @@ def handle_sqs_event(event: dict[str, Any], context: Any, runtime: ModelRuntime)
     bucket = runtime.data_bucket
     raw_records = event.get("Records")
     records = [SQSRecord(raw) for raw in (raw_records if isinstance(raw_records, list) else [])]
-    outcomes = _parse_all(records, served, runtime.settings.max_batch)
+    outcomes = _parse_all(records, served, runtime.settings.max_batch, deadline_for(context, http=False))
     unique: dict[str, AsyncRequest] = {}  # one answer per request_id, in the batch's order
     for outcome in outcomes.values():
         if isinstance(outcome, AsyncRequest):
@@ -150,7 +153,10 @@ def handle_sqs_event(event: dict[str, Any], context: Any, runtime: ModelRuntime)
             **answer,
         }
         runtime.data_s3.put_object(
-            Bucket=bucket, Key=key, Body=json.dumps(document).encode("utf-8"), ContentType="application/json"
+            Bucket=bucket,
+            Key=key,
+            Body=json.dumps(document, allow_nan=False).encode("utf-8"),
+            ContentType="application/json",
         )
         return key
 

@@ -14,11 +14,13 @@ import io
 import json
 import math
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from typing import IO, Any
 
-from maas.core.errors import UnreadableInput, cut
+from botocore.exceptions import BotoCoreError
+
+from maas.core.errors import TransientError, UnreadableInput, cut
 
 GZIP_MAGIC = b"\x1f\x8b"
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
@@ -48,7 +50,11 @@ class RowError:
 
 
 class _BodyReader(io.RawIOBase):
-    """A file-like view of a botocore ``StreamingBody`` so the io stack can buffer and peek it."""
+    """A file-like view of a botocore ``StreamingBody`` so the io stack can buffer and peek it.
+
+    A fault of the transport (botocore's ``ReadTimeoutError`` and a dropped connection are
+    ``OSError``s, as gzip's damaged-data error is) leaves here as ``TransientError``: only what
+    comes after, decompression and decoding, can blame the data."""
 
     def __init__(self, body: Any) -> None:
         self._body = body
@@ -57,7 +63,10 @@ class _BodyReader(io.RawIOBase):
         return True
 
     def readinto(self, buffer: Any) -> int:
-        data = self._body.read(len(buffer))
+        try:
+            data = self._body.read(len(buffer))
+        except (BotoCoreError, OSError) as error:
+            raise TransientError(f"reading the input from S3 failed: {type(error).__name__}") from error
         buffer[: len(data)] = data
         return len(data)
 
@@ -176,9 +185,14 @@ def _whole_lines(lines: Iterator[str | None], key: str, limit: int) -> Iterator[
         yield line
 
 
-def _cell(value: str) -> Any:
-    """A CSV cell of a feature column: a number when it reads as one, else the text (the task
-    then names the feature that is not numeric)."""
+def _cell(value: str, text: bool = False) -> Any:
+    """A CSV cell of a feature column: empty is a missing value (``None``; the task says whether
+    the feature may be missing); a string feature's cell is its text; any other a number when it
+    reads as one, else the text (the task then names the feature that is not numeric)."""
+    if not value.strip():
+        return None
+    if text:
+        return value
     try:
         return float(value)
     except ValueError:
@@ -190,12 +204,14 @@ def csv_rows(
     key: str = "input",
     max_row: int = MAX_ROW_CHARS,
     features: Sequence[str] | None = None,
+    strings: Collection[str] = (),
 ) -> Iterator[Row | RowError]:
     """CSV with a header: a ``text`` column (the instance) and an optional ``id`` column.
 
     For a tabular model (``features`` given) the header names the features instead: each row
-    becomes an object of its columns but ``id``, keyed by header name, numbers parsed; the task
-    checks the names (a missing or extra feature is that row's error, naming it)."""
+    becomes an object of its columns but ``id``, keyed by header name, numbers parsed but in the
+    ``strings`` features, empty cells ``None``; the task checks the names and values (a missing,
+    extra or bad feature is that row's error, naming it)."""
     # strict: a quote that is never closed (or closed mid-field) is an error, not rows merged
     # silently into one field up to the end of the file.
     reader = csv.reader(_whole_lines(_decoded(_bounded_lines(text, max_row), key), key, max_row), strict=True)
@@ -245,11 +261,17 @@ def csv_rows(
             yield Row(
                 start,
                 row_id,
-                {n: _cell(v) for i, (n, v) in enumerate(zip(names, record, strict=True)) if i != id_at},
+                {
+                    n: _cell(v, n in strings)
+                    for i, (n, v) in enumerate(zip(names, record, strict=True))
+                    if i != id_at
+                },
             )
 
 
-def item_row(line: int, value: Any, fmt: str, features: Sequence[str] | None = None) -> Row:
+def item_row(
+    line: int, value: Any, fmt: str, features: Sequence[str] | None = None, strings: Collection[str] = ()
+) -> Row:
     """One item a Step Functions ItemReader read, as the row ``jsonl_rows`` or ``csv_rows`` makes of
     the same line: a JSON Lines item is the parsed line; a CSV item maps header names to strings."""
     if fmt == "jsonl":
@@ -265,7 +287,11 @@ def item_row(line: int, value: Any, fmt: str, features: Sequence[str] | None = N
     return Row(
         line,
         row_id,
-        {str(n).strip(): _cell(v) for n, v in cells.items() if not (with_id and n == columns["id"])},
+        {
+            str(n).strip(): _cell(v, str(n).strip() in strings) if isinstance(v, str) else v
+            for n, v in cells.items()
+            if not (with_id and n == columns["id"])
+        },
     )
 
 
@@ -285,7 +311,11 @@ def count_rows(body: Any, key: str, max_row: int = MAX_ROW_CHARS) -> int:
 
 
 def read_rows(
-    body: Any, key: str, max_row: int = MAX_ROW_CHARS, features: Sequence[str] | None = None
+    body: Any,
+    key: str,
+    max_row: int = MAX_ROW_CHARS,
+    features: Sequence[str] | None = None,
+    strings: Collection[str] = (),
 ) -> Iterator[Row | RowError]:
     """The rows of an S3 object body, by its format; raises ``UnreadableInput`` when it cannot be read.
 
@@ -296,6 +326,6 @@ def read_rows(
         if kind == "jsonl":
             yield from jsonl_rows(text, key, max_row)
         else:
-            yield from csv_rows(text, key, max_row, features)
+            yield from csv_rows(text, key, max_row, features, strings)
     finally:
         text.close()

@@ -18,7 +18,8 @@ from aws_lambda_powertools.event_handler.api_gateway import APIGatewayHttpResolv
 from maas.core.errors import MaasError
 from maas.core.observability import record_error
 from maas.core.runtime import ModelRuntime
-from maas.http.errors import PROTOCOL_PREFIX, install_error_handlers
+from maas.http.binary import is_binary, pack, unpack
+from maas.http.errors import PROTOCOL_PREFIX, error_response, install_error_handlers
 from maas.http.plain import plain_router
 from maas.http.resolver import resolver
 
@@ -48,9 +49,27 @@ class ModelApp:
 
     def resolve(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
         path = event.get("rawPath") if isinstance(event, dict) else None
-        app = self.protocol if isinstance(path, str) and path.startswith(PROTOCOL_PREFIX) else self.plain
+        protocol = isinstance(path, str) and path.startswith(PROTOCOL_PREFIX)
+        if protocol and is_binary(event):
+            return self._binary(event, context)
+        app = self.protocol if protocol else self.plain
         response: dict[str, Any] = app.resolve(event, context)
         return response
+
+    def _binary(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+        """A request in the binary tensor extension: unpacked into the JSON request the typed
+        routes read, its answer packed back as binary where the client asked."""
+        try:
+            unpacked, wanted = unpack(event, self.runtime.settings.max_body_bytes)
+        except MaasError as error:
+            answer = error_response(error, protocol=True, request_id=getattr(context, "aws_request_id", None))
+            return {
+                "statusCode": answer.status_code,
+                "headers": {"Content-Type": "application/json"},
+                "body": answer.body,
+                "isBase64Encoded": False,
+            }
+        return pack(self.protocol.resolve(unpacked, context), wanted)
 
     def documented(self) -> APIGatewayHttpResolver:
         """Both route families on one validating resolver with their error answers documented:
@@ -75,11 +94,7 @@ class ModelApp:
                 model = found.group(1) if found else model
             record_error(model, status, error.code)
 
-        def hidden() -> list[str]:
-            settings = runtime.settings
-            return [settings.model_bucket, settings.data_bucket or ""]
-
-        install_error_handlers(app, record, hidden)
+        install_error_handlers(app, record)
         return app
 
 

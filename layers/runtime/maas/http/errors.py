@@ -11,7 +11,7 @@ from __future__ import annotations
 import binascii
 import json
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 from aws_lambda_powertools.event_handler import content_types
@@ -33,13 +33,13 @@ from maas.core.errors import (
     Retired,
     UnsupportedMediaType,
     cut,
+    error_detail,
     shown,
 )
 from maas.core.observability import logger
 
 PROTOCOL_PREFIX = "/v2"
 # Set by clients that send tensors in the protocol's binary extension (Triton's, by default).
-BINARY_HEADER = "inference-header-content-length"
 
 
 # Most specific first: the first class an error is an instance of decides its status.
@@ -54,19 +54,17 @@ _STATUS_BY_ERROR: tuple[tuple[type[MaasError], int], ...] = (
     (RegistryError, 503),  # the registry cannot be read now: the service, not the request, is at fault
 )
 MESSAGE_LIMIT = 400
-# What an answer never shows: where the registry lives, and S3's object version ids.
+# A last guard only: messages are built from our own facts (names, versions, fields, error codes)
+# and what AWS said travels in ``MaasError.detail``, which is logged and never answered.
 _S3_URL = re.compile(r"s3://[^\s'\"]*")
-_S3_ARN = re.compile(r"arn:aws[\w-]*:s3:::[^\s'\"]*")
+_ARN = re.compile(r"arn:aws[\w-]*:[^\s'\"]*")
 _VERSION_ID = re.compile(r"(?i)(version[ _-]?id\s*)[A-Za-z0-9._-]{16,}")
 
 
-def public_message(message: str, hidden: Iterable[str] = ()) -> str:
-    """A message fit for a client: no bucket name, no S3 URL or ARN, no S3 version id, and short."""
-    text = _S3_ARN.sub("the registry", _S3_URL.sub("the registry", message))
+def public_message(message: str) -> str:
+    """A message fit for a client: no S3 URL, ARN or S3 version id, and short."""
+    text = _ARN.sub("<arn>", _S3_URL.sub("the registry", message))
     text = _VERSION_ID.sub(r"\1<hidden>", text)
-    for secret in hidden:
-        if secret:
-            text = text.replace(secret, "<bucket>")
     return cut(text, MESSAGE_LIMIT)
 
 
@@ -82,12 +80,11 @@ def error_response(
     *,
     protocol: bool = False,
     request_id: str | None = None,
-    hidden: Iterable[str] = (),
 ) -> Response[Any]:
     """The one mapping from errors to HTTP: status by class; the body in the route family's shape
     (plain ``{"error": {code, message, field, request_id}}``, the protocol's ``{"error": message}``
     with ``code`` and ``request_id`` beside it). The message is cleaned by ``public_message``."""
-    message = public_message(error.message, hidden)
+    message = public_message(error.message)
     body: dict[str, Any]
     if protocol:
         body = {"error": message, "code": error.code, "request_id": request_id}
@@ -135,29 +132,24 @@ def _request_id(app: APIGatewayHttpResolver) -> str | None:
 def install_error_handlers(
     app: APIGatewayHttpResolver,
     record: Callable[[MaasError, int], None] | None = None,
-    hidden: Callable[[], Iterable[str]] = tuple,
 ) -> None:
     """Every failure of ``app``'s routes becomes ``error_response``: ours, Powertools' validation
     errors, undecodable bodies, unknown routes, content nested too deeply (a 400), and (as a 500)
-    anything unexpected. ``hidden()`` names what no answer may show (the buckets)."""
+    anything unexpected. What AWS said (``error_detail``) is logged, never answered."""
 
     def respond(error: MaasError) -> Response[Any]:
         status = status_for(error)
         if record is not None:
             record(error, status)
+        logged = {"error": error.to_dict(), "detail": error_detail(error)}
         if status >= 500:
-            logger.error("request failed", extra={"error": error.to_dict()})
+            logger.error("request failed", extra=logged)
         else:
-            logger.info("request refused", extra={"error": error.to_dict()})
-        try:
-            secrets = list(hidden())
-        except Exception:  # a misconfigured function still answers; the message is still cleaned
-            secrets = []
+            logger.info("request refused", extra=logged)
         return error_response(
             error,
             protocol=app.current_event.raw_path.startswith(PROTOCOL_PREFIX),
             request_id=_request_id(app),
-            hidden=secrets,
         )
 
     @app.exception_handler(MaasError)  # type: ignore[untyped-decorator]
@@ -165,14 +157,8 @@ def install_error_handlers(
         return respond(error)
 
     def body_error(error: MaasError) -> Response[Any]:
-        """A body that cannot be read; a request in the binary tensor extension is told so."""
-        if BINARY_HEADER in app.current_event.headers:
-            error = RequestError(
-                "the binary tensor data extension is not supported: send tensors as JSON "
-                "(tritonclient: binary_data=False)",
-                code="binary_data_unsupported",
-                field=BINARY_HEADER,
-            )
+        """A body that cannot be read (a binary tensor request arrives here already as JSON:
+        ``maas.http.binary``)."""
         return respond(error)
 
     @app.exception_handler(RequestValidationError)  # type: ignore[untyped-decorator]

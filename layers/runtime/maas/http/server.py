@@ -69,7 +69,7 @@ def repository_index(registry: ModelRegistry, only_ready: bool) -> list[Reposito
                     name=name,
                     version=str(version),
                     state="READY" if reason is None else "UNAVAILABLE",
-                    reason=public_message(reason or "", [registry.bucket]),
+                    reason=public_message(reason or ""),
                 )
             )
     return entries
@@ -115,5 +115,5 @@ def build_server_app(registry: Callable[[], ModelRegistry]) -> APIGatewayHttpRes
     ) -> list[RepositoryIndexEntry]:
         return repository_index(registry(), bool(request and request.ready))
 
-    install_error_handlers(app, hidden=lambda: [registry().bucket])
+    install_error_handlers(app)
     return app

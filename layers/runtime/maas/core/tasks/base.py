@@ -50,6 +50,11 @@ class ServedTask:
         """The named columns of a tabular model (a CSV batch's header names them), else None."""
         return None
 
+    @property
+    def string_features(self) -> frozenset[str]:
+        """The features of a table that hold strings: a CSV batch's cells there stay text."""
+        return frozenset()
+
     def request_inputs(self) -> list[TensorSpec]:
         """What a tensor client (the Open Inference Protocol) sends: the graph's own inputs, unless
         preprocessing outside the graph (a tokeniser) makes the request something else (text)."""

@@ -1,8 +1,11 @@
-"""Image classifiers: each instance a nested array of the model's input shape, or a base64 PNG.
+"""Image classifiers: each instance a nested array of the model's input shape, or a base64 PNG
+or JPEG (``{"b64": ...}``; the format is told by the file's signature).
 
 Both forms are checked against the signature before onnxruntime sees them: the shape (height,
 width, channels), that every value is a finite number, and that it lies in the value range the
-model was trained on (the manifest's ``io.value_range``). PNG pixels are scaled into that range.
+model was trained on (the manifest's ``io.value_range``). PNG and JPEG pixels are scaled into that
+range; both decoders read the header first and refuse an image of the wrong size or of too many
+pixels before decoding it.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ import numpy as np
 from maas.core.errors import RequestError
 from maas.core.predictor import Predictor
 from maas.core.tasks.base import Classifier, Feeds
+from maas.core.tasks.jpeg import JpegError, decode_jpeg, is_jpeg
+from maas.core.tasks.jpeg import read_header as read_jpeg_header
 from maas.core.tasks.png import PngError, decode_png, read_header
 
 # ITU-R BT.601 luma: an RGB PNG sent to a greyscale model.
@@ -47,14 +52,14 @@ class ImageClassifier(Classifier):
         if isinstance(value, dict):
             if set(value) != {"b64"} or not isinstance(value["b64"], str):
                 raise RequestError(
-                    f'{field} must be a nested array or {{"b64": "<base64 PNG>"}}',
+                    f'{field} must be a nested array or {{"b64": "<base64 PNG or JPEG>"}}',
                     code="invalid_type",
                     field=field,
                 )
             return self._png(value["b64"], f"{field}.b64")
         if not isinstance(value, list):
             raise RequestError(
-                f"{field} must be a nested array of shape {list(self.shape)} or a base64 PNG object, "
+                f"{field} must be a nested array of shape {list(self.shape)} or a base64 PNG/JPEG object, "
                 f"got {type(value).__name__}",
                 code="invalid_type",
                 field=field,
@@ -94,7 +99,9 @@ class ImageClassifier(Classifier):
             data = base64.b64decode(encoded, validate=True)
         except (binascii.Error, ValueError):
             raise RequestError(f"{field} is not valid base64", code="invalid_base64", field=field) from None
-        height, width, channels = self.shape
+        if is_jpeg(data):
+            return self._jpeg(data, field)
+        height, width, _ = self.shape
         try:
             header = read_header(data)
             if (header.height, header.width) != (height, width):
@@ -108,7 +115,28 @@ class ImageClassifier(Classifier):
             raise RequestError(
                 f"{field} is not a PNG image this model can read: {error}", code="invalid_png", field=field
             ) from None
-        image = pixels.astype(np.float64) / maximum
+        return self._scaled(pixels.astype(np.float64) / maximum, field)
+
+    def _jpeg(self, data: bytes, field: str) -> np.ndarray:
+        height, width, channels = self.shape
+        try:
+            found_height, found_width, _ = read_jpeg_header(data)
+            if (found_height, found_width) != (height, width):
+                raise RequestError(
+                    f"{field} is a {found_width}x{found_height} JPEG; the model takes {width}x{height} images",
+                    code="invalid_shape",
+                    field=field,
+                )
+            pixels = decode_jpeg(data, channels)
+        except JpegError as error:
+            raise RequestError(
+                f"{field} is not a JPEG image this model can read: {error}", code="invalid_jpeg", field=field
+            ) from None
+        return self._scaled(pixels.astype(np.float64) / 255.0, field)
+
+    def _scaled(self, image: np.ndarray, field: str) -> np.ndarray:
+        """Decoded pixels in [0, 1] as the model's channels and value range."""
+        channels = self.shape[2]
         if image.shape[2] in (2, 4):
             image = image[..., :-1]  # alpha is not part of what the model saw in training
         if channels == 1 and image.shape[2] == 3:

@@ -5,6 +5,16 @@ for an onnxruntime-genai or optimum export). Each run's ``present`` is the next 
 the graph is built with ``windowed_kv_cache=false``, so the cache simply grows by one position
 per token. The rows of one request share the prompt's prefill: its cache is repeated once per
 row, and a row that has finished is dropped from the batch.
+
+Plain ``session.run``, not I/O binding, because binding measured no faster: on a builder graph of
+Gemma 3 270M's cache geometry (18 layers, 1 KV head of 256; int4, accuracy level 4, one thread,
+2 loaded cores, 9 alternating rounds of 32 decode steps), the minimum per step was 8.39 ms plain
+against 8.79 ms bound at a 64-token prompt, 11.89 against 11.51 ms at 512, and 38.65 against
+42.78 ms for 4 rows (medians alike within noise). Binding the previous ``present`` OrtValues as
+the next ``past`` saves no copy that ``run`` makes: onnxruntime allocates every ``present`` afresh
+either way, since with ``windowed_kv_cache=false`` it grows by a position each step (a buffer
+shared between past and present needs the builder's windowed layout, which a plain loop cannot
+grow).
 """
 
 from __future__ import annotations

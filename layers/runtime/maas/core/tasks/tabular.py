@@ -1,14 +1,21 @@
-"""Tabular models: a row of numeric features in; a label with probabilities, or a value, out.
+"""Tabular models: a row of features in; a label with probabilities, or a value, out.
 
-An instance is a list of numbers in the manifest's feature order, or an object keyed by feature
-name (``manifest["features"]``); a missing, extra or non-numeric feature is a 400 naming it. The
-graph's one input is a float matrix (batch, features), fed float32: onnxruntime refuses float64
-for a float32 model.
+An instance is a list in the manifest's feature order, or an object keyed by feature name
+(``manifest["features"]``); a missing, extra or mistyped feature is a 400 naming it. The
+signature's ``features`` (``signature.features``) say each feature's type (``number`` or
+``string``), whether it may be missing (``null``) and, where the model refuses others, the
+categories it takes; a version without them takes numbers only, none missing.
+
+The graph takes either one float matrix (batch, features), fed float32 with NaN for a gap, or one
+(batch, 1) input per feature named after it (a ``ColumnTransformer`` pipeline): strings as string
+tensors, a gap in a string feature as the empty string (the importer checked the source model
+answers it as it answers a missing value).
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,44 +23,93 @@ import numpy as np
 
 from maas.core.errors import ConfigurationError, RequestError
 from maas.core.predictor import Predictor
+from maas.core.signature import is_unicode
 from maas.core.tasks.base import Classifier, Feeds
+
+NUMBER, STRING = "number", "string"
+
+
+@dataclass(frozen=True, slots=True)
+class Feature:
+    """One feature of a table, as the signature describes it."""
+
+    name: str
+    kind: str = NUMBER
+    missing: bool = False
+    categories: frozenset[str] | None = None
+
+    @classmethod
+    def from_dict(cls, doc: Any) -> Feature:
+        if not isinstance(doc, dict) or doc.get("type") not in (NUMBER, STRING):
+            raise ConfigurationError(f"signature.features holds {doc!r}: each needs a name and a type")
+        categories = doc.get("categories")
+        return cls(
+            name=str(doc["name"]),
+            kind=str(doc["type"]),
+            missing=bool(doc.get("missing", False)),
+            categories=None if categories is None else frozenset(str(c) for c in categories),
+        )
 
 
 class TabularTask(Classifier):
-    """What tabular classifiers and regressors share: turning instances into a feature matrix."""
+    """What tabular classifiers and regressors share: turning instances into the graph's feeds."""
 
     def __init__(self, predictor: Predictor, manifest: dict[str, Any], directory: Path | None = None) -> None:
         super().__init__(predictor, manifest, directory)
-        if len(predictor.inputs) != 1 or len(predictor.inputs[0].shape) != 2:
+        names = [str(n) for n in manifest.get("features") or []]
+        described = (manifest.get("signature") or {}).get("features")
+        specs = [Feature.from_dict(d) for d in described] if described else [Feature(n) for n in names]
+        inputs = {spec.name: spec for spec in predictor.inputs}
+        self.by_column = (
+            len(specs) > 0
+            and set(inputs) == {f.name for f in specs}
+            and (len(inputs) > 1 or specs[0].kind == STRING)
+        )
+        if not self.by_column and (len(predictor.inputs) != 1 or len(predictor.inputs[0].shape) != 2):
             raise ConfigurationError(
-                f"task {self.name!r} takes a graph with one (batch, features) input, got "
-                f"{[spec.to_dict() for spec in predictor.inputs]}"
+                f"task {self.name!r} takes a graph with one (batch, features) input or one input per "
+                f"feature, got {[spec.to_dict() for spec in predictor.inputs]}"
             )
         self.input_spec = predictor.inputs[0]
-        width = self.input_spec.shape[1]
-        names = [str(n) for n in manifest.get("features") or []]
-        if width is None and not names:
+        width = None if self.by_column else self.input_spec.shape[1]
+        if width is None and not specs:
             raise ConfigurationError(
                 f"task {self.name!r}: the graph's feature count is free and no features are named"
             )
-        self.features: list[str] = names or [f"f{i}" for i in range(int(width or 0))]
+        self.columns: list[Feature] = specs or [Feature(f"f{i}") for i in range(int(width or 0))]
+        self.features: list[str] = [f.name for f in self.columns]
         if width is not None and len(self.features) != width:
             raise ConfigurationError(
                 f"the manifest names {len(self.features)} features, the graph takes {width}"
             )
         self.positions = {name: index for index, name in enumerate(self.features)}
+        self.inputs = inputs
         self.dtype = np.dtype(self.input_spec.dtype if self.input_spec.dtype != "object" else "float32")
 
     @property
     def feature_names(self) -> list[str] | None:
         return self.features
 
+    @property
+    def string_features(self) -> frozenset[str]:
+        return frozenset(f.name for f in self.columns if f.kind == STRING)
+
     def prepare(self, instances: list[Any], field: str = "instances") -> Feeds:
         rows = [self._row(value, f"{field}[{index}]") for index, value in enumerate(instances)]
-        matrix = np.asarray(rows, dtype=np.float64).reshape(len(rows), len(self.features))
-        return {self.input_spec.name: matrix.astype(self.dtype)}
+        if not self.by_column:
+            matrix = np.asarray(rows, dtype=np.float64).reshape(len(rows), len(self.features))
+            return {self.input_spec.name: matrix.astype(self.dtype)}
+        feeds: Feeds = {}
+        for position, feature in enumerate(self.columns):
+            values = [row[position] for row in rows]
+            spec = self.inputs[feature.name]
+            if spec.dtype == "object":
+                feeds[feature.name] = np.asarray(values, dtype=object).reshape(len(rows), 1)
+            else:
+                feeds[feature.name] = np.asarray(values, dtype=np.dtype(spec.dtype)).reshape(len(rows), 1)
+        return feeds
 
-    def _row(self, value: Any, field: str) -> list[float]:
+    def _row(self, value: Any, field: str) -> list[Any]:
         if isinstance(value, dict):
             missing = [name for name in self.features if name not in value]
             if missing:
@@ -69,7 +125,7 @@ class TabularTask(Classifier):
                     code="unknown_feature",
                     field=f"{field}.{extra[0]}",
                 )
-            return [self._number(value[name], f"{field}.{name}", name) for name in self.features]
+            return [self._value(value[f.name], f"{field}.{f.name}", f) for f in self.columns]
         if isinstance(value, list | tuple):
             if len(value) != len(self.features):
                 raise RequestError(
@@ -79,28 +135,60 @@ class TabularTask(Classifier):
                     field=field,
                 )
             return [
-                self._number(item, f"{field}[{i}]", name)
-                for i, (item, name) in enumerate(zip(value, self.features, strict=True))
+                self._value(item, f"{field}[{i}]", feature)
+                for i, (item, feature) in enumerate(zip(value, self.columns, strict=True))
             ]
         raise RequestError(
-            f"{field} must be a list of {len(self.features)} numbers or an object keyed by feature name, "
+            f"{field} must be a list of {len(self.features)} values or an object keyed by feature name, "
             f"got {type(value).__name__}",
             code="invalid_type",
             field=field,
         )
 
     @staticmethod
-    def _number(value: Any, field: str, feature: str) -> float:
+    def _value(value: Any, field: str, feature: Feature) -> Any:
+        if value is None:
+            if not feature.missing:
+                raise RequestError(
+                    f"feature {feature.name!r} ({field}) is null, but the model cannot take it missing",
+                    code="missing_value",
+                    field=field,
+                )
+            return "" if feature.kind == STRING else math.nan
+        if feature.kind == STRING:
+            if not isinstance(value, str):
+                raise RequestError(
+                    f"feature {feature.name!r} ({field}) must be a string, got {type(value).__name__} "
+                    f"{value!r}"[:300],
+                    code="invalid_type",
+                    field=field,
+                )
+            if not is_unicode(value):
+                raise RequestError(
+                    f"feature {feature.name!r} ({field}) holds text that is not valid Unicode (a lone surrogate)",
+                    code="invalid_text",
+                    field=field,
+                )
+            if feature.categories is not None and value not in feature.categories:
+                raise RequestError(
+                    f"feature {feature.name!r} ({field}) is {value[:80]!r}, a category the model was not "
+                    f"fitted on; it takes {sorted(feature.categories)[:20]}",
+                    code="unknown_category",
+                    field=field,
+                )
+            return value
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise RequestError(
-                f"feature {feature!r} ({field}) must be a number, got {value!r}",
+                f"feature {feature.name!r} ({field}) must be a number, got {type(value).__name__} {value!r}"[
+                    :300
+                ],
                 code="invalid_type",
                 field=field,
             )
         number = float(value)
         if not math.isfinite(number):
             raise RequestError(
-                f"feature {feature!r} ({field}) must be a finite number, got {value!r}",
+                f"feature {feature.name!r} ({field}) must be a finite number, got {value!r}",
                 code="invalid_value",
                 field=field,
             )

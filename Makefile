@@ -24,6 +24,12 @@ IAM_SIMULATE := $(VENV)/node/node_modules/@cloud-copilot/iam-simulate/package.js
 ASL_VALIDATOR_VERSION := 4.0.0
 ASL_VALIDATOR := $(VENV)/asl/node_modules/.bin/asl-validator
 TEST_TOOLS := $(VENV)/.test-tools
+# make bench's own environment (benchmarks/requirements.txt): llama-cpp-python, compiled once into a
+# wheel kept outside the repository, so only the first bench on a machine pays the ~12 min build.
+BENCH_VENV := $(VENV)/bench
+BENCH_STAMP := $(BENCH_VENV)/.installed
+WHEELS := $(HOME)/.cache/maas/wheels
+LLAMA_CPP_VERSION := 0.3.36
 # Lambda's runtime is python3.12: find a working interpreter (pyenv's build, else python3.12 on PATH).
 PYTHON312 ?= $(shell for p in $$(pyenv root 2>/dev/null)/versions/3.12*/bin/python3.12 python3.12; do \
 	  "$$p" -c 'import sys; assert sys.version_info[:2] == (3, 12)' >/dev/null 2>&1 && { echo "$$p"; break; }; done)
@@ -69,7 +75,14 @@ test: $(STAMP) $(TEST_TOOLS)
 	$(VENV)/bin/mypy layers/runtime/maas
 	$(PY) -m pytest -p random_order --random-order-bucket=module
 
-bench: $(STAMP)
+$(BENCH_STAMP): benchmarks/requirements.txt
+	@test -x $(BENCH_VENV)/bin/python || $(PYTHON312) -m venv $(BENCH_VENV)
+	@ls $(WHEELS)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl >/dev/null 2>&1 || { mkdir -p $(WHEELS) && \
+	  CMAKE_ARGS="-DGGML_NATIVE=ON" $(BENCH_VENV)/bin/pip wheel --no-deps "llama-cpp-python==$(LLAMA_CPP_VERSION)" -w $(WHEELS); }
+	$(BENCH_VENV)/bin/pip install --quiet --find-links $(WHEELS) -r benchmarks/requirements.txt
+	@touch $(BENCH_STAMP)
+
+bench: $(STAMP) $(BENCH_STAMP)
 	$(PY) -m benchmarks.run
 
 # The documentation site (mkdocs.yml, docs/), served with live reload on http://127.0.0.1:8000.

@@ -55,6 +55,8 @@ class ModelEntry:
     reserved_concurrency: int | None = None
     #: the predicted labels the dashboard charts (none for a generator or an embedding model)
     labels: tuple[str, ...] = ()
+    #: onnxruntime's intra-op threads (SESSION_THREADS): one per vCPU the memory size buys
+    session_threads: int = 1
 
     @property
     def logical_id(self) -> str:
@@ -130,12 +132,14 @@ _FIELDS: dict[str, tuple[tuple[type, ...], int | None]] = {
     "map_max_concurrency": ((int,), 1),
     "map_tolerated_failure_percent": ((int,), 0),
     "reserved_concurrency": ((int,), 0),
+    "session_threads": ((int,), 1),
     "labels": ((list,), None),
 }
 # Lambda's limits, and Step Functions' (a batch is one state input: 256 KiB; 10,000 children at once)
 _UPPER = {
     "memory_mb": 10240,
     "timeout_s": 900,
+    "session_threads": 6,  # Lambda's most vCPUs (at 10,240 MB)
     "ephemeral_storage_mb": 10240,
     "map_input_bytes_per_batch": 262_144,
     "map_max_concurrency": 10_000,

@@ -116,6 +116,7 @@ def model_values(entry: catalogue_module.ModelEntry) -> dict[str, Any]:
         "ephemeral_storage_mb": entry.ephemeral_storage_mb,
         "reserved_concurrency": entry.reserved_concurrency,
         "batch_chunk_rows": str(entry.batch_chunk_rows),  # an environment variable: a string
+        "session_threads": str(entry.session_threads),
         # At least 6x the function timeout (AWS's advice for Lambda event sources).
         "visibility_timeout": 6 * entry.timeout_s,
         "state_machine": state_machine.definition(entry),  # the batch job's ASL, from the catalogue

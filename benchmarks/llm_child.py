@@ -51,6 +51,23 @@ def timed(run: Callable[[], Any]) -> float:
     return time.perf_counter() - started
 
 
+def warm(
+    decode: Callable[[list[int], int], int], spec: dict[str, Any], first_token_at: float
+) -> dict[str, Any]:
+    """A side's warm figures, the same way for every side: prefill = the time to the first new token
+    (the best of two), decode = the rest of a 64-token prompt's continuation."""
+    figures: dict[str, Any] = {
+        "first_token_at": first_token_at,
+        "prefill_64_s": min(timed(lambda: decode(spec["prompt_64"], 1)) for _ in range(2)),
+        "prefill_512_s": min(timed(lambda: decode(spec["prompt_512"], 1)) for _ in range(2)),
+    }
+    started = time.perf_counter()
+    produced = decode(spec["prompt_64"], spec["new_tokens"])
+    figures["decode_s"] = time.perf_counter() - started - figures["prefill_64_s"]
+    figures["decoded"] = produced - 1
+    return figures
+
+
 def ours(spec: dict[str, Any]) -> dict[str, Any]:
     sys.path[:0] = spec["paths"]
     with open(spec["event"]) as handle:
@@ -72,16 +89,7 @@ def ours(spec: dict[str, Any]) -> dict[str, Any]:
             produced += sum(1 for d in deltas if d.token_id is not None)
         return produced
 
-    figures = {
-        "first_token_at": first_token_at,
-        "prefill_64_s": min(timed(lambda: decode(spec["prompt_64"], 1)) for _ in range(2)),
-        "prefill_512_s": min(timed(lambda: decode(spec["prompt_512"], 1)) for _ in range(2)),
-    }
-    started = time.perf_counter()
-    produced = decode(spec["prompt_64"], spec["new_tokens"])
-    figures["decode_s"] = time.perf_counter() - started - figures["prefill_64_s"]
-    figures["decoded"] = produced - 1
-    return figures
+    return warm(decode, spec, first_token_at)
 
 
 def _replace(request: Any, **changes: Any) -> Any:
@@ -112,13 +120,7 @@ def llamacpp(spec: dict[str, Any]) -> dict[str, Any]:
         return produced
 
     decode(spec["prompt_64"], 1)
-    figures = {"first_token_at": time.time()}
-    figures["prefill_64_s"] = min(timed(lambda: decode(spec["prompt_64"], 1)) for _ in range(2))
-    figures["prefill_512_s"] = min(timed(lambda: decode(spec["prompt_512"], 1)) for _ in range(2))
-    started = time.perf_counter()
-    produced = decode(spec["prompt_64"], spec["new_tokens"])
-    figures["decode_s"] = time.perf_counter() - started - figures["prefill_64_s"]
-    figures["decoded"] = produced - 1
+    figures = warm(decode, spec, time.time())
     if spec.get("gate_texts"):
         figures["perplexity"] = llamacpp_perplexity(spec, threads)
         figures["greedy"] = [greedy(llm, ids, spec["gate_steps"]) for ids in spec["gate_prompts"]]
@@ -180,13 +182,7 @@ def pytorch(spec: dict[str, Any]) -> dict[str, Any]:
         return int(out.shape[1] - len(ids))
 
     decode(spec["prompt_64"], 1)
-    figures = {"first_token_at": time.time()}
-    figures["prefill_64_s"] = min(timed(lambda: decode(spec["prompt_64"], 1)) for _ in range(2))
-    figures["prefill_512_s"] = min(timed(lambda: decode(spec["prompt_512"], 1)) for _ in range(2))
-    started = time.perf_counter()
-    produced = decode(spec["prompt_64"], spec["new_tokens"])
-    figures["decode_s"] = time.perf_counter() - started - figures["prefill_64_s"]
-    figures["decoded"] = produced - 1
+    figures = warm(decode, spec, time.time())
     if spec.get("gate_prompts"):
         figures["greedy"] = [torch_greedy(model, ids, spec["gate_steps"]) for ids in spec["gate_prompts"]]
     return figures

@@ -8,11 +8,13 @@ import json
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 from tokenizers import Tokenizer
 
 from maas.core.manifest import Manifest
 from ops.cli import main as maas
+from tests.unit.test_manifest import check_both
 from training.llm import gate
 from training.llm.decode import Decoder
 from training.llm.importer import SCRIPT, import_llm, parse_variants
@@ -30,6 +32,7 @@ def test_a_tiny_decoder_is_written_as_a_gated_causal_lm_version(
 ) -> None:
     folder = tiny_llms[arch]
     manifest = _manifest(folder)
+    check_both(manifest)  # the typed manifest and the JSON Schema accept it
     assert Manifest.from_dict(manifest).task == "causal-lm" and manifest["name"] == f"tiny_{arch}"
     parity, io = manifest["parity"], manifest["io"]
     # fp32 reproduces PyTorch's greedy tokens on every prompt, and its perplexity
@@ -174,3 +177,25 @@ def test_an_onnxruntime_genai_folder_is_checked_against_its_own_uncached_graph(
     assert (
         maas(["import", str(source), "--name", "x", "--out", str(tmp_path / "w"), "--quantize", "int4"]) != 0
     )
+
+
+def test_the_lossless_graph_computes_with_the_gguf_weights_exactly(tmp_path: Path) -> None:
+    """Random blocks of each GGUF type in Gemma's file (Q8_0, Q5_0, Q6_K, Q4_K with its residual,
+    the Q8_0 embedding), written as MatMulNBits / GatherBlockQuantized by training/llm/lossless.py
+    (in the export environment, where gguf is): onnxruntime computes x @ W^T with W exactly as
+    gguf.quants.dequantize gives it (fp32 activations here; only the summation order differs)."""
+    import onnxruntime as ort
+
+    run_export(["--out", str(tmp_path)], SCRIPT.with_name("lossless.py"))  # gguf: export environment only
+    session = ort.InferenceSession(str(tmp_path / "lossless.onnx"), providers=["CPUExecutionProvider"])
+    expected = np.load(tmp_path / "expected.npz")
+    x = np.random.default_rng(1).standard_normal((1, 3, 512)).astype(np.float32)
+    ids = np.array([[0, 5, 63]], dtype=np.int64)
+    names = [o.name for o in session.get_outputs()]
+    out = dict(zip(names, session.run(None, {"x": x, "ids": ids}), strict=True))
+    for kind in ("Q8_0", "Q5_0", "Q6_K", "Q4_K"):
+        want = x @ expected[kind].T
+        assert np.abs(out[f"y_{kind}"] - want).max() <= 1e-5 * np.abs(want).max(), kind
+    assert np.array_equal(out["embedded"][0], expected["embedding"][[0, 5, 63]])
+    ops = {node.op_type for node in onnx.load(str(tmp_path / "lossless.onnx")).graph.node}
+    assert ops == {"MatMulNBits", "GatherBlockQuantized", "Reshape", "ReduceSum", "MatMul", "Sub"}

@@ -70,9 +70,10 @@ def test_the_catalogue_keeps_the_models_and_their_settings() -> None:
         "moby_gen",
         "minilm",
         "spam_minilm",
+        "gemma",
     )
     assert {m.name: m.logical_id for m in MODELS}["digits_cnn"] == "DigitsCnn"
-    small = [m for m in MODELS if m.name not in {"minilm", "spam_minilm"}]
+    small = [m for m in MODELS if m.name not in {"minilm", "spam_minilm", "gemma"}]
     assert all((m.memory_mb, m.timeout_s, m.batch_chunk_rows) == (1024, 300, 256) for m in small)
     assert all(m.ephemeral_storage_mb == 512 for m in small)
     # the transformers: one full vCPU, and /tmp for a 90 MB version beside the one it replaces
@@ -86,6 +87,15 @@ def test_the_catalogue_keeps_the_models_and_their_settings() -> None:
     assert MODELS["minilm"].labels == () and MODELS["spam_minilm"].labels == ("ham", "spam")
     assert MODELS["digits_cnn"].labels == tuple("0123456789") and MODELS["moby_gen"].labels == ()
     assert MODELS["moby_gen"].family == "generator" and MODELS["moby_gen"].verb == "generate"
+    # the decoder LLM: two vCPUs and a thread for each, /tmp for its version beside the next one
+    gemma = MODELS["gemma"]
+    assert (gemma.memory_mb, gemma.session_threads, gemma.ephemeral_storage_mb, gemma.timeout_s) == (
+        3538,
+        2,
+        2048,
+        900,
+    )
+    assert all(m.session_threads == 1 for m in MODELS if m.name != "gemma")
     assert set(events.FAMILY_EVENTS) == set(catalogue.FAMILIES)
 
 

@@ -168,8 +168,9 @@ def _concat(parts: list[Quantised]) -> Quantised:
 
 
 class Rewriter:
-    def __init__(self, model: onnx.ModelProto) -> None:
+    def __init__(self, model: onnx.ModelProto, accuracy_level: int = ACCURACY_LEVEL) -> None:
         self.model = model
+        self.accuracy_level = accuracy_level
         self.initializers = {i.name: i for i in model.graph.initializer}
         self.added: list[onnx.TensorProto] = []
         self.checked = 0
@@ -211,7 +212,7 @@ class Rewriter:
                 N=n,
                 bits=quantised.bits,
                 block_size=block,
-                accuracy_level=ACCURACY_LEVEL,
+                accuracy_level=self.accuracy_level,
             )
         ]
         if quantised.residual is not None:  # y -= (sum of x over each block) @ c^T
@@ -241,7 +242,7 @@ class Rewriter:
         return nodes
 
     def gather(self, node: onnx.NodeProto, quantised: Quantised) -> list[onnx.NodeProto]:
-        name = node.input[0].removesuffix(".weight")
+        name = "model.embed_tokens"
         rows = quantised.q.shape[0]
         tensors = {
             f"{name}.qdata": quantised.q.reshape(rows, -1),
@@ -273,14 +274,31 @@ def build_lossless(gguf_file: Path, fp32_graph: Path, out: Path) -> dict[str, An
     rewriter = Rewriter(model)
     replaced: dict[int, list[onnx.NodeProto]] = {}
     counts: dict[str, int] = {}
+    producers = {out: node for node in model.graph.node for out in node.output}
+
+    def embedding_weight(node: onnx.NodeProto) -> str | None:
+        """The embedding's fp32 table: its own, or (tied) the builder's Transpose of the lm_head's."""
+        if node.op_type != "Gather":
+            return None
+        if node.input[0] == "model.embed_tokens.weight":
+            return node.input[0]
+        source = producers.get(node.input[0])
+        tied = (
+            source is not None
+            and source.op_type == "Transpose"
+            and source.input[0] == "lm_head.MatMul.weight"
+        )
+        return "lm_head.MatMul.weight" if tied else None
+
     for index, node in enumerate(model.graph.node):
         sources: list[str] = []
+        table = embedding_weight(node)
         if node.op_type == "MatMul" and (match := LAYER_WEIGHT.match(node.input[1])):
             layer, projection = match.groups()
             sources = [f"blk.{layer}.{part}.weight" for part in PROJECTIONS[projection]]
         elif node.op_type == "MatMul" and node.input[1] == "lm_head.MatMul.weight":
             sources = ["output.weight" if "output.weight" in tensors else "token_embd.weight"]
-        elif node.op_type == "Gather" and node.input[0] == "model.embed_tokens.weight":
+        elif table is not None:
             sources = ["token_embd.weight"]
         if not sources:
             continue
@@ -288,9 +306,9 @@ def build_lossless(gguf_file: Path, fp32_graph: Path, out: Path) -> dict[str, An
         for s in sources:
             counts[tensors[s].tensor_type.name] = counts.get(tensors[s].tensor_type.name, 0) + 1
         quantised = _concat(parts)
-        weight = node.input[0] if node.op_type == "Gather" else node.input[1]
+        weight = table if table is not None else node.input[1]
         reference = numpy_helper.to_array(rewriter.initializers[weight])
-        reference = reference if node.op_type == "Gather" else reference.T
+        reference = reference if table == "model.embed_tokens.weight" else reference.T
         rewriter.check(weight, quantised, reference)
         for source, part in zip(sources, parts, strict=True):  # gguf's own dequantisation agrees
             expected = dequantize(tensors[source].data, tensors[source].tensor_type).reshape(
@@ -306,6 +324,13 @@ def build_lossless(gguf_file: Path, fp32_graph: Path, out: Path) -> dict[str, An
     nodes = []
     for index, node in enumerate(model.graph.node):
         nodes.extend(replaced.get(index, [node]))
+    outputs = {o.name for o in model.graph.output}
+    while True:  # drop what fed only the replaced nodes (the tied embedding's Transpose)
+        consumed = {name for node in nodes for name in node.input} | outputs
+        alive = [node for node in nodes if any(out in consumed for out in node.output)]
+        if len(alive) == len(nodes):
+            break
+        nodes = alive
     used = {name for node in nodes for name in node.input}
     kept = [i for i in model.graph.initializer if i.name in used]
     del model.graph.node[:]
@@ -326,3 +351,71 @@ def build_lossless(gguf_file: Path, fp32_graph: Path, out: Path) -> dict[str, An
         "max_weight_diff": rewriter.max_diff,
         "gguf_types": counts,
     }
+
+
+TYPE_SIZES = {"Q8_0": (32, 34), "Q5_0": (32, 22), "Q6_K": (QK_K, 210), "Q4_K": (QK_K, 144)}
+
+
+def _random_tensor(kind: str, rows: int, k: int, rng: np.random.Generator) -> Any:
+    """Random blocks of a GGUF type, with sane fp16 scales: what ``integers`` must read exactly."""
+    from types import SimpleNamespace
+
+    block, size = TYPE_SIZES[kind]
+    blocks = rng.integers(0, 256, size=(rows * k // block, size), dtype=np.uint8)
+    scales = rng.uniform(0.001, 0.02, size=(blocks.shape[0], 2)).astype(np.float16).view(np.uint8)
+    if kind == "Q6_K":
+        blocks[:, 208:210] = scales[:, :2]
+    else:
+        blocks[:, 0:2] = scales[:, :2]
+    if kind == "Q4_K":
+        blocks[:, 2:4] = rng.uniform(0.001, 0.02, size=(blocks.shape[0], 1)).astype(np.float16).view(np.uint8)
+    qtype = getattr(GGMLQuantizationType, kind)
+    return SimpleNamespace(name=kind, data=blocks.reshape(rows, -1), shape=[k, rows], tensor_type=qtype)
+
+
+def self_test(out: Path, seed: int = 0) -> dict[str, Any]:
+    """A small graph of one replaced MatMul per GGUF type and the quantised embedding, built from
+    random blocks with the code above, and the dense weights gguf's own dequantisation gives: a
+    test runs it in onnxruntime and compares (``tests/e2e/test_llm_import.py``)."""
+    rng = np.random.default_rng(seed)
+    k, n, vocab = 512, 48, 64
+    x = helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 3, k])
+    ids = helper.make_tensor_value_info("ids", onnx.TensorProto.INT64, [1, 3])
+    model = helper.make_model(helper.make_graph([], "lossless_self_test", [x, ids], []))
+    rewriter = Rewriter(model, accuracy_level=1)  # fp32 activations: the comparison is exact
+    nodes: list[onnx.NodeProto] = []
+    expected: dict[str, np.ndarray] = {}
+    for kind in TYPE_SIZES:
+        tensor = _random_tensor(kind, n, k, rng)
+        quantised = integers(tensor)
+        dense = dequantize(tensor.data, tensor.tensor_type).reshape(n, k).astype(np.float32)
+        rewriter.check(kind, quantised, dense)
+        node = helper.make_node(
+            "MatMul", ["x", f"{kind}.MatMul.weight"], [f"y_{kind}"], name=f"/{kind}/MatMul"
+        )
+        nodes += rewriter.matmul(node, quantised)
+        expected[kind] = dense
+        model.graph.output.append(helper.make_tensor_value_info(f"y_{kind}", onnx.TensorProto.FLOAT, None))
+    table = _random_tensor("Q8_0", vocab, k, rng)
+    quantised = integers(table)
+    expected["embedding"] = dequantize(table.data, table.tensor_type).reshape(vocab, k).astype(np.float32)
+    nodes += rewriter.gather(
+        helper.make_node("Gather", ["table", "ids"], ["embedded"], name="/embed/Gather"), quantised
+    )
+    model.graph.output.append(helper.make_tensor_value_info("embedded", onnx.TensorProto.FLOAT, None))
+    model.graph.node.extend(nodes)
+    model.graph.initializer.extend(rewriter.added)
+    del model.opset_import[:]
+    model.opset_import.extend([helper.make_opsetid("", 21), helper.make_opsetid("com.microsoft", 1)])
+    model.ir_version = 10  # what the builder's graphs declare: onnxruntime 1.31 reads up to 13
+    out.mkdir(parents=True, exist_ok=True)
+    onnx.save_model(model, str(out / "lossless.onnx"))
+    np.savez(out / "expected.npz", **expected)
+    return {"types": list(TYPE_SIZES), "checked": rewriter.checked}
+
+
+if __name__ == "__main__":
+    import json
+    import sys
+
+    print(json.dumps(self_test(Path(sys.argv[sys.argv.index("--out") + 1]))))

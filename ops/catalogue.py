@@ -57,6 +57,8 @@ class ModelEntry:
     labels: tuple[str, ...] = ()
     #: onnxruntime's intra-op threads (SESSION_THREADS): one per vCPU the memory size buys
     session_threads: int = 1
+    # a function URL in RESPONSE_STREAM mode (AWS_IAM) for OpenAI's streamed completions
+    stream: bool = False
 
     @property
     def logical_id(self) -> str:
@@ -134,6 +136,7 @@ _FIELDS: dict[str, tuple[tuple[type, ...], int | None]] = {
     "reserved_concurrency": ((int,), 0),
     "session_threads": ((int,), 1),
     "labels": ((list,), None),
+    "stream": ((bool,), None),
 }
 # Lambda's limits, and Step Functions' (a batch is one state input: 256 KiB; 10,000 children at once)
 _UPPER = {
@@ -148,7 +151,7 @@ _UPPER = {
 _REQUIRED = tuple(
     f.name
     for f in fields(ModelEntry)
-    if f.name not in {"name", "reserved_concurrency", "labels"} and not f.name.startswith("map_")
+    if f.name not in {"name", "reserved_concurrency", "labels", "stream"} and not f.name.startswith("map_")
 )
 
 
@@ -162,7 +165,7 @@ def _check(table: str, values: dict[str, Any]) -> dict[str, Any]:
             raise _fail(table, key, f"unknown key (known: {', '.join(sorted(_FIELDS))})")
         types, lowest = _FIELDS[key]
         # bool is an int to Python; in a catalogue `memory_mb = true` is a mistake
-        if isinstance(value, bool) or not isinstance(value, types):
+        if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
             raise _fail(table, key, f"expected {types[0].__name__}, got {type(value).__name__} {value!r}")
         if lowest is not None and value < lowest:
             raise _fail(table, key, f"{value} is below the minimum {lowest}")

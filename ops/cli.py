@@ -330,6 +330,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_chat(args: argparse.Namespace) -> int:
+    from ops.chat import Chat, run
+
+    settings = {
+        key: value
+        for key, value in (
+            ("max_tokens", args.max_tokens),
+            ("temperature", args.temperature),
+            ("seed", args.seed),
+        )
+        if value is not None
+    }
+    return run(Chat(args.url, args.model, args.system, settings), args.message)
+
+
 def _s3_url(url: str) -> tuple[str, str]:
     bucket, _, key = url.removeprefix("s3://").partition("/")
     if not url.startswith("s3://") or not bucket or not key or key.endswith("/"):
@@ -602,6 +617,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _project_option(serve)
     serve.set_defaults(func=cmd_serve)
+
+    chat = commands.add_parser("chat", help="talk to an LLM: its replies stream in as they are generated")
+    chat.add_argument("model", help="a registry model: name, name@version or name:alias")
+    chat.add_argument(
+        "--url",
+        default=os.environ.get("MAAS_URL", "http://127.0.0.1:3000") + "/v1",
+        help="the OpenAI base URL (default: $MAAS_URL/v1, else maas serve's http://127.0.0.1:3000/v1)",
+    )
+    chat.add_argument("--message", "-m", default=None, help="send one message and exit (else: read lines)")
+    chat.add_argument("--system", default=None, help="a system message to start the conversation")
+    chat.add_argument("--max-tokens", type=int, default=None)
+    chat.add_argument("--temperature", type=float, default=None)
+    chat.add_argument("--seed", type=int, default=None)
+    chat.set_defaults(func=cmd_chat)
 
     batch = commands.add_parser("batch", help="batch jobs: a large S3 file through a Distributed Map")
     batch_commands = batch.add_subparsers(dest="batch_command", required=True)

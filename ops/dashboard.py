@@ -34,12 +34,19 @@ class Panel:
     function: str
     labels: tuple[str, ...] = ()
     dead_letter_queue: str | None = None
+    stream: bool = False
 
 
 def panels(models: Catalogue) -> tuple[Panel, ...]:
     """One panel per catalogue model; a generator has no labels (its row shows InstancesScored)."""
     return tuple(
-        Panel(model=m.name, function=m.function, labels=m.labels, dead_letter_queue=m.dead_letter_queue)
+        Panel(
+            model=m.name,
+            function=m.function,
+            labels=m.labels,
+            dead_letter_queue=m.dead_letter_queue,
+            stream=m.stream,
+        )
         for m in models
     )
 
@@ -110,6 +117,8 @@ def _row(panel: Panel, y: int) -> list[dict[str, Any]]:
             ]
         ]
         widgets.append(_widget(f"{name}: dead-letter depth", depth, 4 * WIDTH, y))
+    if panel.stream:  # an LLM served with streamed completions: a second row
+        widgets += llm_widgets(name, y + HEIGHT, 0)
     return widgets
 
 
@@ -120,6 +129,32 @@ def _insights(statistic: str, metric: str, label: str) -> list[Any]:
         f"WHERE service = '{MULTI_MODEL}' GROUP BY model"
     )
     return [{"expression": query, "label": label, "id": f"{metric.lower()}_{statistic.lower()}"}]
+
+
+def _llm_insights(statistic: str, metric: str, label: str, service: str) -> list[Any]:
+    """A Metrics Insights line of an LLM metric: one series per model and version."""
+    query = (
+        f'SELECT {statistic}({metric}) FROM SCHEMA("{NAMESPACE}", model, model_version, service) '
+        f"WHERE service = '{service}' GROUP BY model, model_version"
+    )
+    return [{"expression": query, "label": label, "id": f"llm_{metric.lower()}_{statistic.lower()}"}]
+
+
+def llm_widgets(service: str, y: int, x: int) -> list[dict[str, Any]]:
+    """OpenAI's completions (causal-lm models), per model and version: time to first token and
+    decoding rate, tokens in and out."""
+    speed = [
+        _llm_insights("AVG", "TimeToFirstToken", "time to first token (ms)", service),
+        [_llm_insights("AVG", "TokensPerSecond", "tokens/s", service)[0] | {"yAxis": "right"}],
+    ]
+    tokens = [
+        _llm_insights("SUM", "PromptTokens", "tokens in", service),
+        _llm_insights("SUM", "CompletionTokens", "tokens out", service),
+    ]
+    return [
+        _widget(f"{service}: LLM time to first token (ms), tokens/s by version", speed, x, y),
+        _widget(f"{service}: LLM tokens in and out by version", tokens, x + WIDTH, y),
+    ]
 
 
 def _multi_model_row(y: int) -> list[dict[str, Any]]:
@@ -143,12 +178,17 @@ def _multi_model_row(y: int) -> list[dict[str, Any]]:
         _widget(f"{MULTI_MODEL}: latency (ms)", latency, WIDTH, y),
         _widget(f"{MULTI_MODEL}: cold starts, model load (ms) by model", cold, 2 * WIDTH, y),
         _widget(f"{MULTI_MODEL}: instances scored by model", mix, 3 * WIDTH, y, stacked=True),
+        *llm_widgets(MULTI_MODEL, y + HEIGHT, 0),
     ]
 
 
 def dashboard_body(rows: tuple[Panel, ...]) -> str:
     """The dashboard JSON, with ``${...}`` placeholders for ``!Sub`` to fill at deploy time."""
-    widgets = [widget for row, panel in enumerate(rows) for widget in _row(panel, row * HEIGHT)]
-    widgets += _multi_model_row(len(rows) * HEIGHT)
+    widgets: list[dict[str, Any]] = []
+    y = 0
+    for panel in rows:
+        widgets += _row(panel, y)
+        y += HEIGHT * (2 if panel.stream else 1)
+    widgets += _multi_model_row(y)
     lines = ",\n".join(f"  {json.dumps(widget)}" for widget in widgets)  # one widget per line
     return f'{{"widgets": [\n{lines}\n]}}'

@@ -164,10 +164,11 @@ def function_environment(spec: FunctionSpec, overrides: Mapping[str, str] | None
     return values
 
 
-def call_handler(
-    spec: FunctionSpec, event: dict[str, Any], overrides: Mapping[str, str] | None = None
-) -> Any:
-    """Run the function's real handler on ``event`` in this process, with its environment, as Lambda would."""
+@contextmanager
+def _invocation(
+    spec: FunctionSpec, overrides: Mapping[str, str] | None
+) -> Iterator[tuple[Any, LambdaContext]]:
+    """The function's instance and a fresh context, with its environment set for the block."""
     values = function_environment(spec, overrides)
     with environment(values):
         module = load_function_module(spec)
@@ -175,11 +176,35 @@ def call_handler(
         if _LAST_ENVIRONMENT.get(spec.logical_id, values) != values and runtime is not None:
             runtime.reset()  # settings are read once per environment: new variables, new environment
         _LAST_ENVIRONMENT[spec.logical_id] = values
-        handler: Callable[[dict[str, Any], Any], Any] = getattr(module, spec.handler)
-        context = LambdaContext(
-            function_name=spec.logical_id, memory_limit_in_mb=spec.memory_mb, timeout_s=spec.timeout_s
+        yield (
+            module,
+            LambdaContext(
+                function_name=spec.logical_id, memory_limit_in_mb=spec.memory_mb, timeout_s=spec.timeout_s
+            ),
         )
+
+
+def call_handler(
+    spec: FunctionSpec, event: dict[str, Any], overrides: Mapping[str, str] | None = None
+) -> Any:
+    """Run the function's real handler on ``event`` in this process, with its environment, as Lambda would."""
+    with _invocation(spec, overrides) as (module, context):
+        handler: Callable[[dict[str, Any], Any], Any] = getattr(module, spec.handler)
         return handler(event, context)
+
+
+def call_stream_handler(
+    spec: FunctionSpec, event: dict[str, Any], sink: Any, overrides: Mapping[str, str] | None = None
+) -> bool:
+    """Run the function's streaming entry (``stream_handler``, what our Runtime API loop calls for
+    a function-URL request) on ``event``, its answer written to ``sink`` as it is produced, with
+    the environment set until the last chunk. False when the function has no streaming entry."""
+    with _invocation(spec, overrides) as (module, context):
+        stream = getattr(module, "stream_handler", None)
+        if stream is None:
+            return False
+        stream(event, context, sink)
+        return True
 
 
 def invoke(model: str, event: dict[str, Any], overrides: Mapping[str, str] | None = None) -> Any:

@@ -35,11 +35,11 @@ _UNUSED_SCHEMAS = ("HTTPValidationError", "ValidationError", "ResponseValidation
 
 
 def apps() -> list[APIGatewayHttpResolver]:
-    """The resolvers whose routes make the API: a model function's (generic in the model, both
-    route families documented on one resolver) and the registry function's. Nothing is called:
+    """The resolvers whose routes make the API: the multi-model function's (generic in the model,
+    every route family documented on one resolver; a model function's are these but ``/v1``) and the registry function's. Nothing is called:
     no registry is needed to build them."""
     return [
-        build_model_app(ModelRuntime("model")).documented(),
+        build_model_app(ModelRuntime(multi_model=True)).documented(),  # also OpenAI's /v1
         build_server_app(lambda: ModelRegistry("unused")),
     ]
 

@@ -5,6 +5,11 @@ routes declared in the template, turns each request into the API Gateway payload
 route would produce, and calls the route's real handler in this process with the layer on its path
 and the function's environment. One process, one handler call at a time: it is for development
 and tests, not for production traffic.
+
+A model function is called through its streaming entry, as its function URL in RESPONSE_STREAM
+mode calls it on AWS: an OpenAI request with ``stream: true`` gets its server-sent events as they
+are produced (chunked, flushed per event), and a client that disconnects stops the generation
+(its next write fails). Every other answer is sent whole, with its length.
 """
 
 from __future__ import annotations
@@ -28,8 +33,16 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import boto3
 
+from maas.http.streaming import EVENT_STREAM, ClientGone, ResponseSink
 from ops import project
-from ops.local import call_handler, create_bucket, environment, local_aws_environment, moto_server
+from ops.local import (
+    call_handler,
+    call_stream_handler,
+    create_bucket,
+    environment,
+    local_aws_environment,
+    moto_server,
+)
 from ops.template import FunctionSpec, Route, functions
 
 DEFAULT_BUCKET = "maas-local-models"
@@ -185,10 +198,28 @@ class LocalApi:
     def handle(
         self, method: str, target: str, headers: list[tuple[str, str]], body: bytes, source_ip: str
     ) -> tuple[int, dict[str, str], bytes]:
+        """The whole answer at once (as API Gateway's HTTP API gives it)."""
+        sink = BufferedSink()
+        self.stream(method, target, headers, body, source_ip, sink)
+        return sink.status, sink.headers, b"".join(sink.chunks)
+
+    def stream(
+        self,
+        method: str,
+        target: str,
+        headers: list[tuple[str, str]],
+        body: bytes,
+        source_ip: str,
+        sink: ResponseSink,
+    ) -> None:
+        """The answer through ``sink``: a model function's through its streaming entry (what a
+        function URL in RESPONSE_STREAM mode runs), so streamed events reach the client as they
+        are produced; the registry function's at once."""
         path = urlsplit(target).path
         found = self.table.match(method, path)
         if found is None:  # API Gateway's own answer for a route the API does not declare
-            return _json_error(404, "Not Found")
+            _write(sink, *_json_error(404, "Not Found"))
+            return
         route, params = found
         event = build_event(
             method=method,
@@ -201,12 +232,103 @@ class LocalApi:
         )
         spec = self.table.functions[route.function]
         with self._lock:
+            started = _Started(sink)
             try:
-                result = call_handler(spec, event, self.overrides)
+                if not call_stream_handler(spec, event, started, self.overrides):
+                    _write(sink, *http_response(call_handler(spec, event, self.overrides)))
             except Exception:  # a crashed invocation: API Gateway answers 500
                 traceback.print_exc()
-                return _json_error(500, "Internal Server Error")
-        return http_response(result)
+                if not started.started:
+                    _write(sink, *_json_error(500, "Internal Server Error"))
+
+
+def _write(sink: ResponseSink, status: int, headers: dict[str, str], body: bytes) -> None:
+    sink.start(status, headers)
+    sink.write(body)
+
+
+class _Started:
+    """A sink that remembers whether the answer has begun (a crash after it cannot become a 500)."""
+
+    def __init__(self, sink: ResponseSink) -> None:
+        self.sink = sink
+        self.started = False
+
+    def start(self, status: int, headers: dict[str, str]) -> None:
+        self.started = True
+        self.sink.start(status, headers)
+
+    def write(self, chunk: bytes) -> None:
+        self.sink.write(chunk)
+
+
+class BufferedSink:
+    """An answer collected whole."""
+
+    def __init__(self) -> None:
+        self.status = 500
+        self.headers: dict[str, str] = {}
+        self.chunks: list[bytes] = []
+
+    def start(self, status: int, headers: dict[str, str]) -> None:
+        self.status, self.headers = status, headers
+
+    def write(self, chunk: bytes) -> None:
+        self.chunks.append(chunk)
+
+
+class SocketSink:
+    """An answer written to the client's connection: an event stream chunk by chunk, flushed as
+    each chunk comes (HTTP/1.1 chunked encoding); any other answer at once, with its length. A
+    write to a closed connection is ``ClientGone``: the producer stops."""
+
+    def __init__(self, handler: BaseHTTPRequestHandler) -> None:
+        self.handler = handler
+        self.streaming = False
+        self.buffered: list[bytes] = []
+        self.status = 500
+        self.headers: dict[str, str] = {}
+
+    def start(self, status: int, headers: dict[str, str]) -> None:
+        self.status, self.headers = status, headers
+        self.streaming = headers.get("content-type", "").startswith(EVENT_STREAM)
+        if self.streaming:
+            self._head({"transfer-encoding": "chunked"})
+
+    def _head(self, extra: dict[str, str]) -> None:
+        handler = self.handler
+        handler.send_response(self.status)
+        for name, value in self.headers.items():
+            if name not in {"content-length", "connection", "transfer-encoding"}:
+                handler.send_header(name, value)
+        for name, value in extra.items():
+            handler.send_header(name, value)
+        handler.end_headers()
+
+    def write(self, chunk: bytes) -> None:
+        if not self.streaming:
+            self.buffered.append(chunk)
+            return
+        if not chunk or self.handler.command == "HEAD":
+            return
+        try:
+            self.handler.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            self.handler.wfile.flush()
+        except OSError as error:  # BrokenPipe, ConnectionReset: the client has gone
+            raise ClientGone(str(error)) from error
+
+    def finish(self) -> None:
+        try:
+            if self.streaming:
+                if self.handler.command != "HEAD":
+                    self.handler.wfile.write(b"0\r\n\r\n")
+                return
+            payload = b"".join(self.buffered)
+            self._head({"content-length": str(len(payload))})
+            if self.handler.command != "HEAD":
+                self.handler.wfile.write(payload)
+        except OSError:
+            self.handler.close_connection = True
 
 
 def _request_handler(api: LocalApi) -> type[BaseHTTPRequestHandler]:
@@ -217,17 +339,11 @@ def _request_handler(api: LocalApi) -> type[BaseHTTPRequestHandler]:
         def _serve(self) -> None:
             length = int(self.headers.get("content-length") or 0)
             body = self.rfile.read(length) if length else b""
-            status, headers, payload = api.handle(
-                self.command, self.path, list(self.headers.items()), body, self.client_address[0]
+            sink = SocketSink(self)
+            api.stream(
+                self.command, self.path, list(self.headers.items()), body, self.client_address[0], sink
             )
-            self.send_response(status)
-            for name, value in headers.items():
-                if name not in {"content-length", "connection", "transfer-encoding"}:
-                    self.send_header(name, value)
-            self.send_header("content-length", str(len(payload)))
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(payload)
+            sink.finish()
 
         do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _serve
 

@@ -39,6 +39,17 @@ _PLACEHOLDER = re.compile(r"<(\w+)>")
 _DROP = object()  # a placeholder whose value is None: its key (or list item) disappears
 # A list item holding this placeholder is repeated once per model the registry policies name.
 REGISTRY_MODEL = "<registry_model>"
+# OpenAI's routes (maas/http/openai.py): one greedy route per prefix, under a model function's
+# /models/<model>/v1 and also under /v1 on the multi-model function. Greedy because every route is
+# a Lambda permission per API, and CloudFormation takes 500 resources: four routes each would
+# not fit the catalogue. The function's resolver answers the four paths (a wrong one is its 404).
+OPENAI_ROUTE = "ANY {prefix}/{{proxy+}}"
+MODEL_HANDLERS = ("maas.entry.model.lambda_handler", "maas.entry.multi_model.lambda_handler")
+MULTI_MODEL_FUNCTION = "MultiModelFunction"
+# Streamed completions: a function URL in RESPONSE_STREAM mode that takes SigV4-signed requests
+# only, and our Runtime API loop (the layer's /opt/maas-stream), which can answer in streaming mode.
+STREAM_URL = {"AuthType": "AWS_IAM", "InvokeMode": "RESPONSE_STREAM"}
+STREAM_WRAPPER = "/opt/maas-stream"
 
 
 def _load(path: Path) -> dict[str, Any]:
@@ -141,8 +152,33 @@ def _route_events(logical_id: str, routes: dict[str, Any], apis: dict[str, str])
     return events
 
 
+def _add_openai_routes(resource: dict[str, Any]) -> None:
+    """OpenAI's routes for a function that serves models, beside its plain ``Describe`` route."""
+    routes = resource.get("Routes")
+    if resource.get("Properties", {}).get("Handler") not in MODEL_HANDLERS or not routes:
+        return
+    base = str(routes["Describe"]).partition(" ")[2]  # /models/<model> or /models/{model}
+    routes["OpenAI"] = OPENAI_ROUTE.format(prefix=f"{base}/v1")
+    if resource["Properties"]["Handler"] == MODEL_HANDLERS[1]:
+        routes["OpenAIAnyModel"] = OPENAI_ROUTE.format(prefix="/v1")
+
+
+def _add_stream_url(document: dict[str, Any], logical_id: str, label: str) -> None:
+    """A streaming function URL on ``logical_id``, our Runtime API loop, and the URL as an output."""
+    properties = document["Resources"][logical_id]["Properties"]
+    properties["FunctionUrlConfig"] = dict(STREAM_URL)
+    properties.setdefault("Environment", {}).setdefault("Variables", {})["AWS_LAMBDA_EXEC_WRAPPER"] = (
+        STREAM_WRAPPER
+    )
+    document.setdefault("Outputs", {})[f"{logical_id.removesuffix('Function')}StreamUrl"] = {
+        "Description": f"{label}: OpenAI's API streamed (function URL; AWS_IAM: SigV4 for service lambda; base_url <url>v1)",
+        "Value": Intrinsic("GetAtt", f"{logical_id}Url.FunctionUrl"),
+    }
+
+
 def _finish(resources: dict[str, Any], apis: dict[str, str], alarm_defaults: dict[str, Any]) -> None:
     for logical_id, resource in resources.items():
+        _add_openai_routes(resource)
         routes = resource.pop("Routes", None)
         if routes:
             properties = resource.setdefault("Properties", {})
@@ -177,6 +213,10 @@ def generate(root: Path = PROJECT_ROOT) -> dict[str, Any]:
                     field=entry.name,
                 )
             target.update(items)
+    _add_stream_url(document, MULTI_MODEL_FUNCTION, "every registry model")
+    for entry in models:
+        if entry.stream:
+            _add_stream_url(document, entry.function, entry.name)
     _finish(document["Resources"], apis, alarm_defaults)
     return document
 

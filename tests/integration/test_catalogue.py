@@ -19,9 +19,10 @@ from training.data import PROJECT_ROOT
 MODELS = catalogue.load()
 # What SAM makes of one catalogue model (infra/model.yaml): the 14 declared resources, plus a
 # version, the alias `live`, a CodeDeploy deployment group, an event invoke config, an SQS event
-# source mapping, 21 invoke permissions (10 routes x 2 APIs, and the S3 notification), and the
-# batch state machine's EventBridge rule with the role that lets it start executions.
-RESOURCES_PER_MODEL = 42
+# source mapping, 23 invoke permissions (11 routes x 2 APIs, and the S3 notification), and the
+# batch state machine's EventBridge rule with the role that lets it start executions; a
+# `stream = true` model has its function URL too.
+RESOURCES_PER_MODEL = 44
 DECLARED_PER_MODEL = {
     "Function",
     "Role",
@@ -214,12 +215,24 @@ def test_one_catalogue_entry_gives_a_new_model_everything(tmp_path: Path) -> Non
     assert spec.environment["MODEL_VERSION"] == Intrinsic("Ref", "WineLrModelVersion")
     routes = {(r.method, r.path) for r in spec.routes}
     assert {("POST", "/models/wine_lr/predict"), ("GET", "/v2/models/wine_lr/ready")} <= routes
-    assert len(routes) == 10  # predict, generate, embed, describe and the six protocol routes
+    assert ("ANY", "/models/wine_lr/v1/{proxy+}") in routes  # OpenAI's
+    assert len(routes) == 11  # predict, generate, embed, describe, six protocol routes and OpenAI's
     events_ = resources["WineLrFunction"]["Properties"]["Events"]
     http = [e["Properties"] for e in events_.values() if e["Type"] == "HttpApi"]
-    assert sorted(str(p["ApiId"].value) for p in http) == ["HttpApi"] * 10 + ["JwtHttpApi"] * 10
+    assert sorted(str(p["ApiId"].value) for p in http) == ["HttpApi"] * 11 + ["JwtHttpApi"] * 11
     assert {e["Type"] for e in events_.values()} == {"HttpApi", "S3", "SQS"}
     assert resources["WineLrFunction"]["Properties"]["ReservedConcurrentExecutions"] == 5
+    assert "FunctionUrlConfig" not in resources["WineLrFunction"]["Properties"]  # stream = false
+    (root / "models.toml").write_text((root / "models.toml").read_text() + "stream = true\n")
+    assert maas(root, "template", "--write").returncode == 0
+    streamed = load_template(template)
+    assert streamed["Resources"]["WineLrFunction"]["Properties"]["FunctionUrlConfig"] == {
+        "AuthType": "AWS_IAM",
+        "InvokeMode": "RESPONSE_STREAM",
+    }
+    assert streamed["Outputs"]["WineLrStreamUrl"]["Value"] == Intrinsic(
+        "GetAtt", "WineLrFunctionUrl.FunctionUrl"
+    )
     assert resources["WineLrQueue"]["Properties"]["VisibilityTimeout"] == 1800
     role = resources["WineLrRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
     assert Intrinsic("Sub", "${ModelsBucket.Arn}/models/wine_lr/*") in [s["Resource"] for s in role]
@@ -245,8 +258,8 @@ def test_every_catalogue_model_expands_to_the_same_resources(translated: dict[st
         owned = [
             k for k in out if k.startswith(model.logical_id) and not k.startswith(tuple(longer) or ("\0",))
         ]
-        assert len(owned) == RESOURCES_PER_MODEL, (model.name, sorted(owned))
-        kinds[model.name] = sorted(out[k]["Type"] for k in owned)
+        assert len(owned) == RESOURCES_PER_MODEL + model.stream, (model.name, sorted(owned))
+        kinds[model.name] = sorted(out[k]["Type"] for k in owned if out[k]["Type"] != "AWS::Lambda::Url")
     assert len({tuple(v) for v in kinds.values()}) == 1, kinds
 
 

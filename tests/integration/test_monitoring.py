@@ -15,9 +15,12 @@ from typing import Any
 import pytest
 
 from ops import catalogue, dashboard
+from ops.local import LambdaContext, load_function_module
 from ops.registry_admin import RegistryAdmin
+from ops.serve import BufferedSink
 from ops.template import Intrinsic, functions, load_template
-from tests.conftest import load_event, make_function, with_json_body
+from tests.conftest import BUCKET, load_event, make_function, with_json_body
+from tests.e2e.test_openai_llm import publishable
 from tests.unit.test_metrics import emf_records
 
 LAMBDA_METRICS = {"Invocations", "Errors", "Throttles", "Duration"}
@@ -85,9 +88,25 @@ def emitted(
     capsys: pytest.CaptureFixture[str],
     request: pytest.FixtureRequest,
     trained_digits_cnn: Any,
+    tiny_llms: dict[str, Path],
 ) -> list[dict[str, Any]]:
     """EMF records of a served request, an invalid request and a request with no version to serve,
-    and of a served request of every Keras model (digits_cnn with all ten digits, for its label mix)."""
+    of a served request of every Keras model (digits_cnn with all ten digits, for its label mix),
+    and of an OpenAI completion streamed by the multi-model function (the LLM metrics)."""
+    llm = registry.publish(publishable(tiny_llms["llama"], tmp_path))
+    registry.set_alias(llm.name, "production", llm.version)
+    (spec,) = [s for s in functions() if s.logical_id == "MultiModelFunction"]
+    multi = load_function_module(spec)
+    multi.runtime.reset(
+        environ={"MODEL_BUCKET": BUCKET, "MODEL_CACHE_DIR": str(tmp_path / "llm")}, s3_client=s3
+    )
+    completion = {"model": llm.name, "prompt": "Call me Ishmael", "max_tokens": 4, "stream": True}
+    event = with_json_body(load_event("spam_nb", "predict.json"), completion)
+    event["rawPath"] = event["requestContext"]["http"]["path"] = "/v1/completions"
+    sink = BufferedSink()
+    multi.stream_handler(event, LambdaContext("m"), sink)
+    assert sink.status == 200 and sink.chunks[-1] == b"data: [DONE]\n\n"
+    multi.runtime.reset()
     for fixture, event_name in KERAS_EVENTS.items():
         trained = request.getfixturevalue(fixture)
         model = registry.publish(trained.directory).name
@@ -167,6 +186,10 @@ def test_dashboard_and_alarms_reference_only_metrics_the_handlers_emit(
         "ServerErrors",
         "PredictedLabel_ham",
         "PredictedLabel_spam",
+        "TimeToFirstToken",
+        "TokensPerSecond",
+        "PromptTokens",
+        "CompletionTokens",
     }
     assert ours <= produced, sorted(ours - produced)
     lambdas = {name for ns, name, dims in referenced_metrics(template) if ns == "AWS/Lambda"}

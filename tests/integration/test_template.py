@@ -84,6 +84,11 @@ def protocol_routes(model: str) -> set[tuple[str, str]]:
     }
 
 
+def openai_routes(prefix: str) -> set[tuple[str, str]]:
+    """OpenAI's routes under ``prefix``: one greedy route (ops/template_gen.py)."""
+    return {("ANY", f"{prefix}/{{proxy+}}")}
+
+
 def test_each_catalogue_model_has_its_function_with_both_verbs_and_the_catalogue_settings() -> None:
     specs = {spec.model_name: spec for spec in functions() if spec.model_name}
     assert set(specs) == set(MODELS.names)
@@ -96,7 +101,7 @@ def test_each_catalogue_model_has_its_function_with_both_verbs_and_the_catalogue
             ("POST", f"/models/{model.name}/generate"),
             ("POST", f"/models/{model.name}/embed"),
             ("GET", f"/models/{model.name}"),
-        } | protocol_routes(model.name)
+        } | protocol_routes(model.name) | openai_routes(f"/models/{model.name}/v1")
         assert spec.logical_id == f"{model.logical_id}Function"
         assert (spec.code_dir, spec.module, spec.handler) == (
             FUNCTIONS_DIR,
@@ -125,7 +130,7 @@ def test_the_multi_model_function_serves_any_model_over_http_only() -> None:
         ("GET", f"{version}/versions/{{version}}"),
         ("GET", f"{version}/versions/{{version}}/ready"),
         ("POST", f"{version}/versions/{{version}}/infer"),
-    }
+    } | openai_routes("/v1") | openai_routes(f"{model}/v1")
     assert (spec.code_dir, spec.module) == (FUNCTIONS_DIR, "maas.entry.multi_model")
     assert spec.model_name is None and "MODEL_VERSION" not in spec.environment
     assert spec.environment["POWERTOOLS_SERVICE_NAME"] == "multi_model"
@@ -135,6 +140,24 @@ def test_the_multi_model_function_serves_any_model_over_http_only() -> None:
     # the cache (files in /tmp, sessions in memory) fits both, with room for the runtime
     cache_mb = int(spec.environment["MODEL_CACHE_BYTES"]) / 2**20
     assert cache_mb <= props["EphemeralStorage"]["Size"] - 512 and cache_mb <= spec.memory_mb - 512
+
+
+def test_streaming_functions_have_an_iam_function_url_in_stream_mode_and_our_runtime_loop() -> None:
+    """The multi-model function (and a `stream = true` catalogue model) streams through a function
+    URL that takes SigV4-signed requests only, answered by the layer's Runtime API loop."""
+    everything = resources()
+    multi = everything["MultiModelFunction"]["Properties"]
+    assert multi["FunctionUrlConfig"] == {"AuthType": "AWS_IAM", "InvokeMode": "RESPONSE_STREAM"}
+    assert multi["Environment"]["Variables"]["AWS_LAMBDA_EXEC_WRAPPER"] == "/opt/maas-stream"
+    assert load_template()["Outputs"]["MultiModelStreamUrl"]["Value"] == Intrinsic(
+        "GetAtt", "MultiModelFunctionUrl.FunctionUrl"
+    )
+    for model in MODELS:  # only `stream = true` models have a URL and our loop (wine_lr's test)
+        props = everything[model.function]["Properties"]
+        assert ("FunctionUrlConfig" in props) == model.stream
+        assert ("AWS_LAMBDA_EXEC_WRAPPER" in props["Environment"]["Variables"]) == model.stream
+    wrapper = (PROJECT_ROOT / "layers" / "runtime" / "maas-stream").read_text()
+    assert "-m maas.entry.runtime_api" in wrapper
 
 
 def test_the_registry_function_runs_the_layer_handler_from_the_shared_folder() -> None:

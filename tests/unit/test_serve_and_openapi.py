@@ -122,7 +122,13 @@ def test_each_function_declares_in_template_yaml_exactly_the_routes_its_code_reg
         model = spec.model_name or "{model}"
         registered = {(m, p.replace("{model}", model)) for m, p in generic}
         declared = {(r.method, r.path) for r in spec.routes if r.path != "/{proxy+}"}
-        assert registered == declared, spec.logical_id
+        # OpenAI's routes are declared as one greedy route per prefix (ops/template_gen.py): each
+        # covers the routes the code registers under it, and covers at least one
+        greedy = {p.removesuffix("{proxy+}") for m, p in declared if p.endswith("/{proxy+}")}
+        covered = {(m, p) for m, p in registered if any(p.startswith(prefix) for prefix in greedy)}
+        assert all(any(p.startswith(prefix) for _, p in covered) for prefix in greedy), spec.logical_id
+        exact = {(m, p) for m, p in declared if not p.endswith("/{proxy+}")}
+        assert registered - covered == exact, spec.logical_id
 
 
 @pytest.mark.parametrize("path", [OPENAPI_PATH])

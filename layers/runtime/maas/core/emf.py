@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 COUNT = "Count"
 MILLISECONDS = "Milliseconds"
+COUNT_PER_SECOND = "Count/Second"
 MAX_METRICS = 100  # CloudWatch's limit per record: a fuller set is flushed first, as Powertools does
 
 Handler = TypeVar("Handler", bound=Callable[..., Any])

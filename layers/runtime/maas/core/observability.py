@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from aws_lambda_powertools.logging import Logger
 
-from maas.core.emf import COUNT, MILLISECONDS, MetricSet
+from maas.core.emf import COUNT, COUNT_PER_SECOND, MILLISECONDS, MetricSet
 
 Handler = TypeVar("Handler", bound=Callable[..., Any])
 
@@ -115,6 +115,29 @@ def record_generation(
     loop's time as latency), plus the number of tokens it generated."""
     record_prediction(model, version, sequences, latency_ms)
     metrics.add_metric(name="GeneratedTokens", unit=COUNT, value=tokens)
+
+
+def record_llm_request(
+    model: str,
+    version: int,
+    *,
+    prompt_tokens: int,
+    completion_tokens: int,
+    first_token_ms: float | None,
+    decode_seconds: float,
+) -> None:
+    """An LLM completion (OpenAI's routes, streamed or not): tokens in and out, the time to the
+    first token (the prefill, what a streaming user waits for) and the decoding rate after it."""
+    _dimensions(model, version)
+    metrics.add_metric(name="Requests", unit=COUNT, value=1)
+    metrics.add_metric(name="PromptTokens", unit=COUNT, value=prompt_tokens)
+    metrics.add_metric(name="CompletionTokens", unit=COUNT, value=completion_tokens)
+    if first_token_ms is not None:
+        metrics.add_metric(name="TimeToFirstToken", unit=MILLISECONDS, value=first_token_ms)
+    if decode_seconds > 0 and completion_tokens > 1:
+        metrics.add_metric(
+            name="TokensPerSecond", unit=COUNT_PER_SECOND, value=(completion_tokens - 1) / decode_seconds
+        )
 
 
 def record_metadata_request(model: str, version: int) -> None:

@@ -52,7 +52,7 @@ def resolve(runtime: ModelRuntime, model: str, version: str | None = None) -> Se
     return runtime.service.version(name, parse_version(version))
 
 
-def _wrong_verb(served: ServedModel, asked: str) -> RequestError:
+def wrong_verb(served: ServedModel, asked: str) -> RequestError:
     task = served.task
     return RequestError(
         f"model {served.name!r} is a {task.name!r} model: it does not {asked}; "
@@ -65,7 +65,7 @@ def _wrong_verb(served: ServedModel, asked: str) -> RequestError:
 def classifier(served: ServedModel) -> Classifier:
     """The version's task, if it predicts; else a 400 that names the verb it takes."""
     if not isinstance(served.task, Classifier):
-        raise _wrong_verb(served, "predict")
+        raise wrong_verb(served, "predict")
     return served.task
 
 
@@ -73,14 +73,14 @@ def for_verb(served: ServedModel, verb: str) -> Classifier:
     """The version's batch task, if its plain route is ``verb`` (``predict`` or ``embed``); else a
     400 that names the route it takes."""
     if not isinstance(served.task, Classifier) or served.task.verb != verb:
-        raise _wrong_verb(served, "predict" if verb == "predict" else "embed text")
+        raise wrong_verb(served, "predict" if verb == "predict" else "embed text")
     return served.task
 
 
 def generator(served: ServedModel) -> Generator:
     """The version's task, if it generates text; else a 400 that names the verb it takes."""
     if not isinstance(served.task, Generator):
-        raise _wrong_verb(served, "generate text")
+        raise wrong_verb(served, "generate text")
     return served.task
 
 

@@ -9,6 +9,7 @@ loads the invocation caused, and (for HTTP) the request's latency through the ha
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -16,8 +17,10 @@ from typing import Any
 from maas.core.observability import logger, metrics, record_invocation, record_request_latency, traced
 from maas.core.runtime import ModelRuntime
 from maas.http.app import build_model_app
+from maas.http.streaming import ResponseSink, write_response
 
 Handler = Callable[[dict[str, Any], Any], Any]
+StreamHandler = Callable[[dict[str, Any], Any, ResponseSink], None]
 
 
 def event_source(event: Any) -> str:
@@ -65,6 +68,7 @@ class ModelFunction:
         self.runtime = ModelRuntime(model_name, multi_model=multi_model, light_reads=True)
         self.app = build_model_app(self.runtime)
         self.lambda_handler: Handler = self._entry_point()
+        self.stream_handler: StreamHandler = self._stream_entry_point()
 
     def handle(self, event: dict[str, Any], context: Any) -> Any:
         """Dispatch by event shape; the batch adapters are imported only when their event comes."""
@@ -108,6 +112,37 @@ class ModelFunction:
         response = self.app.resolve(event, context)
         record_request_latency(runtime.metrics_name, (time.perf_counter() - started) * 1000.0)
         return response
+
+    def stream(self, event: dict[str, Any], context: Any, sink: ResponseSink) -> None:
+        """``handle``, its answer written to ``sink`` as it is produced: a streaming OpenAI route's
+        events one by one (the transport streams: a function URL in RESPONSE_STREAM mode, ``maas
+        serve``), any other answer at once. ``RequestLatency`` is then the time to the headers."""
+        slot = self.app.stream
+        slot.enabled = True
+        try:
+            response = self.handle(event, context)
+            chunks = slot.take()
+        finally:
+            slot.enabled = False
+        if not isinstance(response, dict) or "statusCode" not in response:  # not an HTTP answer
+            response = {
+                "statusCode": 200,
+                "headers": {"content-type": "application/json"},
+                "body": json.dumps(response),
+            }
+        write_response(response, chunks, sink)
+
+    def _stream_entry_point(self) -> StreamHandler:
+        """The streaming twin of ``lambda_handler``: the metrics of what the stream produced
+        (tokens, time to first token) are flushed after its last chunk."""
+
+        @logger.inject_lambda_context(clear_state=True)
+        @metrics.log_metrics
+        def stream_handler(event: dict[str, Any], context: Any, sink: ResponseSink) -> None:
+            logger.set_correlation_id(api_request_id(event))
+            self.stream(event, context, sink)
+
+        return stream_handler
 
     def _entry_point(self) -> Handler:
         """Structured-log context, one EMF flush per invocation, tracing when enabled."""

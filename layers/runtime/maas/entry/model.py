@@ -19,5 +19,6 @@ function = create()
 runtime = function.runtime
 app = function.app
 lambda_handler = function.lambda_handler  # HTTP, S3 batch inputs and SQS requests
+stream_handler = function.stream_handler  # a function URL in RESPONSE_STREAM mode (maas.entry.runtime_api)
 runtime.prepare()  # the SDK setup at init; a missing setting is reported by the first request
 snapstart.register_hooks(runtime)

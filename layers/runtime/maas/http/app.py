@@ -20,19 +20,26 @@ from maas.core.observability import record_error
 from maas.core.runtime import ModelRuntime
 from maas.http.binary import is_binary, pack, unpack
 from maas.http.errors import PROTOCOL_PREFIX, error_response, install_error_handlers
+from maas.http.openai import openai_router
 from maas.http.plain import plain_router
 from maas.http.resolver import resolver
+from maas.http.streaming import StreamSlot
 
 _MODEL_IN_PATH = re.compile(r"^/(?:v2/)?models/([A-Za-z_][A-Za-z0-9_]*)(?:/|$)")
 
 
 class ModelApp:
-    """``/models/{m}[/predict|/generate]`` and the Open Inference Protocol's model routes, each
-    family on its own resolver; ``resolve`` picks it by the path, as the error mapping does."""
+    """``/models/{m}[/predict|/generate]``, OpenAI's ``/v1`` routes and the Open Inference
+    Protocol's model routes, the protocol on a resolver of its own; ``resolve`` picks it by the
+    path, as the error mapping does. ``stream`` is where a streaming OpenAI route leaves its
+    chunks when the transport can stream them."""
 
     def __init__(self, runtime: ModelRuntime) -> None:
         self.runtime = runtime
-        self.plain = self._resolver([plain_router(runtime)], validation=False)
+        self.stream = StreamSlot()
+        self.plain = self._resolver(
+            [plain_router(runtime), openai_router(runtime, self.stream)], validation=False
+        )
         self._protocol: APIGatewayHttpResolver | None = None
 
     @property
@@ -77,7 +84,12 @@ class ModelApp:
         from maas.http.protocol import protocol_router
 
         return self._resolver(
-            [plain_router(self.runtime, documented=True), protocol_router(self.runtime)], validation=True
+            [
+                plain_router(self.runtime, documented=True),
+                openai_router(self.runtime, StreamSlot()),
+                protocol_router(self.runtime),
+            ],
+            validation=True,
         )
 
     def _resolver(self, routers: list[Router], *, validation: bool) -> APIGatewayHttpResolver:

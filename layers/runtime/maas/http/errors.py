@@ -1,8 +1,9 @@
 """The one place where errors become HTTP responses.
 
 ``status_for`` decides the status and ``error_response`` the body: ``{"error": {code, message,
-field}}`` on the plain routes and the Open Inference Protocol's ``{"error": "message"}`` on its
-``/v2`` routes. ``install_error_handlers`` wires both into a resolver, for our errors,
+field}}`` on the plain routes, the Open Inference Protocol's ``{"error": "message"}`` on its
+``/v2`` routes and OpenAI's ``{"error": {message, type, param, code}}`` on ``/v1`` (which its
+clients parse into their own exceptions). ``install_error_handlers`` wires both into a resolver, for our errors,
 Powertools' validation errors, undecodable bodies, unknown routes and anything unexpected.
 """
 
@@ -39,6 +40,8 @@ from maas.core.errors import (
 from maas.core.observability import logger
 
 PROTOCOL_PREFIX = "/v2"
+# OpenAI's routes: ``/v1/...`` (the multi-model function) and ``/models/{m}/v1/...`` (a model's).
+_OPENAI_PATH = re.compile(r"^(?:/models/[^/]+)?/v1(?:/|$)")
 # Set by clients that send tensors in the protocol's binary extension (Triton's, by default).
 
 
@@ -68,6 +71,32 @@ def public_message(message: str) -> str:
     return cut(text, MESSAGE_LIMIT)
 
 
+def route_family(path: str) -> str:
+    """Which error shape a path's answers take: ``protocol``, ``openai`` or ``plain``."""
+    if path.startswith(PROTOCOL_PREFIX):
+        return "protocol"
+    return "openai" if _OPENAI_PATH.match(path) else "plain"
+
+
+def openai_error_type(status: int) -> str:
+    """OpenAI's ``error.type`` for a status: its clients pick the exception class by the status."""
+    return "invalid_request_error" if status < 500 else "server_error"
+
+
+def openai_error_body(error: MaasError, message: str) -> dict[str, Any]:
+    """``{"error": {message, type, param, code}}``: the body of an error answer on ``/v1``, and
+    of the error chunk that ends a stream which failed after it started."""
+    status = status_for(error)
+    return {
+        "error": {
+            "message": message,
+            "type": openai_error_type(status),
+            "param": error.field,
+            "code": error.code,
+        }
+    }
+
+
 def status_for(error: MaasError) -> int:
     for kind, status in _STATUS_BY_ERROR:
         if isinstance(error, kind):
@@ -79,15 +108,20 @@ def error_response(
     error: MaasError,
     *,
     protocol: bool = False,
+    family: str | None = None,
     request_id: str | None = None,
 ) -> Response[Any]:
     """The one mapping from errors to HTTP: status by class; the body in the route family's shape
     (plain ``{"error": {code, message, field, request_id}}``, the protocol's ``{"error": message}``
-    with ``code`` and ``request_id`` beside it). The message is cleaned by ``public_message``."""
+    with ``code`` and ``request_id`` beside it, OpenAI's ``{"error": {message, type, param,
+    code}}``). The message is cleaned by ``public_message``."""
     message = public_message(error.message)
+    family = family or ("protocol" if protocol else "plain")
     body: dict[str, Any]
-    if protocol:
+    if family == "protocol":
         body = {"error": message, "code": error.code, "request_id": request_id}
+    elif family == "openai":
+        body = openai_error_body(error, message)
     else:
         body = {"error": {**error.to_dict(), "message": message, "request_id": request_id}}
     return Response(
@@ -148,7 +182,7 @@ def install_error_handlers(
             logger.info("request refused", extra=logged)
         return error_response(
             error,
-            protocol=app.current_event.raw_path.startswith(PROTOCOL_PREFIX),
+            family=route_family(app.current_event.raw_path),
             request_id=_request_id(app),
         )
 

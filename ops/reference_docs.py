@@ -145,7 +145,7 @@ def http_page(openapi: Path) -> str:
         document["info"].get("description", ""),
         "Rendered from `openapi.json` (generated from the typed routes by `maas openapi`). "
         "The [HTTP contract](http-contract.md) says what the answers mean; OpenAI's routes are "
-        "described with the LLM guides.",
+        "described in [OpenAI's API](../how-to/openai.md).",
         _table(
             ("method", "path", "summary"),
             [

@@ -16,6 +16,7 @@ import importlib
 import json
 import logging
 import sys
+import time
 from contextlib import redirect_stdout
 from dataclasses import replace
 from pathlib import Path
@@ -214,6 +215,40 @@ def _llm(workdir: Path, registry: RegistryAdmin, log: Any) -> None:
     registry.set_alias("gemma", ALIAS, version)
     _say(f"   published gemma version {version} (the variant that passed), alias {ALIAS} -> {version}")
     _invoke_events("gemma", log)
+    _streamed_chat(log)
+
+
+def _streamed_chat(log: Any) -> None:
+    """A chat reply streamed as server-sent events through ``maas serve``'s own server (what a
+    function URL in RESPONSE_STREAM mode does on AWS), read by ``maas chat``'s client."""
+    import threading
+    from http.server import ThreadingHTTPServer
+
+    from ops.chat import Chat
+    from ops.serve import LocalApi, RouteTable, _request_handler, functions
+
+    api = LocalApi(RouteTable(functions()), ENVIRONMENT)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _request_handler(api))
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/models/gemma/v1"
+    question = "Write one sentence about the sea."
+    _say(f"   POST {url}/chat/completions, stream=true (maas chat gemma): {question!r}")
+    chat = Chat(base_url=url, model="gemma", settings={"max_tokens": 48, "temperature": 0})
+    terminal = sys.stdout
+    print("    gemma> ", end="", flush=True)
+    started = time.perf_counter()
+    try:
+        with redirect_stdout(log):  # the handler's logs and EMF records; the reply goes to the terminal
+            reply = chat.say(question, out=terminal)
+    finally:
+        server.shutdown()
+        server.server_close()
+    whole = time.perf_counter() - started
+    usage = reply.usage or {}
+    _say(
+        f"    [{reply.finish_reason}; {usage.get('prompt_tokens')} tokens in, {usage.get('completion_tokens')} out; "
+        f"first token after {(reply.first_token_s or 0.0) * 1000:.0f} ms, the whole reply after {whole * 1000:.0f} ms]"
+    )
 
 
 def _batch_file() -> dict[str, Any]:

@@ -143,3 +143,17 @@ def write(
         return manifest
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def with_chat_template(folder: Path, template: str, source: str) -> dict[str, Any]:
+    """A written version given a chat template its source lacked (a GGUF of a base model carries
+    none): the artifact, ``io.chat_template`` and where it came from, in a manifest checked again.
+    Written before publishing, so the registry's write-once manifest is this one."""
+    (folder / CHAT_TEMPLATE_FILE).write_text(template, encoding="utf-8")
+    manifest = json.loads((folder / MANIFEST_NAME).read_text(encoding="utf-8"))
+    manifest["artifacts"][CHAT_TEMPLATE_FILE] = _entry(folder / CHAT_TEMPLATE_FILE)
+    manifest["io"]["chat_template"] = CHAT_TEMPLATE_FILE
+    manifest["framework"]["chat_template"] = source
+    manifest = Manifest.from_dict(manifest).to_dict()
+    (folder / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    return manifest

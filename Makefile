@@ -38,7 +38,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export SAM_CLI_TELEMETRY := 0
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: demo test bench lint install clean
+.PHONY: demo test bench lint install clean docs
 
 $(EXPORT_STAMP): training/transformers/requirements.txt
 	@test -n "$(PYTHON311)" || { echo "error: no Python 3.11 interpreter found for the PyTorch export (set PYTHON311=...)"; exit 1; }
@@ -85,8 +85,13 @@ $(BENCH_STAMP): benchmarks/requirements.txt
 bench: $(STAMP) $(BENCH_STAMP)
 	$(PY) -m benchmarks.run
 
+# The documentation site (mkdocs.yml, docs/), served with live reload on http://127.0.0.1:8000.
+# The tests build it with --strict; the Material theme's banner about MkDocs 2.0 is turned off.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
 
 clean:
-	rm -rf .aws-sam build .pytest_cache .ruff_cache
+	rm -rf .aws-sam build site .pytest_cache .ruff_cache

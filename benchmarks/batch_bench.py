@@ -269,7 +269,7 @@ def _job_rows(jobs: dict[str, Any] | None, spread: Callable[[dict[str, Any], str
         f"| batch job spam_nb (maas batch run, {jobs['rows']} rows, {jobs['batches']} batches), rows/s "
         f"at 1, 2, 4 parallel | {parallel} | {spread(rates['s3_path'], '{:.0f}')} S3 path (one invocation) | "
         f"{scaling} (vs 1 parallel) | |",
-        f"| batch job spam_nb, one child's handler, rows/s (the per-child rate of the README's AWS "
+        f"| batch job spam_nb, one child's handler, rows/s (the per-child rate of the cost page's AWS "
         f"arithmetic) | {spread(rates['child'], '{:.0f}')} | | | |",
     ]
 

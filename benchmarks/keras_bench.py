@@ -248,7 +248,7 @@ def target_lines(keras: dict[str, Any]) -> list[str]:
 
 
 def markdown_rows(keras: dict[str, Any]) -> list[str]:
-    """Rows for the README's benchmark table (same columns as ``benchmarks.run.markdown``)."""
+    """Rows for the Benchmarks page's table (same columns as ``benchmarks.run.markdown``)."""
 
     def spread(s: dict[str, Any], fmt: str = "{:.3f}") -> str:
         return f"{fmt.format(s['median'])} ({fmt.format(s['min'])}–{fmt.format(s['max'])})"

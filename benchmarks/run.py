@@ -3,8 +3,8 @@
 Everything runs on this machine in one go against a local S3 (a moto server), through the real
 handlers. Each figure is a median of repeated runs with min and max; each comparison is a ratio
 measured A/B alternating, with one thread on both sides (what a Lambda function under 1,769 MB
-has). Results: ``benchmarks/results/<date>.json``, PNG plots, and a Markdown table that the
-README embeds between its ``bench`` markers.
+has). Results: ``benchmarks/results/<date>.json``, a Markdown table that the documentation's
+Benchmarks page embeds between its ``bench`` markers, and that page's charts (``benchmarks.plots``).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from typing import Any
 import joblib
 import numpy as np
 
-from benchmarks import batch_bench, keras_bench, minilm_bench
+from benchmarks import batch_bench, keras_bench, minilm_bench, plots
 from benchmarks.cold_start import cold_start_bound, cold_starts, compare_cold_starts
 from benchmarks.handlers import warm_handler
 from benchmarks.stats import alternate, percentile, ratio, rotate, summary
@@ -333,15 +333,15 @@ def plot(results: dict[str, Any], path: Path) -> None:
     plt.close(figure)
 
 
-def embed_in_readme(table: str, plot_name: str) -> None:
-    readme = PROJECT_ROOT / "README.md"
-    text = readme.read_text()
+def embed_in_docs(table: str) -> None:
+    """The Benchmarks page's table, between its markers (the charts beside it are redrawn apart)."""
+    page = PROJECT_ROOT / "docs" / "benchmarks.md"
+    text = page.read_text()
     start, end = "<!-- bench:start -->", "<!-- bench:end -->"
     if start not in text or end not in text:
         return
-    block = f"{start}\n{table}\n![benchmarks](benchmarks/results/{plot_name})\n{end}"
     head, rest = text.split(start, 1)
-    readme.write_text(head + block + rest.split(end, 1)[1])
+    page.write_text(head + f"{start}\n{table}\n{end}" + rest.split(end, 1)[1])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -421,7 +421,10 @@ def main(argv: list[str] | None = None) -> int:
     (RESULTS / "latest.md").write_text(table)
     plot_name = f"{date}.png"
     plot(results, RESULTS / plot_name)
-    embed_in_readme(table, plot_name)
+    embed_in_docs(table)
+    stored = plots.latest_results()
+    plots.draw(stored)  # every family's chart on the Benchmarks page
+    plots.embed_headline(stored)  # the README's headline table
     print(table)
     log(f"done in {results['elapsed_s']:.0f} s: {RESULTS / (date + '.json')}")
     return 0

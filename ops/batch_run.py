@@ -466,9 +466,11 @@ def run_job(
     overrides: dict[str, str] | None = None,
     invoker: Invoker | None = None,
     progress: Progress | None = None,
+    template: Path = TEMPLATE,
 ) -> JobResult:
-    """Run ``model``'s batch job on ``s3://bucket/key`` as Step Functions would, here."""
-    spec = state_machine_for_model(model)
+    """Run ``model``'s batch job on ``s3://bucket/key`` as Step Functions would, here (the state
+    machine of ``template``)."""
+    spec = state_machine_for_model(model, template)
     machine = LocalStateMachine(spec, parallel=parallel, invoker=invoker, progress=progress)
     values = function_environment(spec.function, {"DATA_BUCKET": bucket, **(overrides or {})})
     started = time.perf_counter()

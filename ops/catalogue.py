@@ -31,19 +31,29 @@ class ModelEntry:
     """One catalogue model: its function's settings and what the generators need to know of it."""
 
     name: str
+    #: the function's description in the template and the dashboard
     description: str
+    #: what sample events ``maas events`` writes for it: text, image, generator or embedding
     family: str
+    #: the function's memory (Lambda gives CPU in proportion: a second vCPU above 1,769 MB)
     memory_mb: int
+    #: the function's timeout; HTTP callers are cut at API Gateway's 30 s whatever it says
     timeout_s: int
+    #: the function's ``/tmp``, where downloaded versions are cached
     ephemeral_storage_mb: int
+    #: rows per ``session.run`` when an S3 file is scored in one invocation
     batch_chunk_rows: int
-    # the Distributed Map of large files (ops/state_machine.py): rows and bytes per child batch,
-    # children at once, and the share of children that may fail before the job does
+    #: the Distributed Map of large files (ops/state_machine.py): rows per child batch
     map_items_per_batch: int = 2000
+    #: bytes of input per child batch (one state input: Step Functions' limit is 256 KiB)
     map_input_bytes_per_batch: int = 262_144
+    #: child batches at once (the account's Lambda concurrency is the real bound)
     map_max_concurrency: int = 100
+    #: the share of child batches that may fail before the job stops early
     map_tolerated_failure_percent: int = 0
+    #: reserved concurrency of the function (none: it shares the account's pool)
     reserved_concurrency: int | None = None
+    #: the predicted labels the dashboard charts (none for a generator or an embedding model)
     labels: tuple[str, ...] = ()
     #: onnxruntime's intra-op threads (SESSION_THREADS): one per vCPU the memory size buys
     session_threads: int = 1

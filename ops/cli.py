@@ -8,13 +8,15 @@ import json
 import os
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from maas.core.errors import MaasError, error_detail
 from maas.core.registry import Alias
 from maas.core.signing import ManifestVerifier
+from ops import project
 from ops.lifecycle import Lifecycle
 from ops.registry_admin import RegistryAdmin
 
@@ -316,9 +318,15 @@ def cmd_invoke(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    import signal
+
     from ops.serve import DEFAULT_BUCKET, serve
 
-    serve(args.host, args.port, args.bucket or os.environ.get("MODEL_BUCKET") or DEFAULT_BUCKET, os.environ)
+    root = project.find(args.project)
+    # a terminated server unwinds (its record in the project goes) as an interrupted one does
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
+    bucket = args.bucket or os.environ.get("MODEL_BUCKET") or DEFAULT_BUCKET
+    serve(args.host, args.port, bucket, os.environ, root)
     return 0
 
 
@@ -348,6 +356,7 @@ def cmd_batch_run(args: argparse.Namespace) -> int:
     from ops.batch_run import STAND_IN, Progress, bar, run_job
 
     bucket, key = _s3_url(args.url)
+    template = project.find(args.project) / "template.yaml"
     print(f"maas batch run: {STAND_IN}", file=sys.stderr)
     overrides = {"MODEL_BUCKET": args.bucket} if args.bucket else {}
 
@@ -363,6 +372,7 @@ def cmd_batch_run(args: argparse.Namespace) -> int:
             key,
             parallel=args.parallel,
             overrides=overrides,
+            template=template,
             progress=Progress(report=report),
         )
     finally:
@@ -390,9 +400,9 @@ def cmd_batch_start(args: argparse.Namespace) -> int:
 
 
 def cmd_openapi(args: argparse.Namespace) -> int:
-    from ops.openapi import OPENAPI_PATH, check, write
+    from ops.openapi import check, write
 
-    path = Path(args.out) if args.out else OPENAPI_PATH
+    path = Path(args.out) if args.out else project.find(args.project) / "openapi.json"
     if args.check:
         problems = check(path)
         for problem in problems:
@@ -422,15 +432,23 @@ def cmd_metrics(args: argparse.Namespace) -> int:
 def cmd_template(args: argparse.Namespace) -> int:
     from ops import template_gen
 
+    root = project.find(args.project)
     if args.write:
-        changed = template_gen.write()
-        print("template.yaml " + ("written" if changed else "already up to date"))
+        changed = template_gen.write(root)
+        print(f"{root / 'template.yaml'} " + ("written" if changed else "already up to date"))
         return 0
-    problem = template_gen.stale()
+    problem = template_gen.stale(root)
     if problem:
         print(problem, file=sys.stderr)
         return 1
-    print("template.yaml: up to date")
+    print(f"{root / 'template.yaml'}: up to date")
+    return 0
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    from ops import events
+
+    events.main(project.find(args.project))
     return 0
 
 
@@ -438,6 +456,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from ops.demo import run_demo
 
     return run_demo(Path(args.workdir), quick=args.quick)
+
+
+def _project_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--project",
+        default=None,
+        metavar="DIR",
+        help="the project (a folder with models.toml; default: the nearest one from the current directory up)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -588,6 +615,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--bucket", default=None, help=f"registry bucket (default: $MODEL_BUCKET, else {'maas-local-models'})"
     )
+    _project_option(serve)
     serve.set_defaults(func=cmd_serve)
 
     chat = commands.add_parser("chat", help="talk to an LLM: its replies stream in as they are generated")
@@ -616,6 +644,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--parallel", type=int, default=2, help="batches at a time (default 2)")
     run.add_argument("--bucket", default=None, help="registry bucket (default: $MODEL_BUCKET)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+    _project_option(run)
     run.set_defaults(func=cmd_batch_run)
     begin = batch_commands.add_parser(
         "start", help="start the deployed state machine on an S3 object and follow it with a progress bar"
@@ -630,8 +659,9 @@ def build_parser() -> argparse.ArgumentParser:
     begin.set_defaults(func=cmd_batch_start)
 
     openapi = commands.add_parser("openapi", help="write the OpenAPI document generated from the routes")
-    openapi.add_argument("--out", default=None, help="default: openapi.json at the repository root")
+    openapi.add_argument("--out", default=None, help="default: openapi.json in the project")
     openapi.add_argument("--check", action="store_true", help="exit 1 if the committed document is stale")
+    _project_option(openapi)
     openapi.set_defaults(func=cmd_openapi)
 
     metrics = commands.add_parser("metrics", help="summarise the EMF metric lines of a handler log")
@@ -646,7 +676,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--write", action="store_true", help="write template.yaml (default: --check, exit 1 if stale)"
     )
     template.add_argument("--check", action="store_true", help="exit 1 if template.yaml is stale (default)")
+    _project_option(template)
     template.set_defaults(func=cmd_template)
+
+    events = commands.add_parser(
+        "events",
+        help="regenerate the sample events under events/ for every catalogue model (sam local generate-event)",
+    )
+    _project_option(events)
+    events.set_defaults(func=cmd_events)
 
     demo = commands.add_parser("demo", help="moto server, train, publish, promote, invoke, stop")
     demo.add_argument("--workdir", default="build/demo")
@@ -696,9 +734,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command not in HANDLER_COMMANDS:
         logger.setLevel("WARNING")
     try:
-        return _run(args)
+        with _local_stand_in(args):
+            return _run(args)
     finally:
         logger.setLevel(level)  # main() called in-process (tests, notebooks) leaves no trace
+
+
+# Commands that talk to the registry: with no AWS endpoint configured, they use the moto server a
+# running `maas serve` recorded in the project (see ops/project.py).
+REGISTRY_COMMANDS = frozenset({"publish", "models", "invoke", "batch"})
+
+
+@contextmanager
+def _local_stand_in(args: argparse.Namespace) -> Iterator[None]:
+    stand_in = None
+    if args.command in REGISTRY_COMMANDS and not os.environ.get("AWS_ENDPOINT_URL"):
+        stand_in = project.running_stand_in()
+    if stand_in is None:
+        yield
+        return
+    from ops.local import environment, local_aws_environment
+
+    if not (getattr(args, "bucket", None) or os.environ.get("MODEL_BUCKET")):
+        args.bucket = stand_in.bucket
+    print(f"maas: talking to {stand_in.describe()}", file=sys.stderr)
+    with environment(local_aws_environment(stand_in.endpoint)):
+        yield
 
 
 def _run(args: argparse.Namespace) -> int:

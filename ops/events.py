@@ -14,13 +14,12 @@ import hashlib
 import json
 import subprocess
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ops import catalogue
 from training.data import PROJECT_ROOT
-
-EVENTS_DIR = PROJECT_ROOT / "events"
 
 SPAM_TEXTS = [
     "Congratulations! You have been selected to receive a FREE $1000 gift card. Click here now to claim "
@@ -145,10 +144,12 @@ def generate_sqs_event(queue: str, bodies: list[str]) -> dict[str, Any]:
     return {"Records": records}
 
 
-def write_event_source_events(model: str, requests: list[dict[str, Any]], invalid: dict[str, Any]) -> None:
+def write_event_source_events(
+    events: Path, model: str, requests: list[dict[str, Any]], invalid: dict[str, Any]
+) -> None:
     """``s3_put.json`` naming ``inputs/sample.jsonl`` (its real size and ETag), ``sqs_batch.json``
     (valid requests) and ``sqs_mixed_batch.json`` (valid, not JSON, invalid, no request_id, valid)."""
-    model_dir = EVENTS_DIR / model
+    model_dir = events / model
     content = (model_dir / "inputs" / "sample.jsonl").read_bytes()
     write(
         model_dir / "s3_put.json", generate_s3_put_event(DATA_BUCKET, f"inputs/{model}/sample.jsonl", content)
@@ -166,37 +167,39 @@ def write_event_source_events(model: str, requests: list[dict[str, Any]], invali
     write(model_dir / "sqs_mixed_batch.json", generate_sqs_event(queue, mixed))
 
 
-def write_sample_input(model: str, rows: list[Any]) -> None:
+def write_sample_input(events: Path, model: str, rows: list[Any]) -> None:
     """``events/<model>/inputs/sample.jsonl``: one instance (or request) per line."""
-    path = EVENTS_DIR / model / "inputs" / "sample.jsonl"
+    path = events / model / "inputs" / "sample.jsonl"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    print(f"wrote {path.relative_to(PROJECT_ROOT)}")
+    print(f"wrote {path}")
 
 
 def write(path: Path, event: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(event, indent=2) + "\n")
-    print(f"wrote {path.relative_to(PROJECT_ROOT)}")
+    print(f"wrote {path}")
 
 
-def write_model_events(model: str, verb: str, requests: dict[str, tuple[dict[str, Any], bool]]) -> None:
+def write_model_events(
+    events: Path, model: str, verb: str, requests: dict[str, tuple[dict[str, Any], bool]]
+) -> None:
     """``<name>.json`` per request (``POST /models/<model>/<verb>``) and ``describe.json``."""
     for name, (body, base64_body) in requests.items():
         event = generate_http_event("POST", f"/models/{model}/{verb}", body, base64_body=base64_body)
-        write(EVENTS_DIR / model / f"{name}.json", event)
+        write(events / model / f"{name}.json", event)
     write(
-        EVENTS_DIR / model / "describe.json",
+        events / model / "describe.json",
         generate_http_event("GET", f"/models/{model}", None, base64_body=False),
     )
 
 
-def write_protocol_events(model: str, infer: dict[str, Any]) -> None:
+def write_protocol_events(events: Path, model: str, infer: dict[str, Any]) -> None:
     """``metadata.json`` (``GET /v2/models/<model>``) and ``infer.json`` (``POST .../infer``)."""
     path = f"/v2/models/{model}"
-    write(EVENTS_DIR / model / "metadata.json", generate_http_event("GET", path, None, base64_body=False))
+    write(events / model / "metadata.json", generate_http_event("GET", path, None, base64_body=False))
     write(
-        EVENTS_DIR / model / "infer.json",
+        events / model / "infer.json",
         generate_http_event("POST", f"{path}/infer", infer, base64_body=False),
     )
 
@@ -206,25 +209,26 @@ BASE64_EXAMPLE = "spam_nb"
 HAND_WRITTEN_INPUTS = frozenset({"spam_nb"})
 
 
-def write_text_events(model: str) -> None:
+def write_text_events(events: Path, model: str) -> None:
     """A text classifier: raw texts over HTTP, as tensors, in a batch file and in queue messages."""
     texts = {"instances": SPAM_TEXTS}
     requests = {"predict": (texts, False)}
     if model == BASE64_EXAMPLE:
         requests["predict_base64"] = ({"instances": SPAM_TEXTS[:1]}, True)
-    write_model_events(model, "predict", requests)
+    write_model_events(events, model, "predict", requests)
     text_input = {"name": "text", "shape": [2, 1], "datatype": "BYTES", "data": SPAM_TEXTS[:2]}
-    write_protocol_events(model, {"id": "sample-1", "inputs": [text_input]})
+    write_protocol_events(events, model, {"id": "sample-1", "inputs": [text_input]})
     if model not in HAND_WRITTEN_INPUTS:
-        write_sample_input(model, [*SPAM_TEXTS, 42, ""])
+        write_sample_input(events, model, [*SPAM_TEXTS, 42, ""])
     pairs = [{"instances": SPAM_TEXTS[i : i + 2]} for i in range(3)]
-    write_event_source_events(model, pairs, {"instances": ["a fine text", 42, ""]})
+    write_event_source_events(events, model, pairs, {"instances": ["a fine text", 42, ""]})
 
 
-def write_image_events(model: str) -> None:
+def write_image_events(events: Path, model: str) -> None:
     """An image classifier: 8x8 digits as arrays and as PNGs (grey and RGB)."""
     images = digit_images()
     write_model_events(
+        events,
         model,
         "predict",
         {
@@ -236,25 +240,30 @@ def write_image_events(model: str) -> None:
         },
     )
     image_input = {"name": "image", "shape": [2, 8, 8, 1], "datatype": "FP32", "data": images[:2]}
-    write_protocol_events(model, {"id": "sample-1", "inputs": [image_input]})
-    write_sample_input(model, [*images, [[0.5] * 3] * 3])
+    write_protocol_events(events, model, {"id": "sample-1", "inputs": [image_input]})
+    write_sample_input(events, model, [*images, [[0.5] * 3] * 3])
     image_pairs = [{"instances": images[i : i + 2]} for i in range(2)]
-    write_event_source_events(model, image_pairs, {"instances": [images[0], [[0.5] * 3] * 3]})
+    write_event_source_events(events, model, image_pairs, {"instances": [images[0], [[0.5] * 3] * 3]})
 
 
-def write_generator_events(model: str) -> None:
+def write_generator_events(events: Path, model: str) -> None:
     """A text generator: sampled and greedy generation, a prompt tensor, prompts in files and queues."""
     write_model_events(
-        model, "generate", {"generate": (GENERATE, False), "generate_greedy": (GENERATE_GREEDY, False)}
+        events,
+        model,
+        "generate",
+        {"generate": (GENERATE, False), "generate_greedy": (GENERATE_GREEDY, False)},
     )
     prompt = {"name": "prompt", "shape": [1], "datatype": "BYTES", "data": [GENERATE_GREEDY["prompt"]]}
     parameters = {"max_new_tokens": 40, "temperature": 0}
-    write_protocol_events(model, {"id": "sample-1", "inputs": [prompt], "parameters": parameters})
+    write_protocol_events(events, model, {"id": "sample-1", "inputs": [prompt], "parameters": parameters})
     short = {"max_new_tokens": 40, "temperature": 0}
     prompts = ["Call me Ishmael", "The whale", "It was the ship"]
-    write_sample_input(model, [*({"prompt": p, **short} for p in prompts), {"prompt": ""}, prompts[0]])
+    write_sample_input(
+        events, model, [*({"prompt": p, **short} for p in prompts), {"prompt": ""}, prompts[0]]
+    )
     write_event_source_events(
-        model, [{"prompt": p, **short} for p in prompts], {"prompt": "", "max_new_tokens": 10}
+        events, model, [{"prompt": p, **short} for p in prompts], {"prompt": "", "max_new_tokens": 10}
     )
 
 
@@ -265,17 +274,17 @@ EMBED_TEXTS = [
 ]
 
 
-def write_embedding_events(model: str) -> None:
+def write_embedding_events(events: Path, model: str) -> None:
     """A sentence-embedding model: texts over HTTP, as a BYTES tensor, in a batch file and in queues."""
-    write_model_events(model, "embed", {"embed": ({"instances": EMBED_TEXTS}, False)})
+    write_model_events(events, model, "embed", {"embed": ({"instances": EMBED_TEXTS}, False)})
     text_input = {"name": "text", "shape": [2, 1], "datatype": "BYTES", "data": EMBED_TEXTS[:2]}
-    write_protocol_events(model, {"id": "sample-1", "inputs": [text_input]})
-    write_sample_input(model, [*EMBED_TEXTS, "", "naïve café ✓ 日本語"])
+    write_protocol_events(events, model, {"id": "sample-1", "inputs": [text_input]})
+    write_sample_input(events, model, [*EMBED_TEXTS, "", "naïve café ✓ 日本語"])
     pairs = [{"instances": EMBED_TEXTS[i : i + 2]} for i in range(2)]
-    write_event_source_events(model, pairs, {"instances": ["a fine text", ""]})
+    write_event_source_events(events, model, pairs, {"instances": ["a fine text", ""]})
 
 
-FAMILY_EVENTS = {
+FAMILY_EVENTS: dict[str, Callable[[Path, str], None]] = {
     "text": write_text_events,
     "image": write_image_events,
     "generator": write_generator_events,
@@ -283,11 +292,13 @@ FAMILY_EVENTS = {
 }
 
 
-def main() -> None:
-    # every catalogue model: HTTP (plain and Open Inference Protocol), S3 batch input, SQS requests
-    for model in catalogue.load():
-        FAMILY_EVENTS[model.family](model.name)
-    registry_dir = EVENTS_DIR / "registry"
+def main(root: Path = PROJECT_ROOT) -> None:
+    """Every catalogue model of the project ``root``: HTTP (plain and Open Inference Protocol), S3
+    batch input, SQS requests; and the registry function's."""
+    events = root / "events"
+    for model in catalogue.load(root / "models.toml"):
+        FAMILY_EVENTS[model.family](events, model.name)
+    registry_dir = events / "registry"
     write(registry_dir / "live.json", generate_http_event("GET", "/v2/health/live", None, base64_body=False))
     write(
         registry_dir / "index.json",

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import sys
 import threading
@@ -26,12 +27,14 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import boto3
 
 from maas.http.streaming import EVENT_STREAM, ClientGone, ResponseSink
+from ops import project
 from ops.local import (
     call_handler,
     call_stream_handler,
@@ -359,10 +362,10 @@ def real_credentials() -> str | None:
 
 
 @contextmanager
-def aws_backend(bucket: str, environ: Mapping[str, str]) -> Iterator[str]:
+def aws_backend(bucket: str, environ: Mapping[str, str], root: Path | None = None) -> Iterator[str]:
     """Where the functions' boto3 calls go: ``AWS_ENDPOINT_URL`` if set, AWS if real credentials
-    are found, else a moto server started here (with the registry bucket created). Yields a line
-    that says which."""
+    are found, else a moto server started here (with the registry bucket created, and recorded in
+    the project ``root`` for the other commands while it runs). Yields a line that says which."""
     endpoint = environ.get("AWS_ENDPOINT_URL")
     if endpoint:
         yield f"AWS: {endpoint} (from AWS_ENDPOINT_URL); registry bucket {bucket}"
@@ -375,6 +378,9 @@ def aws_backend(bucket: str, environ: Mapping[str, str]) -> Iterator[str]:
         url = stack.enter_context(moto_server())
         stack.enter_context(environment(local_aws_environment(url)))
         create_bucket(bucket)
+        if root is not None:
+            project.record(root, project.LocalStandIn(url, bucket, os.getpid()))
+            stack.callback(project.forget, root, os.getpid())
         yield f"AWS: moto server (local S3) on {url}, started by maas serve; registry bucket {bucket}"
 
 
@@ -390,9 +396,10 @@ def banner(server_address: tuple[str, int], backend: str, table: RouteTable) -> 
     return "\n".join(lines)
 
 
-def serve(host: str, port: int, bucket: str, environ: Mapping[str, str]) -> None:
-    table = RouteTable(functions())
-    with aws_backend(bucket, environ) as backend:
+def serve(host: str, port: int, bucket: str, environ: Mapping[str, str], root: Path) -> None:
+    """Serve the project ``root``'s template until interrupted."""
+    table = RouteTable(functions(root / "template.yaml"))
+    with aws_backend(bucket, environ, root) as backend:
         api = LocalApi(table, {"MODEL_BUCKET": bucket})
         server = ThreadingHTTPServer((host, port), _request_handler(api))
         server.daemon_threads = True

@@ -10,7 +10,7 @@ test) fails when the committed file is not what this module writes.
 
 Why generated rather than ``Fn::ForEach``: the pinned SAM CLI cannot build a ForEach template,
 checkov scans none of its resources, ``sam deploy`` mis-rewrites per-iteration CodeUris, and the
-local tools (``maas serve``, ``maas invoke``) read the plain template. See the README.
+local tools (``maas serve``, ``maas invoke``) read the plain template. See docs/concepts/catalogue.md.
 """
 
 from __future__ import annotations

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +12,7 @@ import pytest
 from maas.core.errors import ConfigurationError
 from ops import catalogue, dashboard, events, template_gen
 from ops.template import Intrinsic, functions, load_template
+from tests.integration import tools
 from tests.integration.tools import run
 from training.data import PROJECT_ROOT
 
@@ -189,15 +188,7 @@ def copy_project(tmp_path: Path) -> Path:
 
 def maas(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """``maas`` from the copy's own code (its ops/, its layer), run in the copy."""
-    env = {**os.environ, "PYTHONPATH": f"{root / 'layers' / 'runtime'}{os.pathsep}{root}"}
-    return subprocess.run(
-        [sys.executable, "-m", "ops.cli", *args],
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return tools.maas(root, *args, code=root)
 
 
 WINE = """

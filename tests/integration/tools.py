@@ -32,3 +32,16 @@ def run(*command: str, cwd: Path = PROJECT_ROOT) -> subprocess.CompletedProcess[
         env=env,
         timeout=900,
     )
+
+
+def maas(cwd: Path, *args: str, code: Path = PROJECT_ROOT) -> subprocess.CompletedProcess[str]:
+    """``maas`` run in ``cwd`` with the code (ops/, the layer) of the tree ``code`` first on the path."""
+    env = {**os.environ, "PYTHONPATH": f"{code / 'layers' / 'runtime'}{os.pathsep}{code}"}
+    return subprocess.run(
+        [sys.executable, "-m", "ops.cli", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )

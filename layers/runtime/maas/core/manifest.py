@@ -235,28 +235,43 @@ def _artifact_name(name: str, path: str) -> str:
 class Manifest:
     """A version's manifest. The field names are the JSON keys."""
 
+    #: the model's name in the registry (an identifier)
     name: str
+    #: the task type the runtime serves it with (``maas.core.tasks``)
     task: str
+    #: ``model.onnx``: its sha256 and size
     model: FileEntry
     #: set by ``maas publish`` when the version number is claimed
     version: int | None = None
+    #: set by ``maas publish``
     published_at: str | None = None
+    #: when the version folder was written
     created_at: str | None = None
     #: the source framework: name, version, converter, estimator, graph rewrites...
     framework: Mapping[str, Any] | None = None
+    #: the graph's opsets and the onnxruntime it was checked with
     onnx: OnnxInfo | None = None
+    #: other files of the version (tokenizer.json, vocabularies, external tensor data), by name
     artifacts: Mapping[str, FileEntry] | None = None
+    #: inputs and outputs read from the graph: names, dtypes, shapes
     signature: Signature | None = None
     #: which graph input/output plays which part (``input``, ``probability_output``...)
     io: Mapping[str, Any] | None = None
+    #: class labels, in the model's class order
     labels: tuple[str, ...] | None = None
     #: feature names of a tabular model, in the graph's column order
     features: tuple[str, ...] | None = None
+    #: the JSON Schema of a request's instances
     request_schema: Mapping[str, Any] | None = None
+    #: held-out metrics (accuracy, f1, mae, rmse, r2, perplexity...)
     metrics: Mapping[str, Any] | None = None
+    #: the parity gate's result: what was compared, how many differ, the largest difference
     parity: Mapping[str, Any] | None = None
+    #: for a quantised version: the recipe, its own gate's result, every attempt
     quantisation: Mapping[str, Any] | None = None
+    #: the first rows of the sample with what the graph answered (publish and promote re-check them)
     sample: Mapping[str, Any] | None = None
+    #: data file hash, split, parameters, git revision
     provenance: Mapping[str, Any] | None = None
     #: keys this module does not know, kept as they were
     extra: Mapping[str, Any] = field(default_factory=dict)

@@ -14,6 +14,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 import uuid
@@ -63,8 +64,10 @@ def moto_server_process(settings: Mapping[str, str] | None = None) -> Iterator[s
         port = probe.getsockname()[1]
     command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
     # ``settings``: moto's own environment variables (e.g. INITIAL_NO_AUTH_ACTION_COUNT enforces IAM)
+    # its own output goes to a file: read back when it does not start, so the error says why
+    log = tempfile.TemporaryFile()
     process = subprocess.Popen(
-        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **(settings or {})}
+        command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(settings or {})}
     )
     endpoint = f"http://127.0.0.1:{port}"
     try:
@@ -75,12 +78,17 @@ def moto_server_process(settings: Mapping[str, str] | None = None) -> Iterator[s
                 break
             except OSError:
                 if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError("the moto server did not start") from None
+                    log.seek(0)
+                    said = log.read().decode(errors="replace").strip().splitlines()[-5:]
+                    raise RuntimeError(
+                        f"the moto server did not start (exit {process.poll()}): {' | '.join(said)}"
+                    ) from None
                 time.sleep(0.2)
         yield endpoint
     finally:
         process.terminate()
         process.wait(timeout=30)
+        log.close()
 
 
 @contextmanager

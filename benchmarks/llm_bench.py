@@ -116,6 +116,12 @@ def once(side: str, spec: dict[str, Any], work: Path, env: dict[str, str]) -> di
         raise RuntimeError(f"{side} failed: {result.stderr[-3000:]}")
     figures: dict[str, Any] = json.loads(lines[-1])
     figures["first_token_s"] = figures.pop("first_token_at") - spawned
+    # ours: the rate the handler logged for the graph's download from the local S3
+    downloads = [json.loads(line) for line in lines[:-1] if '"downloaded"' in line]
+    if downloads:
+        biggest = max(downloads, key=lambda d: d.get("bytes", 0))
+        figures["download_mb_per_s"] = biggest.get("mb_per_s")
+        figures["download_mb"] = biggest.get("bytes", 0) / 1e6
     return figures
 
 
@@ -204,6 +210,12 @@ def run(work: Path, registry: RegistryAdmin, env: dict[str, str], repeats: int) 
         "pytorch": 1.0,
     }
     results["gates"] = gates
+    results["download_mb_per_s"] = {
+        side: summary([r["download_mb_per_s"] for r in results["threads"]["1"]["_runs"][side]])
+        for side in sides
+        if side.startswith("ours:")
+        and all(r.get("download_mb_per_s") for r in results["threads"]["1"]["_runs"][side])
+    }
     results["ratios"] = ratios(results)
     return results
 
@@ -273,6 +285,8 @@ def markdown(results: dict[str, Any]) -> str:
         + " | ".join(f"{results['greedy_agreement'][s]:.3f}" for s in sides)
         + " |"
     )
+    for side, rate in results.get("download_mb_per_s", {}).items():
+        rows.append(f"- {side}: the graph downloaded from the local S3 at {rate['median']:.0f} MB/s (median)")
     rows.append("")
     for name, figure in results["ratios"].items():
         if not isinstance(figure, dict):

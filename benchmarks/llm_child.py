@@ -112,6 +112,9 @@ def llamacpp(spec: dict[str, Any]) -> dict[str, Any]:
     )
 
     def decode(ids: list[int], new: int) -> int:
+        # reset first: generate() alone reuses the cache of a prompt it has seen (a prefix match),
+        # which would time one token instead of a prefill
+        llm.reset()
         produced = 0
         for _ in llm.generate(ids, top_k=1, temp=0.0, reset=True):
             produced += 1
@@ -128,6 +131,7 @@ def llamacpp(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def greedy(llm: Any, ids: list[int], steps: int) -> list[int]:
+    llm.reset()
     tokens: list[int] = []
     for token in llm.generate(ids, top_k=1, temp=0.0, reset=True):
         tokens.append(int(token))

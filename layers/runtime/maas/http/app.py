@@ -86,7 +86,7 @@ class ModelApp:
         return self._resolver(
             [
                 plain_router(self.runtime, documented=True),
-                openai_router(self.runtime, StreamSlot()),
+                openai_router(self.runtime, StreamSlot(), documented=True),
                 protocol_router(self.runtime),
             ],
             validation=True,

@@ -51,9 +51,19 @@ def _model_entry(name: str, version: int, updated_at: str) -> dict[str, Any]:
     }
 
 
-def openai_router(runtime: ModelRuntime, slot: StreamSlot) -> Router:
-    """The OpenAI routes over ``runtime``; a streamed answer is handed to ``slot``."""
+def openai_router(runtime: ModelRuntime, slot: StreamSlot, *, documented: bool = False) -> Router:
+    """The OpenAI routes over ``runtime``; a streamed answer is handed to ``slot``. ``documented``
+    adds their error answers' types for the OpenAPI document (pydantic models: a serving function
+    never builds them)."""
     router = Router()  # type: ignore[no-untyped-call]  # Powertools leaves __init__ unannotated
+
+    def errors(method: str) -> dict[str, Any]:
+        if not documented:
+            return {}
+        from maas.http.protocol_types import OpenAIError, error_responses
+
+        statuses = (404, 503) if method == "GET" else (400, 404, 413, 503)
+        return {"responses": error_responses(*statuses, model=OpenAIError)}
 
     def routes(method: str, suffix: str, summary: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         """Declare a handler under each prefix; ``model`` is None under ``/v1``."""
@@ -62,7 +72,7 @@ def openai_router(runtime: ModelRuntime, slot: StreamSlot) -> Router:
         def declare(handler: Callable[..., Any]) -> Callable[..., Any]:
             for prefix in prefixes:
                 route = router.get if method == "GET" else router.post
-                route(f"{prefix}{suffix}", summary=summary, tags=OPENAI)(handler)
+                route(f"{prefix}{suffix}", summary=summary, tags=OPENAI, **errors(method))(handler)
             return handler
 
         return declare

@@ -111,6 +111,19 @@ class PlainError(BaseModel):
     error: ErrorDetail
 
 
+class OpenAIErrorDetail(BaseModel):
+    message: str
+    type: str = Field(description="invalid_request_error (4xx) or server_error (5xx)")
+    param: str | None
+    code: str
+
+
+class OpenAIError(BaseModel):
+    """OpenAI's error body, which its clients raise from (``openai.BadRequestError``...)."""
+
+    error: OpenAIErrorDetail
+
+
 class ProtocolError(_Message):
     """The protocol's error shape: one message (and, beside it, our code and the request id)."""
 

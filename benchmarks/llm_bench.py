@@ -309,15 +309,20 @@ def main(argv: list[str] | None = None) -> int:
         create_bucket(BUCKET)
         env = {**os.environ, "MODEL_BUCKET": BUCKET, "POWERTOOLS_METRICS_NAMESPACE": "MaasBench"}
         results = run(work, RegistryAdmin(BUCKET), env, args.repeats)
+    print(write(results))
+    stored = plots.latest_results()
+    plots.draw(stored)  # the Benchmarks page's LLM charts beside the others
+    plots.embed_headline(stored)
+    return 0
+
+
+def write(results: dict[str, Any]) -> str:
+    """``llm-latest.json`` and its table (``llm-latest.md``), which the table is returned as."""
     out = PROJECT_ROOT / "benchmarks" / "results" / "llm-latest.json"
     out.write_text(json.dumps(results, indent=2) + "\n")
     table = markdown(results)
     (PROJECT_ROOT / "benchmarks" / "results" / "llm-latest.md").write_text(table)
-    stored = plots.latest_results()
-    plots.draw(stored)  # the Benchmarks page's LLM charts beside the others
-    plots.embed_headline(stored)
-    print(table)
-    return 0
+    return table
 
 
 if __name__ == "__main__":

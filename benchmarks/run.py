@@ -25,7 +25,7 @@ from typing import Any
 import joblib
 import numpy as np
 
-from benchmarks import batch_bench, keras_bench, minilm_bench, plots
+from benchmarks import batch_bench, keras_bench, llm_bench, minilm_bench, plots
 from benchmarks.cold_start import cold_start_bound, cold_starts, compare_cold_starts
 from benchmarks.handlers import warm_handler
 from benchmarks.stats import alternate, percentile, ratio, rotate, summary
@@ -397,6 +397,12 @@ def main(argv: list[str] | None = None) -> int:
             {**env, "MODEL_BUCKET": minilm_bench.BUCKET},
             max(3, args.repeats // 2),
         )
+        log("gemma: decode, prefill, first token, RSS, size, perplexity against llama.cpp and PyTorch")
+        create_bucket(llm_bench.BUCKET)
+        (work / "llm").mkdir()
+        llm = llm_bench.run(
+            work / "llm", RegistryAdmin(llm_bench.BUCKET), {**env, "MODEL_BUCKET": llm_bench.BUCKET}, 3
+        )
     sizes = bench_sizes(built, work / "spam_nb")
     date = datetime.now(UTC).strftime("%Y-%m-%d")
     results = {
@@ -417,7 +423,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{date}.json").write_text(json.dumps(results, indent=2) + "\n")
-    table = markdown(results) + "\n" + minilm_bench.markdown(minilm)
+    table = markdown(results) + "\n" + minilm_bench.markdown(minilm) + "\n" + llm_bench.write(llm)
     (RESULTS / "latest.md").write_text(table)
     plot_name = f"{date}.png"
     plot(results, RESULTS / plot_name)

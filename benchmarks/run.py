@@ -25,7 +25,7 @@ from typing import Any
 import joblib
 import numpy as np
 
-from benchmarks import batch_bench, keras_bench, llm_bench, minilm_bench, plots
+from benchmarks import batch_bench, keras_bench, llm_bench, minilm_bench, openai_bench, plots
 from benchmarks.cold_start import cold_start_bound, cold_starts, compare_cold_starts
 from benchmarks.handlers import warm_handler
 from benchmarks.stats import alternate, percentile, ratio, rotate, summary
@@ -403,6 +403,10 @@ def main(argv: list[str] | None = None) -> int:
         llm = llm_bench.run(
             work / "llm", RegistryAdmin(llm_bench.BUCKET), {**env, "MODEL_BUCKET": llm_bench.BUCKET}, 3
         )
+        log("gemma's OpenAI API through maas serve against llama.cpp's server, streamed and not")
+        create_bucket(openai_bench.BUCKET)
+        (work / "openai").mkdir()
+        served_openai = openai_bench.run(work / "openai", RegistryAdmin(openai_bench.BUCKET), env, 5)
     sizes = bench_sizes(built, work / "spam_nb")
     date = datetime.now(UTC).strftime("%Y-%m-%d")
     results = {
@@ -423,7 +427,15 @@ def main(argv: list[str] | None = None) -> int:
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{date}.json").write_text(json.dumps(results, indent=2) + "\n")
-    table = markdown(results) + "\n" + minilm_bench.markdown(minilm) + "\n" + llm_bench.write(llm)
+    table = (
+        markdown(results)
+        + "\n"
+        + minilm_bench.markdown(minilm)
+        + "\n"
+        + llm_bench.write(llm)
+        + "\n"
+        + openai_bench.write(served_openai)
+    )
     (RESULTS / "latest.md").write_text(table)
     plot_name = f"{date}.png"
     plot(results, RESULTS / plot_name)

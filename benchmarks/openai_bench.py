@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.llm_bench import bench_python
-from benchmarks.stats import ratio, summary
+from benchmarks.stats import ratio, ratio_lines, summary
 from ops.local import create_bucket, environment, local_aws_environment, moto_server
 from ops.registry_admin import RegistryAdmin
 from training.data import PROJECT_ROOT
@@ -159,12 +159,7 @@ def markdown(results: dict[str, Any]) -> str:
         + " |",
         "",
     ]
-    for name, figure in results["ratios"].items():
-        target = TARGETS.get(name)
-        goal = f" (goal {target[0]} {target[1]})" if target else ""
-        rows.append(
-            f"- {name}: {figure['median']:.2f} (min {figure['min']:.2f}, max {figure['max']:.2f}){goal}"
-        )
+    rows += ratio_lines(results["ratios"], TARGETS)
     return "\n".join(rows) + "\n"
 
 

@@ -55,3 +55,18 @@ def verdict(value: float, op: str, target: float, unit: str = "") -> str:
 def ratio(a: Sequence[float], b: Sequence[float]) -> dict[str, Any]:
     """Per-pair ratios a_i / b_i of an alternating run: the median and its spread."""
     return summary([x / y for x, y in zip(a, b, strict=True)])
+
+
+def ratio_lines(ratios: dict[str, Any], targets: dict[str, tuple[str, float]]) -> list[str]:
+    """A Markdown bullet per ratio: its median, spread and goal (a non-figure entry as it is)."""
+    rows = []
+    for name, figure in ratios.items():
+        if not isinstance(figure, dict):
+            rows.append(f"- {name}: {figure}")
+            continue
+        target = targets.get(name)
+        goal = f" (goal {target[0]} {target[1]})" if target else ""
+        rows.append(
+            f"- {name}: {figure['median']:.2f} (min {figure['min']:.2f}, max {figure['max']:.2f}){goal}"
+        )
+    return rows

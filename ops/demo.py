@@ -196,24 +196,27 @@ def _transformers(workdir: Path, registry: RegistryAdmin, log: Any, quick: bool)
 
 
 def _llm(workdir: Path, registry: RegistryAdmin, log: Any) -> None:
-    """gemma: google/gemma-3-270m from its GGUF, the gated fp32 version, greedy and sampled."""
+    """gemma: google/gemma-3-270m from its GGUF, its gated served variant, greedy and sampled."""
     from training.models import gemma
 
     _say("4.7 gemma (google/gemma-3-270m, GGUF Q4_K_M from PyPI): dequantise, export with a KV cache, gate")
     _say(
         f"    (a machine's first run exports for minutes; later runs read the cache in {gemma.cache_root()})"
     )
-    manifest = gemma.train(TrainOptions(out=workdir / "gemma", quantize="fp32", quiet=True))
+    manifest = gemma.train(TrainOptions(out=workdir / "gemma", quantize=gemma.SERVED_VARIANTS, quiet=True))
     for name, figures in manifest["metrics"]["variants"].items():
         verdict = "passes" if figures["passed"] else "fails: " + "; ".join(figures["unmet"])
         _say(
-            f"   {name:<8} {figures['bytes'] / 1e6:7.1f} MB  perplexity {figures['perplexity']:.2f} "
+            f"   {name:<14} {figures['bytes'] / 1e6:7.1f} MB  perplexity {figures['perplexity']:.2f} "
             f"({figures['perplexity_ratio']:.4f}x PyTorch's), greedy agreement {figures['greedy_agreement']:.3f}: "
             f"{verdict}"
         )
-    version = registry.publish(workdir / "gemma").version
+    folder = gemma.served(workdir / "gemma")
+    version = registry.publish(folder).version
     registry.set_alias("gemma", ALIAS, version)
-    _say(f"   published gemma version {version} (the variant that passed), alias {ALIAS} -> {version}")
+    _say(
+        f"   published gemma version {version} ({folder.name}: the first of {gemma.SERVED_PREFERENCE} that passed), alias {ALIAS} -> {version}"
+    )
     _invoke_events("gemma", log)
     _streamed_chat(log)
 

@@ -183,10 +183,12 @@ def test_the_lossless_graph_computes_with_the_gguf_weights_exactly(tmp_path: Pat
     """Random blocks of each GGUF type in Gemma's file (Q8_0, Q5_0, Q6_K, Q4_K with its residual,
     the Q8_0 embedding), written as MatMulNBits / GatherBlockQuantized by training/llm/lossless.py
     (in the export environment, where gguf is): onnxruntime computes x @ W^T with W exactly as
-    gguf.quants.dequantize gives it (fp32 activations here; only the summation order differs)."""
+    gguf.quants.dequantize gives it (fp32 activations here; only the summation order differs), both
+    as the 8-bit kernel and as two nibbles at the 4-bit one. The shortlisting lm_head scores every
+    token roughly, then its best 64 exactly from the embedding's own table, stored once."""
     import onnxruntime as ort
 
-    run_export(["--out", str(tmp_path)], SCRIPT.with_name("lossless.py"))  # gguf: export environment only
+    summary = run_export(["--out", str(tmp_path)], SCRIPT.with_name("lossless.py"))  # gguf: export env only
     session = ort.InferenceSession(str(tmp_path / "lossless.onnx"), providers=["CPUExecutionProvider"])
     expected = np.load(tmp_path / "expected.npz")
     x = np.random.default_rng(1).standard_normal((1, 3, 512)).astype(np.float32)
@@ -195,7 +197,32 @@ def test_the_lossless_graph_computes_with_the_gguf_weights_exactly(tmp_path: Pat
     out = dict(zip(names, session.run(None, {"x": x, "ids": ids}), strict=True))
     for kind in ("Q8_0", "Q5_0", "Q6_K", "Q4_K"):
         want = x @ expected[kind].T
-        assert np.abs(out[f"y_{kind}"] - want).max() <= 1e-5 * np.abs(want).max(), kind
+        for output in (f"y_{kind}", f"y_{kind}_nibbles"):
+            assert np.abs(out[output] - want).max() <= 1e-5 * np.abs(want).max(), output
     assert np.array_equal(out["embedded"][0], expected["embedding"][[0, 5, 63]])
-    ops = {node.op_type for node in onnx.load(str(tmp_path / "lossless.onnx")).graph.node}
-    assert ops == {"MatMulNBits", "GatherBlockQuantized", "Reshape", "ReduceSum", "MatMul", "Sub"}
+    exact = x @ expected["embedding"].T  # [1, 3, 4 x shortlist]
+    tolerance = 1e-5 * np.abs(exact).max()
+    rescored = np.abs(out["logits"] - exact) <= tolerance
+    exact_scores = rescored.sum(axis=-1)  # the shortlist, each row (a rough score may land close too)
+    assert ((exact_scores >= summary["shortlist"]) & (exact_scores <= summary["shortlist"] + 16)).all()
+    best = np.argsort(-exact, axis=-1)[..., :8]  # the top is always among them
+    assert np.take_along_axis(rescored, best, axis=-1).all()
+    assert np.array_equal(out["logits"].argmax(-1), exact.argmax(-1))
+    rough = np.abs(out["logits"] - exact).max()  # the rest: a 4-bit score, close but not exact
+    assert rough <= 0.25 * np.abs(exact).max()  # uniform random integers: the worst case
+    graph = onnx.load(str(tmp_path / "lossless.onnx")).graph
+    assert [i.name for i in graph.initializer].count("model.embed_tokens.qdata") == 1
+    ops = {node.op_type for node in graph.node}
+    assert ops == {
+        "MatMulNBits",
+        "GatherBlockQuantized",
+        "Reshape",
+        "ReduceSum",
+        "MatMul",
+        "Sub",
+        "Concat",
+        "TopK",
+        "Unsqueeze",
+        "Squeeze",
+        "ScatterElements",
+    }

@@ -40,7 +40,11 @@ HELD_OUT_CHAPTERS = 10  # the last chapters of Moby Dick
 class GateSpec:
     """How much the gate measures: the catalogue model uses the defaults, tests a smaller one."""
 
-    prompts: int = 16
+    #: 64, not 16: greedy agreement is decided by near-ties, prompt by prompt (a row agrees on all
+    #: its 32 tokens, or drifts at one and rarely comes back), so few prompts give a noisy figure.
+    #: On 16 prompts llama.cpp agreed 0.699 and our int8-activation lossless graph 0.695; on 64,
+    #: 0.588 and 0.637.
+    prompts: int = 64
     steps: int = 32
     texts: int = 6
     text_tokens: int = 256

@@ -138,10 +138,15 @@ def prune_to_last_position(source: Path, target: Path) -> None:
     added.append(
         helper.make_node("Slice", [head.input[0], *constants], [sliced], name=f"/{LAST_POSITION}/Slice")
     )
-    position = list(model.graph.node).index(head)
+    hidden = head.input[0]
+    consumers = [node for node in model.graph.node if hidden in node.input]
+    position = min(list(model.graph.node).index(node) for node in consumers)
     for offset, node in enumerate(added):
         model.graph.node.insert(position + offset, node)
-    head.input[0] = sliced
+    # every node reading the final hidden state reads its last position: the lm_head, and what a
+    # shortlisting lm_head (training/llm/lossless.py) rescores with
+    for node in consumers:
+        node.input[:] = [sliced if name == hidden else name for name in node.input]
     logits = next(o for o in model.graph.output if o.name == "logits")
     logits.type.tensor_type.shape.dim[1].ClearField("dim_param")
     logits.type.tensor_type.shape.dim[1].dim_value = 1

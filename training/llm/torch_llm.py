@@ -231,17 +231,23 @@ def encoder(folder: Path, found: dict[str, object]):  # type: ignore[no-untyped-
 def reference(model, spec: dict[str, object], out: Path) -> dict[str, object]:  # type: ignore[no-untyped-def]
     """PyTorch's answers: greedy ids per prompt, NLL per held-out token, log-probs for the KL."""
     steps = int(spec["steps"])  # type: ignore[call-overload]
-    greedy: list[list[int]] = []
+    prompts: list[list[int]] = spec["prompts"]  # type: ignore[assignment]
+    greedy: list[list[int]] = [[] for _ in prompts]
+    same_length: dict[int, list[int]] = {}
+    for index, ids in enumerate(prompts):
+        same_length.setdefault(len(ids), []).append(index)
     with torch.no_grad():
-        for ids in spec["prompts"]:  # type: ignore[attr-defined]
-            # a plain loop, not generate(): EOS is a token like any other for the comparison
-            output = model(torch.tensor([ids], dtype=torch.int64), use_cache=True)
-            tokens: list[int] = []
-            for _ in range(steps):
-                tokens.append(int(output.logits[0, -1].argmax()))
-                step = torch.tensor([[tokens[-1]]], dtype=torch.int64)
-                output = model(step, past_key_values=output.past_key_values, use_cache=True)
-            greedy.append(tokens)
+        # the prompts of one length decode together (no padding, so no mask changes a row): one
+        # batched step instead of one per prompt; a plain loop, not generate(), since EOS is a
+        # token like any other for the comparison
+        for indices in same_length.values():
+            output = model(torch.tensor([prompts[i] for i in indices], dtype=torch.int64), use_cache=True)
+            for step in range(steps):
+                chosen = output.logits[:, -1].argmax(dim=-1)
+                for index, token in zip(indices, chosen.tolist(), strict=True):
+                    greedy[index].append(int(token))
+                if step + 1 < steps:
+                    output = model(chosen[:, None], past_key_values=output.past_key_values, use_cache=True)
         nll: list[list[float]] = []
         kl_rows: list[np.ndarray] = []
         kl_positions = int(spec["kl_positions"])  # type: ignore[call-overload]
@@ -259,13 +265,18 @@ def reference(model, spec: dict[str, object], out: Path) -> dict[str, object]:  
     return {"prompts": len(greedy), "texts": len(nll)}
 
 
-def lossless(gguf_file: Path, fp32: Path, out: Path) -> dict[str, object]:
+def lossless(gguf_file: Path, fp32: Path, out: Path, extra: list[str]) -> dict[str, object]:
+    """``extra``: ``fp32_activations=a+b`` names the projections computed with fp32 activations."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("lossless", Path(__file__).with_name("lossless.py"))
     module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
     spec.loader.exec_module(module)  # type: ignore[union-attr]
-    summary = module.build_lossless(gguf_file, fp32 / "model.onnx", out)
+    options = dict(option.split("=", 1) for option in extra)
+    fp32_activations = tuple(p for p in options.pop("fp32_activations", "").split("+") if p)
+    if options:
+        raise SystemExit(f"lossless: unknown options {sorted(options)}")
+    summary = module.build_lossless(gguf_file, fp32 / "model.onnx", out, fp32_activations=fp32_activations)
     shutil.copyfile(fp32 / "genai_config.json", out / "genai_config.json")
     return dict(summary)
 
@@ -298,7 +309,7 @@ def export(source: Path, work: Path, texts_file: Path, variants: list[str]) -> d
         name, _, rest = variant.partition("=")
         precision, *extra = rest.split(",")
         if precision == "lossless":  # the GGUF's own integers in the fp32 graph (built first)
-            built[name] = lossless(source, work / "fp32", work / name)
+            built[name] = lossless(source, work / "fp32", work / name, extra)
             continue
         build(folder, work / name, precision, extra)
         built[name] = str(work / name)

@@ -17,6 +17,7 @@ import argparse
 import gzip
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -178,6 +179,8 @@ def run(work: Path, registry: RegistryAdmin, env: dict[str, str], repeats: int) 
                     spec.update(gate_prompts=gate_prompts, gate_texts=gate_texts, gate_steps=GATE_STEPS)
                 log(f"{threads} thread(s), round {index + 1}: {side}")
                 runs[side].append(once(side, spec, work, child_env))
+                if "MODEL_CACHE_DIR" in child_env:  # each cold start downloads afresh: up to 1.1 GB
+                    shutil.rmtree(child_env["MODEL_CACHE_DIR"], ignore_errors=True)
         results["threads"][str(threads)] = {
             side: {
                 key: summary([r[key] for r in runs[side]])
@@ -297,10 +300,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="maas-bench-llm-"))
-    with moto_server() as endpoint, environment(local_aws_environment(endpoint)):
-        create_bucket(BUCKET)
-        env = {**os.environ, "MODEL_BUCKET": BUCKET, "POWERTOOLS_METRICS_NAMESPACE": "MaasBench"}
-        results = run(work, RegistryAdmin(BUCKET), env, args.repeats)
+    try:
+        with moto_server() as endpoint, environment(local_aws_environment(endpoint)):
+            create_bucket(BUCKET)
+            env = {**os.environ, "MODEL_BUCKET": BUCKET, "POWERTOOLS_METRICS_NAMESPACE": "MaasBench"}
+            results = run(work, RegistryAdmin(BUCKET), env, args.repeats)
+    finally:  # the versions, the GGUF, the fp32 folder: gigabytes
+        shutil.rmtree(work, ignore_errors=True)
     print(write(results))
     stored = plots.latest_results()
     plots.draw(stored)  # the Benchmarks page's LLM charts beside the others

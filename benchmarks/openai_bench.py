@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -171,10 +172,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="maas-bench-openai-"))
-    with moto_server() as endpoint, environment(local_aws_environment(endpoint)):
-        create_bucket(BUCKET)
-        env = {**os.environ, "POWERTOOLS_METRICS_NAMESPACE": "MaasBench"}
-        results = run(work, RegistryAdmin(BUCKET), env, args.repeats)
+    try:
+        with moto_server() as endpoint, environment(local_aws_environment(endpoint)):
+            create_bucket(BUCKET)
+            env = {**os.environ, "POWERTOOLS_METRICS_NAMESPACE": "MaasBench"}
+            results = run(work, RegistryAdmin(BUCKET), env, args.repeats)
+    finally:  # the version, the GGUF, the server's cache: gigabytes
+        shutil.rmtree(work, ignore_errors=True)
     print(write(results))
     return 0
 

@@ -17,7 +17,7 @@ import pytest
 from maas.core.deadline import GATEWAY_SECONDS, MARGIN_SECONDS, deadline_for
 from maas.core.errors import RequestError
 from maas.core.predictor import Predictor
-from maas.core.tasks import task_for
+from maas.core.tasks import kv_cache, task_for
 from maas.core.tasks.causal_lm import CausalLM, CompletionRequest, Delta
 from maas.core.tasks.sampling import Sampler, Sampling, log_softmax
 from ops.local import LambdaContext
@@ -67,6 +67,28 @@ def test_greedy_tokens_equal_pytorch_greedy_for_every_reference_prompt(
         assert got.finish_reason == "length" and got.tokens == len(want)
 
 
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_a_prompt_that_starts_like_the_last_one_reuses_its_cache_and_answers_the_same(
+    tiny_llms: dict[str, Path], arch: str
+) -> None:
+    """A chat's next turn re-sends the conversation: only what follows the last prompt prefills."""
+    longer = PROMPT + " - never mind how long precisely - having little or no money"
+    fields = {"temperature": 0, "max_new_tokens": 12}
+    alone = {
+        p: load(tiny_llms[arch]).complete(ask(load(tiny_llms[arch]), prompt=p, **fields))
+        for p in (PROMPT, longer)
+    }
+    task = load(tiny_llms[arch])
+    first = ask(task, **fields)
+    assert task.complete(first) == alone[PROMPT] and task.reused_tokens == 0
+    assert task.complete(ask(task, prompt=longer, **fields)) == alone[longer]
+    assert kv_cache.MIN_REUSE <= task.reused_tokens <= len(first.prompt_ids)
+    assert task.complete(first) == alone[PROMPT]  # the same prompt again: all but its last two
+    assert task.reused_tokens == len(first.prompt_ids) - kv_cache.MIN_TAIL
+    task.complete(ask(task, prompt="Whale " + PROMPT, **fields))  # another start: nothing to reuse
+    assert task.reused_tokens == 0
+
+
 def test_the_stream_is_the_completion_one_step_at_a_time(tiny: CausalLM) -> None:
     request = ask(tiny, temperature=0.8, seed=3, num_return_sequences=3, max_new_tokens=24)
     steps = list(tiny.stream(request))
@@ -106,7 +128,8 @@ def test_rows_share_one_prefill_and_greedy_rows_are_identical(
     request = ask(tiny, temperature=0, num_return_sequences=4, max_new_tokens=6)
     completions = tiny.complete(request)
     prompt = len(request.prompt_ids)
-    assert shapes[0] == (1, prompt)  # the prompt runs once, for all four rows
+    # the prompt runs once, for all four rows (what an earlier request's cache left of it)
+    assert shapes[0] == (1, prompt - tiny.reused_tokens)
     assert all(shape == (4, 1) for shape in shapes[1:]) and len(shapes) == 6
     assert len({c.token_ids for c in completions}) == 1 and len(completions) == 4
 

@@ -35,7 +35,8 @@ SERVED_FILE = "served.onnx"
 
 @dataclass(frozen=True, slots=True)
 class Variant:
-    """One graph the builder writes: its precision and options (all at accuracy level 4)."""
+    """One graph the import writes: its precision and options (the builder's, or for ``lossless``
+    precision the GGUF rewrite's: which projections get fp32 activations)."""
 
     name: str
     precision: str

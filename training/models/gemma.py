@@ -5,8 +5,9 @@ checked by sha256, in the export environment); ``training.llm.importer`` dequant
 builds each variant with onnxruntime-genai's model builder and gates it against the fp32 PyTorch
 model. The Gemma terms apply to the weights (data/README.md); they never go in git.
 
-The export costs minutes of CPU (dequantisation, tokenizer conversion, five builder runs, the
-gate), so its version folders are cached outside the repository, in
+The export costs minutes of CPU (dequantisation, tokenizer conversion, the builder runs and the
+GGUF rewrites of ``training/llm/lossless.py``, the gate), so its version folders are cached
+outside the repository, in
 ``$MAAS_LLM_CACHE`` (default ``~/.cache/maas/llm``)``/<gguf sha256>-<exporter version>/``: only a
 machine's first run pays. Without the cache (or with ``MAAS_LLM_CACHE=off``) it all runs again.
 """

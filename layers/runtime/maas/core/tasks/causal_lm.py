@@ -29,7 +29,7 @@ from maas.core.predictor import Predictor
 from maas.core.signature import TensorSpec, is_unicode
 from maas.core.tasks.base import Continuation, GenerationRequest, Generator
 from maas.core.tasks.chat import ChatTemplate
-from maas.core.tasks.kv_cache import CacheLayout, KVDecoder
+from maas.core.tasks.kv_cache import CacheLayout, KVDecoder, Prefix
 from maas.core.tasks.sampling import Sampler, Sampling, log_softmax
 
 __all__ = [
@@ -169,6 +169,10 @@ class CausalLM(Generator):
         self.add_bos = bool(io.get("add_bos", False)) and self.bos_token_id is not None
         self.eos_token_ids = frozenset(int(i) for i in io.get("eos_token_ids", []))
         self._chat: ChatTemplate | None = None
+        #: the last prompt's cache (kv_cache.Prefix: a prompt that starts the same prefills only the
+        #: rest; replaced whole, so concurrent requests each read one), and what the last reused
+        self._prefix: Prefix | None = None
+        self.reused_tokens = 0
 
     # --- what a tensor client sees ------------------------------------------------------------
 
@@ -361,7 +365,8 @@ class CausalLM(Generator):
         rows = [_Row(i, list(prompt), start, len(prompt)) for i in range(request.num_return_sequences)]
         sampler = Sampler(request.sampling, len(rows), self.vocab_size, prompt)
         decoder = KVDecoder(self.predictor, self.layout)
-        logits = decoder.prefill(prompt, len(rows))
+        logits = decoder.prefill(prompt, len(rows), self._prefix)
+        self._prefix, self.reused_tokens = decoder.prefix, decoder.reused
         live = np.arange(len(rows))
         step_seconds = 0.0
         while True:

@@ -15,6 +15,15 @@ the next ``past`` saves no copy that ``run`` makes: onnxruntime allocates every 
 either way, since with ``windowed_kv_cache=false`` it grows by a position each step (a buffer
 shared between past and present needs the builder's windowed layout, which a plain loop cannot
 grow).
+
+A prompt that starts like the last one prefilled (a chat's next turn re-sends the conversation; a
+client repeats a prompt) reuses that prompt's cache for what they share, as llama.cpp's server
+does: ``Prefix`` keeps the last prompt's cache of one row (36 KiB a token for Gemma 3 270M), and
+the new prompt's prefill runs from where they part. At least ``MIN_TAIL`` tokens are prefilled
+again: a one-token run takes the kernels' one-row path, whose int8-activation products differ
+slightly from the multi-row path a prefill takes, while a run of two or more gives the full
+prefill's logits exactly (max difference 0.0 on Gemma 3 270M's lossless-mixed and fp32 graphs,
+prompts split in halves).
 """
 
 from __future__ import annotations
@@ -26,6 +35,28 @@ import numpy as np
 
 from maas.core.errors import ConfigurationError
 from maas.core.predictor import Predictor
+
+#: tokens a reuse must save to be worth it, and tokens always prefilled again (see above)
+MIN_REUSE = 4
+MIN_TAIL = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Prefix:
+    """The last prompt prefilled (BOS included) and its cache, one row, ``[1, heads, len, dim]``."""
+
+    ids: tuple[int, ...]
+    cache: tuple[np.ndarray, ...]
+
+    def shared(self, prompt_ids: list[int]) -> int:
+        """How many leading positions of ``prompt_ids`` this cache answers (0: none worth it)."""
+        common = 0
+        for mine, theirs in zip(self.ids, prompt_ids, strict=False):
+            if mine != theirs:
+                break
+            common += 1
+        usable = min(common, len(prompt_ids) - MIN_TAIL)
+        return usable if usable >= MIN_REUSE else 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,13 +119,25 @@ class KVDecoder:
         self.layout = layout
         self.cache: list[np.ndarray] = []
         self.length = 0
+        #: prompt tokens the last prefill took from a ``Prefix``, and the prefix it leaves
+        self.reused = 0
+        self.prefix: Prefix | None = None
 
-    def prefill(self, prompt_ids: list[int], rows: int) -> np.ndarray:
-        """Run the prompt once; the next-token logits [rows, vocab], the cache repeated per row."""
+    def prefill(self, prompt_ids: list[int], rows: int, reuse: Prefix | None = None) -> np.ndarray:
+        """Run the prompt once (from where ``reuse``'s prompt parts from it); the next-token logits
+        [rows, vocab], the cache repeated per row. ``reused`` and ``prefix`` say what it did."""
         layout = self.layout
-        empty = np.zeros((1, layout.num_kv_heads, 0, layout.head_dim), dtype=layout.kv_dtype)
-        ids = np.asarray([prompt_ids], dtype=np.int64)
-        logits = self._run(ids, [empty] * len(layout.past), np.arange(ids.shape[1], dtype=np.int64)[None, :])
+        self.reused = reuse.shared(prompt_ids) if reuse is not None else 0
+        if reuse is not None and self.reused:
+            past = [np.ascontiguousarray(kv[:, :, : self.reused, :]) for kv in reuse.cache]
+        else:
+            empty = np.zeros((1, layout.num_kv_heads, 0, layout.head_dim), dtype=layout.kv_dtype)
+            past = [empty] * len(layout.past)
+        self.length = self.reused
+        ids = np.asarray([prompt_ids[self.reused :]], dtype=np.int64)
+        positions = np.arange(self.reused, len(prompt_ids), dtype=np.int64)[None, :]
+        logits = self._run(ids, past, positions)
+        self.prefix = Prefix(tuple(prompt_ids), tuple(self.cache))
         if rows > 1:
             self.cache = [np.repeat(kv, rows, axis=0) for kv in self.cache]
             logits = np.repeat(logits, rows, axis=0)

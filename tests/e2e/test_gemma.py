@@ -19,7 +19,9 @@ from training.models import gemma
 
 def test_gemma_is_imported_from_its_gguf_and_gated(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
     out = tmp_path / "gemma"
-    assert maas(["train", "gemma", "--out", str(out), "--quantize", "int4,lossless-mixed", "--quiet"]) == 0
+    # one quantised variant: without the cache the whole export runs here (about 5.5 minutes); that a
+    # failing variant is recorded but not written is tested on tiny models (test_llm_import.py)
+    assert maas(["train", "gemma", "--out", str(out), "--quantize", "lossless-mixed", "--quiet"]) == 0
     assert "gemma:" in capsys.readouterr().out
     manifest = json.loads((out / "manifest.json").read_text())
     io, parity = manifest["io"], manifest["parity"]
@@ -33,12 +35,10 @@ def test_gemma_is_imported_from_its_gguf_and_gated(tmp_path: Path, capsys) -> No
     assert parity["greedy_identical_prompts"] == gate.GateSpec().prompts
     assert abs(parity["perplexity_ratio"] - 1.0) < 1e-3 and parity["mean_kl"] < 1e-4
     assert parity["served_max_abs_logit_diff"] <= gate.SERVED_TOLERANCE
-    # each quantised variant is recorded; only those that pass are written. RTN int4 of this
-    # already 4-bit model drifts within a few tokens (the issue measured 9.5-14.5% agreement)
     table = manifest["metrics"]["variants"]
-    assert {"fp32", "int4", "lossless-mixed"} <= set(table)  # a cached run may have gated more
-    assert not table["int4"]["passed"] and table["int4"]["greedy_agreement"] < gate.MIN_AGREEMENT
-    assert not (tmp_path / "gemma-int4").exists()
+    assert {"fp32", "lossless-mixed"} <= set(table)  # a cached run may have gated more
+    if "int4" in table:  # RTN int4 of this already 4-bit model drifts within a few tokens
+        assert not table["int4"]["passed"] and not (tmp_path / "gemma-int4").exists()
     # the GGUF's own integers, fp32 activations into down_proj: written, and what a deployment serves
     mixed = table["lossless-mixed"]
     assert mixed["passed"] and mixed["greedy_agreement"] >= gate.MIN_AGREEMENT

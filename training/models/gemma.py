@@ -90,8 +90,8 @@ def _with_chat_template(out: Path, variants: list[str]) -> dict[str, Any]:
 
 
 #: the variant a deployment serves, the first of these that passed its gate: lossless-mixed decodes
-#: about 2.5x as fast as fp32 in 0.43x the bytes (benchmarks/results/llm-latest.md), and fp32
-#: always passes
+#: 2.9x as fast as fp32 in 0.41x the bytes (benchmarks/results/llm-latest.md), and fp32 always
+#: passes
 SERVED_PREFERENCE = ("lossless-mixed", "fp32")
 #: what ``served`` needs built (fp32 always is)
 SERVED_VARIANTS = "lossless-mixed"

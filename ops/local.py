@@ -181,8 +181,13 @@ def _invocation(
     with environment(values):
         module = load_function_module(spec)
         runtime = getattr(module, "runtime", None)
-        if _LAST_ENVIRONMENT.get(spec.logical_id, values) != values and runtime is not None:
-            runtime.reset()  # settings are read once per environment: new variables, new environment
+        # settings are read once per environment: new variables, new environment; and a runtime a
+        # test configured directly (its own environ and clients) is not this process's either
+        stale = _LAST_ENVIRONMENT.get(spec.logical_id, values) != values or getattr(
+            runtime, "injected", False
+        )
+        if stale and runtime is not None:
+            runtime.reset()
         _LAST_ENVIRONMENT[spec.logical_id] = values
         yield (
             module,

@@ -129,6 +129,12 @@ class ModelRuntime:
         if self._service is not None:
             self._service.refresh_after_restore()
 
+    @property
+    def injected(self) -> bool:
+        """Whether ``reset`` gave this runtime its environment or clients (a test's), rather than
+        the process's: a local invoker resets it before answering with the process's own."""
+        return self._environ is not None or self._s3_client is not None or self._kms_client is not None
+
     def reset(
         self,
         environ: Mapping[str, str] | None = None,

@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -93,7 +94,7 @@ def gate_ids(tokenizer_json: Path) -> tuple[list[list[int]], list[list[int]]]:
 def variants(work: Path) -> dict[str, Path]:
     """The gated variants ``maas train gemma`` wrote: fp32 at ``gemma``, the others at ``gemma-<name>``."""
     return {
-        folder.name.removeprefix(MODEL).lstrip("-") or "fp32": folder
+        gemma.variant_of(folder): folder
         for folder in sorted(work.glob(f"{MODEL}*"))
         if (folder / "manifest.json").is_file()
     }
@@ -295,18 +296,30 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(rows) + "\n"
 
 
+def on_local_s3(
+    name: str,
+    bucket: str,
+    bench: Callable[[Path, RegistryAdmin, dict[str, str], int], dict[str, Any]],
+    repeats: int,
+    extra_env: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """A gemma bench run alone: a moto server with ``bucket``, a work folder deleted afterwards
+    (the versions, the GGUF, the fp32 folder: gigabytes)."""
+    work = Path(tempfile.mkdtemp(prefix=f"maas-bench-{name}-"))
+    try:
+        with moto_server() as endpoint, environment(local_aws_environment(endpoint)):
+            create_bucket(bucket)
+            env = {**os.environ, "POWERTOOLS_METRICS_NAMESPACE": "MaasBench", **(extra_env or {})}
+            return bench(work, RegistryAdmin(bucket), env, repeats)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
-    work = Path(tempfile.mkdtemp(prefix="maas-bench-llm-"))
-    try:
-        with moto_server() as endpoint, environment(local_aws_environment(endpoint)):
-            create_bucket(BUCKET)
-            env = {**os.environ, "MODEL_BUCKET": BUCKET, "POWERTOOLS_METRICS_NAMESPACE": "MaasBench"}
-            results = run(work, RegistryAdmin(BUCKET), env, args.repeats)
-    finally:  # the versions, the GGUF, the fp32 folder: gigabytes
-        shutil.rmtree(work, ignore_errors=True)
+    results = on_local_s3("llm", BUCKET, run, args.repeats, {"MODEL_BUCKET": BUCKET})
     print(write(results))
     stored = plots.latest_results()
     plots.draw(stored)  # the Benchmarks page's LLM charts beside the others

@@ -15,22 +15,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from benchmarks.llm_bench import bench_python
+from benchmarks.llm_bench import bench_python, on_local_s3
 from benchmarks.stats import ratio, ratio_lines, summary
-from ops.local import create_bucket, environment, local_aws_environment, moto_server
 from ops.registry_admin import RegistryAdmin
 from training.data import PROJECT_ROOT
 from training.models import gemma
@@ -128,7 +124,7 @@ def run(work: Path, registry: RegistryAdmin, env: dict[str, str], repeats: int) 
             log(f"round {index + 1} of {repeats}")
     figures = {name: {key: summary([r[key] for r in rows]) for key in rows[0]} for name, rows in runs.items()}
     return {
-        "variant": served.name.removeprefix("gemma").lstrip("-") or "fp32",
+        "variant": gemma.variant_of(served),
         "prompt": PROMPT,
         "new_tokens": NEW_TOKENS,
         "figures": figures,
@@ -171,15 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args(argv)
-    work = Path(tempfile.mkdtemp(prefix="maas-bench-openai-"))
-    try:
-        with moto_server() as endpoint, environment(local_aws_environment(endpoint)):
-            create_bucket(BUCKET)
-            env = {**os.environ, "POWERTOOLS_METRICS_NAMESPACE": "MaasBench"}
-            results = run(work, RegistryAdmin(BUCKET), env, args.repeats)
-    finally:  # the version, the GGUF, the server's cache: gigabytes
-        shutil.rmtree(work, ignore_errors=True)
-    print(write(results))
+    print(write(on_local_s3("openai", BUCKET, run, args.repeats)))
     return 0
 
 

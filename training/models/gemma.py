@@ -126,6 +126,11 @@ def _variant_folder(out: Path, variant: str) -> Path:
     return out if variant == "fp32" else out.parent / f"{out.name}-{variant}"
 
 
+def variant_of(folder: Path) -> str:
+    """The variant a version folder ``train`` wrote holds (``_variant_folder``'s inverse)."""
+    return folder.name.removeprefix(NAME).lstrip("-") or "fp32"
+
+
 def _copy_versions(source: Path, out: Path, variants: list[str]) -> None:
     for variant in variants:
         target = _variant_folder(out, variant)

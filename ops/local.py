@@ -54,6 +54,12 @@ def moto_server() -> Iterator[str]:
         server.stop()
 
 
+# A server on 127.0.0.1 is never reached through a proxy. urllib.request.urlopen would: its
+# global opener keeps the proxy variables of the process's first download (a test's refused
+# download through a dead proxy left every later probe going there, and the server "did not start").
+LOOPBACK = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
 @contextmanager
 def moto_server_process(settings: Mapping[str, str] | None = None) -> Iterator[str]:
     """A moto server in a process of its own: S3 and SQS are not inside the Lambda process either,
@@ -74,14 +80,15 @@ def moto_server_process(settings: Mapping[str, str] | None = None) -> Iterator[s
         deadline = time.monotonic() + 60
         while True:
             try:
-                urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=2).close()
+                LOOPBACK.open(f"{endpoint}/moto-api/", timeout=2).close()
                 break
-            except OSError:
+            except OSError as error:
                 if time.monotonic() > deadline or process.poll() is not None:
                     log.seek(0)
                     said = log.read().decode(errors="replace").strip().splitlines()[-5:]
                     raise RuntimeError(
-                        f"the moto server did not start (exit {process.poll()}): {' | '.join(said)}"
+                        f"the moto server did not start (exit {process.poll()}, last probe: {error}): "
+                        + " | ".join(said)
                     ) from None
                 time.sleep(0.2)
         yield endpoint

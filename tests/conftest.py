@@ -10,6 +10,7 @@ import copy
 import json
 import os
 import socket
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -181,10 +182,11 @@ def moto_endpoint() -> Iterator[str]:
 
 
 @pytest.fixture
-def downloads_refused(monkeypatch: pytest.MonkeyPatch) -> str:
+def downloads_refused(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """Every HTTP(S) download of this test goes through a proxy on a local port nothing listens
     on, so it is refused at once, network or not (urllib, hence scikit-learn's and Keras's
-    dataset fetchers, honour these variables)."""
+    dataset fetchers, honour these variables). urllib's global opener keeps the proxies it was
+    built with: it is dropped before and after, so the dead proxy ends with the test."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         proxy = f"http://127.0.0.1:{probe.getsockname()[1]}"
@@ -192,7 +194,11 @@ def downloads_refused(monkeypatch: pytest.MonkeyPatch) -> str:
         monkeypatch.setenv(name, proxy)
     for name in ("no_proxy", "NO_PROXY"):
         monkeypatch.delenv(name, raising=False)
-    return proxy
+    urllib.request.install_opener(None)
+    try:
+        yield proxy
+    finally:
+        urllib.request.install_opener(None)
 
 
 class FunctionUnderTest:

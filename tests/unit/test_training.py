@@ -7,11 +7,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 from sklearn.pipeline import Pipeline
 
 from maas.core.errors import ParityError
 from ops import cli
+from ops.local import moto_server_process
 from training import importer
 from training.data import load_spamassassin, split_by_id
 from training.models import spam_nb
@@ -110,3 +112,32 @@ def test_20_newsgroups_unreachable_is_one_line_and_non_zero(
     assert code == 1
     assert len(err) == 1 and err[0].startswith("error: 20 newsgroups could not be downloaded")
     assert not (tmp_path / "ng").exists()
+
+
+def test_a_local_moto_server_starts_after_a_download_refused_by_a_proxy(
+    tmp_path: Path, downloads_refused: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """urllib's global opener keeps the proxy of the process's first download: a local server's
+    probe must not go through it (a shuffled CI run once failed every e2e module this way)."""
+    assert (
+        cli.main(
+            [
+                "train",
+                "spam_nb",
+                "--dataset",
+                "20newsgroups",
+                "--data",
+                str(tmp_path),
+                "--out",
+                str(tmp_path / "ng"),
+                "--quiet",
+            ]
+        )
+        == 1
+    )
+    for name in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
+        monkeypatch.delenv(name)
+    with moto_server_process() as endpoint:
+        s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+        s3.create_bucket(Bucket="after-a-refused-download")
+        assert [b["Name"] for b in s3.list_buckets()["Buckets"]] == ["after-a-refused-download"]

@@ -4,6 +4,7 @@ onnxruntime-genai's model builder, pruned for serving, gated against PyTorch, wr
 
 from __future__ import annotations
 
+import gzip
 import json
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from training.llm import gate
 from training.llm.decode import Decoder
 from training.llm.importer import SCRIPT, import_llm, parse_variants
 from training.llm.tiny import SPEC
+from training.llm.version import write_tokenizer
 from training.transformers.environment import run_export
 
 
@@ -68,6 +70,36 @@ def test_the_served_graph_answers_its_sample_with_last_position_logits(
     kept = json.loads((folder.parent / f"tiny-{arch}.reference.json").read_text())  # PyTorch's answers
     assert kept["prompts"][0] == ids and kept["greedy"][0][: len(sample["token_ids"])] == sample["token_ids"]
     assert len(kept["greedy"]) == SPEC.prompts and {len(g) for g in kept["greedy"]} == {kept["steps"]}
+
+
+@pytest.mark.parametrize("arch", ["gemma3", "llama"])
+def test_the_written_tokenizer_has_merges_as_strings_and_tokenises_like_the_checkpoints(
+    tiny_llms: dict[str, Path], arch: str
+) -> None:
+    """The version's tokenizer.json is the checkpoint's with its merges as "a b" strings (faster
+    and smaller to load at a cold start), and gives the same ids and text."""
+    written_path = tiny_llms[arch] / "tokenizer.json"
+    source_path = tiny_llms[arch].parent / "hf" / arch / "tokenizer.json"
+    written, source = (json.loads(path.read_text()) for path in (written_path, source_path))
+    assert source["model"]["merges"] and all(isinstance(m, list) for m in source["model"]["merges"])
+    assert written["model"]["merges"] == [" ".join(m) for m in source["model"]["merges"]]
+    assert {k: v for k, v in written.items() if k != "model"} == {
+        k: v for k, v in source.items() if k != "model"
+    }
+    with gzip.open(gate.MOBY_DICK, "rt", encoding="utf-8") as handle:
+        text = handle.read()[:20_000]
+    mine, theirs = (Tokenizer.from_file(str(path)) for path in (written_path, source_path))
+    ids = theirs.encode(text).ids
+    assert mine.encode(text).ids == ids and len(ids) > 2_000
+    assert mine.decode(ids) == theirs.decode(ids)
+
+
+def test_a_merge_holding_a_space_keeps_the_pair_form(tmp_path: Path) -> None:
+    document = {"model": {"type": "BPE", "vocab": {"a": 0, "a b": 1}, "merges": [["a", " b"]]}}
+    source = tmp_path / "source.json"
+    source.write_text(json.dumps(document, indent=2))
+    write_tokenizer(source, tmp_path / "written.json")
+    assert (tmp_path / "written.json").read_bytes() == source.read_bytes()
 
 
 def test_quantised_variants_are_written_only_when_they_pass(

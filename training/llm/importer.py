@@ -28,7 +28,7 @@ from training.transformers.environment import run_export
 SCRIPT = Path(__file__).with_name("torch_llm.py")
 EXPORTER = "onnxruntime-genai model builder"
 #: bump when what the export writes changes: it keys the cache of ``maas train gemma``
-EXPORTER_VERSION = "2"
+EXPORTER_VERSION = "3"
 GENAI_VERSION = "0.18.0"
 SERVED_FILE = "served.onnx"
 

@@ -70,6 +70,25 @@ def sample_of(
     }
 
 
+def write_tokenizer(source: Path, target: Path) -> None:
+    """``tokenizer.json`` with its BPE merges as ``"a b"`` strings rather than ``["a", "b"]`` pairs,
+    where no part holds a space (then the two forms are one to ``tokenizers``). Why: a cold start
+    parses it. Gemma's 514,906 merges as pairs took 0.89 s and left 307 MB resident (peak 356 MB);
+    as strings, 0.69 s and 144 MB (peak 181 MB), with tokenizers 0.23.3 here. Anything else is copied."""
+    document = json.loads(source.read_text(encoding="utf-8"))
+    model = document.get("model") or {}
+    merges = model.get("merges") or []
+    pairs = model.get("type") == "BPE" and all(
+        isinstance(m, list) and len(m) == 2 and all(isinstance(p, str) and " " not in p for p in m)
+        for m in merges
+    )
+    if not merges or not pairs:
+        shutil.copyfile(source, target)
+        return
+    model["merges"] = [f"{first} {second}" for first, second in merges]
+    target.write_text(json.dumps(document, ensure_ascii=False), encoding="utf-8")
+
+
 def _entry(path: Path) -> dict[str, Any]:
     return {"sha256": sha256_file(path), "size": path.stat().st_size}
 
@@ -102,7 +121,7 @@ def write(
         if weights is not None:
             os.replace(weights, staging / WEIGHTS_FILE)
             artifacts.append(WEIGHTS_FILE)
-        shutil.copyfile(tokenizer, staging / TOKENIZER_FILE)
+        write_tokenizer(tokenizer, staging / TOKENIZER_FILE)
         if chat_template is not None:
             (staging / CHAT_TEMPLATE_FILE).write_text(chat_template, encoding="utf-8")
             artifacts.append(CHAT_TEMPLATE_FILE)

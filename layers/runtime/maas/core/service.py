@@ -22,6 +22,7 @@ from typing import Any
 
 from maas.core.cache import ByteLRU
 from maas.core.errors import ConfigurationError, ModelUnavailable, NotFound, RegistryError, Retired
+from maas.core.memory import release_freed_memory
 from maas.core.observability import logger
 from maas.core.predictor import Predictor
 from maas.core.registry import STATUS_ACTIVE, ModelRegistry
@@ -210,6 +211,7 @@ class ModelService:
                     f"model {name!r} version {version} cannot be served: {error.message}",
                     code="version_unservable",
                 ) from error
+            release_freed_memory()  # what parsing and opening it freed (maas.core.memory)
             served = ServedModel(
                 name=name,
                 version=version,

@@ -5,8 +5,9 @@ Every gated variant of ours, llama.cpp (llama-cpp-python, in the bench's own env
 dequantised fp32 model. Each run is a fresh interpreter per side (``llm_child.py``); the sides
 rotate within a round (each goes first in turn), at one thread and at two. Figures: decode tok/s
 (128 new tokens after a 64-token prompt, greedy), prefill of 64 and 512 tokens (the time to the
-first new token of a warm model), process start to first token (ours: through the real handler,
-the version downloaded from the local S3 into an empty cache), peak RSS, size and perplexity.
+first new token of a warm model), process start to first token (every side's model fetched from
+the local S3 into an empty folder first, with the same transfer settings; ours through the real
+handler), peak RSS, size and perplexity.
 
 ``python -m benchmarks.llm_bench`` runs it alone; ``make bench`` runs it with the rest.
 """
@@ -25,6 +26,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import boto3
 
 from benchmarks import plots
 from benchmarks.stats import ratio, ratio_lines, summary
@@ -136,6 +139,7 @@ def run(work: Path, registry: RegistryAdmin, env: dict[str, str], repeats: int) 
     gguf = gemma.assemble_gguf(work / "gguf")
     hf_folder = work / "hf"
     run_export(["load", "--source", str(gguf), "--out", str(hf_folder)], SCRIPT)
+    peer_keys = {"llamacpp": upload_peer(gguf, "llamacpp"), "pytorch": upload_peer(hf_folder, "pytorch")}
     tokenizer_json = folders["fp32"] / "tokenizer.json"
     prompt_64, prompt_512 = prompt_ids(tokenizer_json)
     gate_prompts, gate_texts = gate_ids(tokenizer_json)
@@ -175,13 +179,17 @@ def run(work: Path, registry: RegistryAdmin, env: dict[str, str], repeats: int) 
                         POWERTOOLS_SERVICE_NAME=MODEL,
                         SESSION_THREADS=str(threads),
                     )
+                if side in peer_keys:  # fetched from the local S3 into an empty folder, as ours
+                    spec["peer_fetch"] = {**peer_keys[side], "into": tempfile.mkdtemp(dir=work)}
                 if side in ("llamacpp", "pytorch") and threads == 2 and index == 0:
                     # the gate's figures, measured once (two threads: PyTorch's loop is slow)
                     spec.update(gate_prompts=gate_prompts, gate_texts=gate_texts, gate_steps=GATE_STEPS)
                 log(f"{threads} thread(s), round {index + 1}: {side}")
                 runs[side].append(once(side, spec, work, child_env))
-                if "MODEL_CACHE_DIR" in child_env:  # each cold start downloads afresh: up to 1.1 GB
-                    shutil.rmtree(child_env["MODEL_CACHE_DIR"], ignore_errors=True)
+                # each cold start downloads afresh: up to 1.1 GB
+                for folder in (child_env.get("MODEL_CACHE_DIR"), spec.get("peer_fetch", {}).get("into")):
+                    if folder:
+                        shutil.rmtree(folder, ignore_errors=True)
         results["threads"][str(threads)] = {
             side: {
                 key: summary([r[key] for r in runs[side]])
@@ -222,6 +230,19 @@ def run(work: Path, registry: RegistryAdmin, env: dict[str, str], repeats: int) 
     }
     results["ratios"] = ratios(results)
     return results
+
+
+def upload_peer(path: Path, side: str) -> dict[str, Any]:
+    """A peer's model (the GGUF, or the fp32 HF folder) into the bench bucket, for ``peer_fetch``
+    in ``llm_child.py``: what its child fetches, and the file or folder it then loads."""
+    s3 = boto3.client("s3")
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    keys = {}
+    for file in files:
+        relative = file.relative_to(path.parent).as_posix()
+        keys[relative] = f"peers/{side}/{relative}"
+        s3.upload_file(str(file), BUCKET, keys[relative])
+    return {"bucket": BUCKET, "keys": keys, "root": path.name}
 
 
 def _folder_mb(folder: Path) -> float:

@@ -8,6 +8,9 @@
 - ``llamacpp``: llama-cpp-python on the original GGUF (the bench's own environment, .venv/bench);
 - ``pytorch``: transformers on the dequantised fp32 folder (the export environment).
 
+A peer's first token comes the same way as ours: its file(s) fetched from the local S3 into an
+empty folder (``peer_fetch``), with the transfer settings of ``maas.core.download``.
+
 Every side gets the same token ids (the 64- and 512-token prompts, the text the perplexity is
 measured on) from the parent, so tokenisers never differ. This file imports nothing of the project
 at module level: the llama.cpp and PyTorch sides run in environments without it.
@@ -98,12 +101,30 @@ def _replace(request: Any, **changes: Any) -> Any:
     return dataclasses.replace(request, **changes)
 
 
+def peer_fetch(spec: dict[str, Any]) -> str:
+    """The peer's model files from the local S3 (the environment points boto3 at it) into the
+    empty folder ``spec["peer_fetch"]["into"]``: 8 MiB ranged GETs on 8 threads, as ours are
+    fetched (``maas.core.download``'s PART_BYTES and CONCURRENCY; this file cannot import it)."""
+    import boto3
+    from boto3.s3.transfer import TransferConfig
+
+    fetch = spec["peer_fetch"]
+    part = 8 * 1024 * 1024
+    config = TransferConfig(multipart_threshold=part, multipart_chunksize=part, max_concurrency=8)
+    s3 = boto3.client("s3")
+    for relative, key in fetch["keys"].items():
+        target = os.path.join(fetch["into"], relative)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        s3.download_file(fetch["bucket"], key, target, Config=config)
+    return os.path.join(fetch["into"], fetch["root"])
+
+
 def llamacpp(spec: dict[str, Any]) -> dict[str, Any]:
     from llama_cpp import Llama
 
     threads = int(spec["threads"])
     llm = Llama(
-        model_path=spec["gguf"],
+        model_path=peer_fetch(spec),
         n_ctx=1024,
         n_batch=512,
         n_threads=threads,
@@ -171,7 +192,7 @@ def pytorch(spec: dict[str, Any]) -> dict[str, Any]:
     from transformers import AutoModelForCausalLM
 
     torch.set_num_threads(int(spec["threads"]))
-    model = AutoModelForCausalLM.from_pretrained(spec["hf_folder"], dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(peer_fetch(spec), dtype=torch.float32)
     model.eval()
 
     def decode(ids: list[int], new: int) -> int:

@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -350,8 +351,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=400, help="warm requests per side")
     args = parser.parse_args(argv)
     os.environ.update(ONE_THREAD)
-    started = time.perf_counter()
+    # the work folder holds the SAM build, every trained and published version and gemma's (GBs)
     work = Path(tempfile.mkdtemp(prefix="maas-bench-"))
+    try:
+        return run_all(args, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def run_all(args: argparse.Namespace, work: Path) -> int:
+    """Every bench in one run, in ``work``; the results and charts under benchmarks/results and docs."""
+    started = time.perf_counter()
     cache = PROJECT_ROOT / "build" / "bench"
     log("sam build (the layer the cold start imports, and the sizes)")
     built = sam_build(work / "sam")

@@ -232,6 +232,7 @@ def _streamed_chat(log: Any) -> None:
 
     api = LocalApi(RouteTable(functions()), ENVIRONMENT)
     server = ThreadingHTTPServer(("127.0.0.1", 0), _request_handler(api))
+    server.daemon_threads = False  # so that server_close() waits for the handler (and its EMF record)
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_address[1]}/models/gemma/v1"
     question = "Write one sentence about the sea."
@@ -242,13 +243,15 @@ def _streamed_chat(log: Any) -> None:
     terminal = sys.stdout
     print("    gemma> ", end="", flush=True)
     started = time.perf_counter()
-    try:
-        # the handler's logs and EMF records, the server's access log: the demo log; the reply: the terminal
-        with redirect_stdout(log), redirect_stderr(log):
+    # the handler's logs and EMF records, the server's access log: the demo log; the reply: the
+    # terminal. The handler thread prints its EMF record after the client has read [DONE]: the
+    # server is closed (its handler threads joined) before stdout is the terminal again.
+    with redirect_stdout(log), redirect_stderr(log):
+        try:
             reply = chat.say(question, out=terminal)
-    finally:
-        server.shutdown()
-        server.server_close()
+        finally:
+            server.shutdown()
+            server.server_close()
     whole = time.perf_counter() - started
     usage = reply.usage or {}
     _say(

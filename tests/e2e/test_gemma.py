@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import onnx
 from tokenizers import Tokenizer
 
 from ops.cli import main as maas
@@ -58,3 +59,10 @@ def test_gemma_is_imported_from_its_gguf_and_gated(tmp_path: Path, capsys) -> No
     assert tokenizer.decode(tokens).startswith(", there was a little girl named Lily")
     mixed_tokens, _ = Decoder(tmp_path / "gemma-lossless-mixed" / "model.onnx").greedy(ids, 10)
     assert mixed_tokens[:4] == tokens[:4] and tokenizer.decode(mixed_tokens).startswith(", there was a")
+    # what a cold start reads: rotary tables for the 4,096 positions served, not 32,768 (67 MB of
+    # fp32 otherwise), and the merges as strings (13 MB of tokenizer.json, not 33)
+    for folder in (out, tmp_path / "gemma-lossless-mixed"):
+        graph = onnx.load(str(folder / "model.onnx"), load_external_data=False)
+        tables = [t for t in graph.graph.initializer if t.name.startswith(("cos_cache", "sin_cache"))]
+        assert len(tables) == 4 and {t.dims[0] for t in tables} == {io["max_context"]}
+        assert (folder / "tokenizer.json").stat().st_size < 15_000_000

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from ops.cli import main as maas
 from tests.unit.test_manifest import check_both
 from training.llm import gate
 from training.llm.decode import Decoder
+from training.llm.graph import shorten_rotary_caches
 from training.llm.importer import SCRIPT, import_llm, parse_variants
 from training.llm.tiny import SPEC
 from training.llm.version import write_tokenizer
@@ -92,6 +94,29 @@ def test_the_written_tokenizer_has_merges_as_strings_and_tokenises_like_the_chec
     ids = theirs.encode(text).ids
     assert mine.encode(text).ids == ids and len(ids) > 2_000
     assert mine.decode(ids) == theirs.decode(ids)
+
+
+def test_the_rotary_tables_are_cut_to_the_positions_served_and_every_answer_stays(
+    tiny_llms: dict[str, Path], tmp_path: Path
+) -> None:
+    folder = tmp_path / "version"
+    shutil.copytree(tiny_llms["gemma3"], folder)
+    ids = _manifest(folder)["sample"]["prompt_token_ids"]  # 42 tokens, then 24 more: 66 positions
+    tokens, first = Decoder(folder / "model.onnx").greedy(ids, 24)
+    size = (folder / "model.onnx.data").stat().st_size
+    cut = 4 * (256 - 96) * 8 * 4  # four tables (cos and sin, local and global) of 8 fp32 a row
+    assert shorten_rotary_caches(folder / "model.onnx", 96) == cut
+    assert (folder / "model.onnx.data").stat().st_size == size - cut
+    graph = onnx.load(str(folder / "model.onnx"), load_external_data=False)
+    tables = [t for t in graph.graph.initializer if t.name.startswith(("cos_cache", "sin_cache"))]
+    assert len(tables) == 4 and all(list(t.dims) == [96, 8] for t in tables)
+    decoder = Decoder(folder / "model.onnx")
+    again, logits = decoder.greedy(ids, 24)
+    assert again == tokens and np.array_equal(logits, first)
+    # past the rows kept, onnxruntime refuses: why the layer's max_context is the number of rows
+    with pytest.raises(Exception, match="cos_cache dimension 0"):
+        decoder.greedy(ids, 60)
+    assert shorten_rotary_caches(folder / "model.onnx", 96) == 0  # nothing left to cut
 
 
 def test_a_merge_holding_a_space_keeps_the_pair_form(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ for the gate, which needs every position's logits for perplexity and KL.
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -151,3 +152,76 @@ def prune_to_last_position(source: Path, target: Path) -> None:
     logits.type.tensor_type.shape.dim[1].ClearField("dim_param")
     logits.type.tensor_type.shape.dim[1].dim_value = 1
     onnx.save_model(model, str(target))
+
+
+#: GroupQueryAttention's inputs 7 and 8: its rotary tables, one row per position
+ROTARY_INPUTS = (7, 8)
+
+
+def shorten_rotary_caches(graph_file: Path, rows: int) -> int:
+    """Cut GroupQueryAttention's cos/sin tables to their first ``rows`` positions, and return the
+    bytes saved. The builder writes them for the model's whole context (Gemma 3: 4 x 32,768 x 128
+    fp32, 67 MB of a 463 MB version), the layer serves at most ``max_context`` positions (4,096),
+    and row p is position p's, so the cut is exact for every position served.
+
+    The external data file is rewritten with only what ``graph_file`` reads, in its order: a
+    graph beside it sharing that file (the full graph of the gate) no longer loads after this."""
+    import onnx
+
+    model = onnx.load(str(graph_file), load_external_data=False)
+    tables = {
+        node.input[i]
+        for node in model.graph.node
+        if node.op_type == "GroupQueryAttention"
+        for i in ROTARY_INPUTS
+        if len(node.input) > i and node.input[i]
+    }
+    lengths: dict[str, int] = {}
+    for tensor in model.graph.initializer:
+        if tensor.name in tables and tensor.dims[0] > rows:
+            row_bytes = _element_bytes(tensor.data_type) * math.prod(tensor.dims[1:])
+            tensor.dims[0] = rows
+            if tensor.external_data:
+                lengths[tensor.name] = rows * row_bytes
+            else:
+                tensor.raw_data = tensor.raw_data[: rows * row_bytes]
+    if not lengths:
+        onnx.save_model(model, str(graph_file))
+        return 0
+    external = [t for t in model.graph.initializer if t.external_data]
+    locations = {_external(t)["location"] for t in external}
+    if len(locations) != 1:
+        raise TrainingError(f"{graph_file.name}: its weights are in {len(locations)} files, not one")
+    data = graph_file.parent / locations.pop()
+    compacted = data.with_name(f".{data.name}.compacted")
+    before = data.stat().st_size
+    with data.open("rb") as source, compacted.open("wb") as target:
+        for tensor in sorted(external, key=lambda t: int(_external(t).get("offset", 0))):
+            entry = _external(tensor)
+            stored = _element_bytes(tensor.data_type) * math.prod(tensor.dims)
+            length = lengths.get(tensor.name, int(entry.get("length", stored)))
+            source.seek(int(entry.get("offset", 0)))
+            offset = target.tell()
+            target.write(source.read(length))
+            _set_external(tensor, offset=offset, length=length)
+    compacted.replace(data)
+    onnx.save_model(model, str(graph_file))
+    return before - data.stat().st_size
+
+
+def _external(tensor: Any) -> dict[str, str]:
+    return {entry.key: entry.value for entry in tensor.external_data}
+
+
+def _set_external(tensor: Any, *, offset: int, length: int) -> None:
+    kept = [(e.key, e.value) for e in tensor.external_data if e.key not in ("offset", "length")]
+    del tensor.external_data[:]
+    for key, value in [*kept, ("offset", str(offset)), ("length", str(length))]:
+        entry = tensor.external_data.add()
+        entry.key, entry.value = key, value
+
+
+def _element_bytes(data_type: int) -> int:
+    import onnx
+
+    return int(onnx.helper.tensor_dtype_to_np_dtype(data_type).itemsize)

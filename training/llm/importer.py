@@ -21,14 +21,14 @@ from maas.core.errors import ParityError, TrainingError
 from training.data import file_sha256
 from training.export import WEIGHTS_FILE
 from training.llm import gate, version
-from training.llm.graph import describe, prune_to_last_position
+from training.llm.graph import describe, prune_to_last_position, shorten_rotary_caches
 from training.progress import Progress
 from training.transformers.environment import run_export
 
 SCRIPT = Path(__file__).with_name("torch_llm.py")
 EXPORTER = "onnxruntime-genai model builder"
 #: bump when what the export writes changes: it keys the cache of ``maas train gemma``
-EXPORTER_VERSION = "3"
+EXPORTER_VERSION = "4"
 GENAI_VERSION = "0.18.0"
 SERVED_FILE = "served.onnx"
 
@@ -160,7 +160,10 @@ def _framework(
             if variant.precision == "lossless"
             else {}
         ),
-        "graph_rewrites": ["lm_head pruned to the last position (served graph)"],
+        "graph_rewrites": [
+            "lm_head pruned to the last position (served graph)",
+            "rotary tables cut to the positions served",
+        ],
         "torch": summary["versions"]["torch"],
         "transformers": summary["versions"]["transformers"],
     }
@@ -270,6 +273,8 @@ def import_llm(
             )
             if variant.name == "fp32" and unmet:
                 raise ParityError(f"refusing to write {name}: fp32 ONNX misses its gate: {'; '.join(unmet)}")
+            if not unmet:  # gated: its served graph keeps the rotary rows of the positions served
+                shorten_rotary_caches(folder / SERVED_FILE, version.served_context(facts))
         table = {
             v.name: {
                 "description": v.description,

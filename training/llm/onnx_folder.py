@@ -24,7 +24,7 @@ from maas.core.errors import ParityError, TrainingError
 from training.export import WEIGHTS_FILE
 from training.llm import gate, version
 from training.llm.decode import Decoder
-from training.llm.graph import PAST_KEY, describe, prune_to_last_position
+from training.llm.graph import PAST_KEY, describe, prune_to_last_position, shorten_rotary_caches
 from training.progress import Progress
 
 MODEL = "model.onnx"
@@ -202,6 +202,7 @@ def import_onnx_folder(
         if unmet:
             raise ParityError(f"refusing to write {name}: {'; '.join(unmet)}")
         kind = "onnxruntime-genai folder" if (source / "genai_config.json").is_file() else "optimum folder"
+        shorten_rotary_caches(served, version.served_context(facts))
         io = version.io_of(describe(work / MODEL).io(), facts, template is not None)
         size = sum(p.stat().st_size for p in (served, weights) if p is not None)
         table = {
@@ -229,7 +230,10 @@ def import_onnx_folder(
                 "source": kind,
                 "source_file": source.name,
                 "architecture": facts["architecture"],
-                "graph_rewrites": ["lm_head pruned to the last position (served graph)"],
+                "graph_rewrites": [
+                    "lm_head pruned to the last position (served graph)",
+                    "rotary tables cut to the positions served",
+                ],
             },
             sample=version.sample_of(prompts[0], prompt_ids[0], greedy[0], io, tokenizer),
             provenance={"source": str(source), "variant": "as exported"},

@@ -31,6 +31,11 @@ MAX_RETURN_SEQUENCES = 8
 SAMPLE_TOKENS = 8
 
 
+def served_context(facts: dict[str, Any]) -> int:
+    """The most positions the layer serves (``io.max_context``): the model's own, up to MAX_CONTEXT."""
+    return min(int(facts["context_length"]), MAX_CONTEXT)
+
+
 def io_of(graph_io: dict[str, Any], facts: dict[str, Any], has_template: bool) -> dict[str, Any]:
     context = int(facts["context_length"])
     return {
@@ -38,7 +43,7 @@ def io_of(graph_io: dict[str, Any], facts: dict[str, Any], has_template: bool) -
         **({"chat_template": CHAT_TEMPLATE_FILE} if has_template else {}),
         **graph_io,
         "context_length": context,
-        "max_context": min(context, MAX_CONTEXT),
+        "max_context": served_context(facts),
         "bos_token_id": facts["bos_token_id"],
         "add_bos": bool(facts["add_bos"]),
         "eos_token_ids": list(facts["eos_token_ids"]),

@@ -84,6 +84,9 @@ def ours(spec: dict[str, Any]) -> dict[str, Any]:
     task = served.task
 
     def decode(ids: list[int], new: int) -> int:
+        # the same prompt again would reuse its KV cache (kv_cache.Prefix) and time two tokens,
+        # not a prefill: forgotten first, as llama.cpp's side resets
+        task.forget_prefix()
         request = task.parse({"prompt": "x", "max_new_tokens": new, "temperature": 0})
         request = _replace(request, prompt_ids=tuple(ids))
         steps = task.stream(request)

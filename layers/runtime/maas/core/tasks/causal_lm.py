@@ -354,6 +354,11 @@ class CausalLM(Generator):
 
     # --- decoding -----------------------------------------------------------------------------
 
+    def forget_prefix(self) -> None:
+        """Drop the last prompt's cache: the next prompt prefills whole (a benchmark timing a
+        prefill, as llama.cpp's is timed after its reset)."""
+        self._prefix = None
+
     def stream(self, request: CompletionRequest) -> Iterator[list[Delta]]:
         """The decoding steps of one checked request: per step, one ``Delta`` per row still live.
 

@@ -160,7 +160,7 @@ ROTARY_INPUTS = (7, 8)
 
 def shorten_rotary_caches(graph_file: Path, rows: int) -> int:
     """Cut GroupQueryAttention's cos/sin tables to their first ``rows`` positions, and return the
-    bytes saved. The builder writes them for the model's whole context (Gemma 3: 4 x 32,768 x 128
+    bytes the external data file lost (0 for tables stored in the graph). The builder writes them for the model's whole context (Gemma 3: 4 x 32,768 x 128
     fp32, 67 MB of a 463 MB version), the layer serves at most ``max_context`` positions (4,096),
     and row p is position p's, so the cut is exact for every position served.
 
@@ -183,8 +183,11 @@ def shorten_rotary_caches(graph_file: Path, rows: int) -> int:
             tensor.dims[0] = rows
             if tensor.external_data:
                 lengths[tensor.name] = rows * row_bytes
-            else:
+            elif tensor.raw_data:
                 tensor.raw_data = tensor.raw_data[: rows * row_bytes]
+            else:  # typed fields (float_data, ...): one element each
+                field = onnx.helper.tensor_dtype_to_field(tensor.data_type)
+                del getattr(tensor, field)[rows * math.prod(tensor.dims[1:]) :]
     if not lengths:
         onnx.save_model(model, str(graph_file))
         return 0

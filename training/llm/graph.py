@@ -177,17 +177,19 @@ def shorten_rotary_caches(graph_file: Path, rows: int) -> int:
         if len(node.input) > i and node.input[i]
     }
     lengths: dict[str, int] = {}
-    for tensor in model.graph.initializer:
-        if tensor.name in tables and tensor.dims[0] > rows:
-            row_bytes = _element_bytes(tensor.data_type) * math.prod(tensor.dims[1:])
-            tensor.dims[0] = rows
-            if tensor.external_data:
-                lengths[tensor.name] = rows * row_bytes
-            elif tensor.raw_data:
-                tensor.raw_data = tensor.raw_data[: rows * row_bytes]
-            else:  # typed fields (float_data, ...): one element each
-                field = onnx.helper.tensor_dtype_to_field(tensor.data_type)
-                del getattr(tensor, field)[rows * math.prod(tensor.dims[1:]) :]
+    cut = [t for t in model.graph.initializer if t.name in tables and t.dims[0] > rows]
+    if not cut:  # nothing to rewrite: the graph and its weights stay as they are
+        return 0
+    for tensor in cut:
+        row_bytes = _element_bytes(tensor.data_type) * math.prod(tensor.dims[1:])
+        tensor.dims[0] = rows
+        if tensor.external_data:
+            lengths[tensor.name] = rows * row_bytes
+        elif tensor.raw_data:
+            tensor.raw_data = tensor.raw_data[: rows * row_bytes]
+        else:  # typed fields (float_data, ...): one element each
+            field = onnx.helper.tensor_dtype_to_field(tensor.data_type)
+            del getattr(tensor, field)[rows * math.prod(tensor.dims[1:]) :]
     if not lengths:
         onnx.save_model(model, str(graph_file))
         return 0

@@ -26,6 +26,7 @@ from typing import Any
 
 import boto3
 
+from ops import moto_ranges
 from ops.template import FunctionSpec, function_for_model
 from training.data import PROJECT_ROOT
 
@@ -45,6 +46,7 @@ def moto_server() -> Iterator[str]:
     """A moto server on 127.0.0.1 at a free port; yields its endpoint URL and stops it afterwards."""
     from moto.server import ThreadedMotoServer
 
+    moto_ranges.install()  # ranged GETs read their range, not the whole object (see the module)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
@@ -60,6 +62,12 @@ def moto_server() -> Iterator[str]:
 LOOPBACK = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
+def _importable() -> dict[str, str]:
+    """PYTHONPATH for a child that runs ``-m ops....``: this checkout first, whatever its cwd."""
+    root = str(Path(moto_ranges.__file__).resolve().parents[1])
+    return {"PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+
+
 @contextmanager
 def moto_server_process(settings: Mapping[str, str] | None = None) -> Iterator[str]:
     """A moto server in a process of its own: S3 and SQS are not inside the Lambda process either,
@@ -68,12 +76,13 @@ def moto_server_process(settings: Mapping[str, str] | None = None) -> Iterator[s
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+    # moto's server with ranged GETs that read their range (``ops.moto_ranges``)
+    command = [sys.executable, "-m", "ops.moto_ranges", "-H", "127.0.0.1", "-p", str(port)]
     # ``settings``: moto's own environment variables (e.g. INITIAL_NO_AUTH_ACTION_COUNT enforces IAM)
     # its own output goes to a file: read back when it does not start, so the error says why
     log = tempfile.TemporaryFile()
     process = subprocess.Popen(
-        command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(settings or {})}
+        command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(settings or {}), **_importable()}
     )
     endpoint = f"http://127.0.0.1:{port}"
     try:

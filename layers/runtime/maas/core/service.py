@@ -203,9 +203,11 @@ class ModelService:
                     code="cache_full",
                 )
             local: LocalVersion = self.store.fetch(name, version)
-            predictor = Predictor(local.model_path, threads=self.settings.session_threads)
+            # opened on a thread while the task reads its own files (an LLM's tokenizer: see Predictor)
+            predictor = Predictor(local.model_path, threads=self.settings.session_threads, in_background=True)
             try:
                 task = task_for(predictor, local.manifest, local.directory)
+                predictor.wait()
             except ConfigurationError as error:  # the version's fault, not the request's: a 503
                 raise ModelUnavailable(
                     f"model {name!r} version {version} cannot be served: {error.message}",

@@ -9,7 +9,7 @@
 - ``pytorch``: transformers on the dequantised fp32 folder (the export environment).
 
 A peer's first token comes the same way as ours: its file(s) fetched from the local S3 into an
-empty folder (``peer_fetch``), with the transfer settings of ``maas.core.download``.
+empty folder (``peer_fetch``) by the layer's own download code.
 
 Every side gets the same token ids (the 64- and 512-token prompts, the text the perplexity is
 measured on) from the parent, so tokenisers never differ. This file imports nothing of the project
@@ -105,20 +105,22 @@ def _replace(request: Any, **changes: Any) -> Any:
 
 
 def peer_fetch(spec: dict[str, Any]) -> str:
-    """The peer's model files from the local S3 (the environment points boto3 at it) into the
-    empty folder ``spec["peer_fetch"]["into"]``: 8 MiB ranged GETs on 8 threads, as ours are
-    fetched (``maas.core.download``'s PART_BYTES and CONCURRENCY; this file cannot import it)."""
-    import boto3
-    from boto3.s3.transfer import TransferConfig
+    """The peer's model files from the local S3 (the environment points at it) into the empty
+    folder ``spec["peer_fetch"]["into"]``, by the code that fetches ours: the layer's
+    ``ranged_download`` over its signed reader (8 MiB ranges on 8 threads, no boto3 to import),
+    from the layer folder the spec names (the peers' environments do not install the project)."""
+    from pathlib import Path
 
     fetch = spec["peer_fetch"]
-    part = 8 * 1024 * 1024
-    config = TransferConfig(multipart_threshold=part, multipart_chunksize=part, max_concurrency=8)
-    s3 = boto3.client("s3")
+    sys.path.insert(0, fetch["layer"])
+    from maas.core.download import ranged_download
+    from maas.core.s3_reads import reader_or_client
+
+    reader = reader_or_client()
     for relative, key in fetch["keys"].items():
-        target = os.path.join(fetch["into"], relative)
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        s3.download_file(fetch["bucket"], key, target, Config=config)
+        target = Path(fetch["into"]) / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        ranged_download(reader, fetch["bucket"], key, target)
     return os.path.join(fetch["into"], fetch["root"])
 
 

@@ -24,6 +24,8 @@ class FaultPlan:
     key: str = ""
     fault: Fault | None = None
     hits: int = 0
+    #: break at most this many answers (None: every one); ranged answers (206) break too
+    limit: int | None = None
     released: threading.Event = field(default_factory=threading.Event)
 
 
@@ -47,7 +49,8 @@ def _handler(upstream: str, plan: FaultPlan) -> type[BaseHTTPRequestHandler]:
                 plan.fault is not None
                 and self.command == "GET"
                 and urlsplit(self.path).path.endswith("/" + plan.key)
-                and answer.status == 200
+                and answer.status in (200, 206)
+                and (plan.limit is None or plan.hits < plan.limit)
             )
             self.send_response(answer.status)
             for name, value in answer.getheaders():

@@ -96,7 +96,7 @@ def test_the_registry_function_imports_neither_onnxruntime_nor_numpy() -> None:
 
 def test_a_small_model_cold_start_imports_no_boto3() -> None:
     """The entry point and everything a model load runs import neither boto3 nor its transfer
-    manager (~34 ms); only a ranged download of a large file does, when it starts."""
+    manager (~34 ms); a large file's ranged download does not either (test_light_download)."""
     code = (
         f"import sys; sys.path.insert(0, {str(LAYER)!r}); import maas.entry.model, maas.core.download, "
         "maas.core.registry, maas.core.store, maas.core.service, maas.core.s3_reads; "

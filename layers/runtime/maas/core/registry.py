@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from maas.core.download import PART_BYTES, Downloaded, ranged_download, streamed_download
+from maas.core.download import PART_BYTES, Downloaded, ranged_download
 from maas.core.errors import Conflict, ModelUnavailable, NotFound, RegistryError, aws_reason, shown
 from maas.core.settings import Settings
 from maas.core.signing import ManifestVerifier
@@ -410,16 +410,11 @@ class ModelRegistry:
     def download(
         self, name: str, version: int, filename: str, destination: Path, *, part_bytes: int = PART_BYTES
     ) -> Downloaded:
-        """The current object to ``destination``, hashed as it streams: one GET on the serving
-        reader up to ``part_bytes``, parallel ranged GETs beyond."""
+        """The current object to ``destination``, hashed as it arrives: one ranged GET on the
+        serving reader up to ``part_bytes``, parallel ranged GETs beyond (``maas.core.download``)."""
         key = self.object_key(name, version, filename)
         try:
-            response = self.reads.get_object(Bucket=self.bucket, Key=key)
-            if int(response.get("ContentLength") or 0) <= part_bytes:
-                return streamed_download(response, destination)
-            # a large file: parallel ranged GETs through s3transfer (which needs the SDK client)
-            response["Body"].close()
-            return ranged_download(self.s3, self.bucket, key, destination, part_bytes=part_bytes)
+            return ranged_download(self.reads, self.bucket, key, destination, part_bytes=part_bytes)
         except ClientError as error:
             if _is_missing(error):
                 raise NotFound(f"{key} does not exist", code="object_missing") from error

@@ -1,5 +1,5 @@
-"""The registry's serving reads (GET an object, its tags, HEAD) as SigV4-signed requests over
-botocore's own signer and connection pool, without an SDK client.
+"""The registry's serving reads (GET an object or a range of it, its tags, HEAD) as SigV4-signed
+requests over botocore's own signer and connection pool, without an SDK client.
 
 Building an S3 client loads the service model and the endpoint rules (about 0.1 s of a cold
 start) and ``import boto3`` brings s3transfer; a model function needs three read operations.
@@ -80,11 +80,19 @@ class S3Reader:
             return f"https://s3.{self.region}.amazonaws.com/{bucket}/{path}"
         return f"https://{bucket}.s3.{self.region}.amazonaws.com/{path}"
 
-    def _send(self, method: str, bucket: str, key: str, operation: str, params: dict[str, str]) -> Any:
+    def _send(
+        self,
+        method: str,
+        bucket: str,
+        key: str,
+        operation: str,
+        params: dict[str, str],
+        headers: dict[str, str] | None = None,
+    ) -> Any:
         """One signed request, retried (with jittered backoff) on 5xx, throttling and dropped
         connections; an error answer is raised as botocore's ``ClientError``."""
         for attempt in range(1, self.max_attempts + 1):
-            request = AWSRequest(method=method, url=self._url(bucket, key), params=params)
+            request = AWSRequest(method=method, url=self._url(bucket, key), params=params, headers=headers)
             if self._credentials is not None:
                 S3SigV4Auth(self._credentials.get_frozen_credentials(), "s3", self.region).add_auth(request)
             prepared = request.prepare()
@@ -106,14 +114,19 @@ class S3Reader:
             time.sleep(min(1.0, 0.05 * 2**attempt) * random.random())
         raise AssertionError("unreachable")
 
-    def get_object(self, *, Bucket: str, Key: str) -> dict[str, Any]:
-        response = self._send("GET", Bucket, Key, "GetObject", {})
+    def get_object(
+        self, *, Bucket: str, Key: str, Range: str | None = None, VersionId: str | None = None
+    ) -> dict[str, Any]:
+        """The object (or the ``Range`` of it, from version ``VersionId``), its body streamed."""
+        params = {"versionId": VersionId} if VersionId else {}
+        response = self._send("GET", Bucket, Key, "GetObject", params, {"Range": Range} if Range else None)
         headers = response.headers
         length = headers.get("content-length")
         size: Any = int(length) if length is not None else None  # None: no length to check
         return {
             "Body": StreamingBody(response.raw, size),
             "ContentLength": size,
+            "ContentRange": headers.get("content-range"),
             "ETag": headers.get("etag"),
             "VersionId": headers.get("x-amz-version-id"),
         }

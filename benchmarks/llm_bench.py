@@ -6,8 +6,8 @@ dequantised fp32 model. Each run is a fresh interpreter per side (``llm_child.py
 rotate within a round (each goes first in turn), at one thread and at two. Figures: decode tok/s
 (128 new tokens after a 64-token prompt, greedy), prefill of 64 and 512 tokens (the time to the
 first new token of a warm model), process start to first token (every side's model fetched from
-the local S3 into an empty folder first, by the same download code, the layer's; ours through the real
-handler), peak RSS, size and perplexity.
+the local S3 into an empty folder first, with the same part size and concurrency: a peer with
+boto3's ``download_file``, ours through the real handler and its own downloader), peak RSS, size and perplexity.
 
 ``python -m benchmarks.llm_bench`` runs it alone; ``make bench`` runs it with the rest.
 """
@@ -180,11 +180,7 @@ def run(work: Path, registry: RegistryAdmin, env: dict[str, str], repeats: int) 
                         SESSION_THREADS=str(threads),
                     )
                 if side in peer_keys:  # fetched from the local S3 into an empty folder, as ours
-                    spec["peer_fetch"] = {
-                        **peer_keys[side],
-                        "into": tempfile.mkdtemp(dir=work),
-                        "layer": str(PROJECT_ROOT / "layers" / "runtime"),
-                    }
+                    spec["peer_fetch"] = {**peer_keys[side], "into": tempfile.mkdtemp(dir=work)}
                 if side in ("llamacpp", "pytorch") and threads == 2 and index == 0:
                     # the gate's figures, measured once (two threads: PyTorch's loop is slow)
                     spec.update(gate_prompts=gate_prompts, gate_texts=gate_texts, gate_steps=GATE_STEPS)

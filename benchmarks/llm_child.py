@@ -8,8 +8,8 @@
 - ``llamacpp``: llama-cpp-python on the original GGUF (the bench's own environment, .venv/bench);
 - ``pytorch``: transformers on the dequantised fp32 folder (the export environment).
 
-A peer's first token comes the same way as ours: its file(s) fetched from the local S3 into an
-empty folder (``peer_fetch``) by the layer's own download code.
+A peer's first token comes from the local S3 as ours does: its file(s) fetched into an empty
+folder (``peer_fetch``, boto3's transfer manager with ours' part size and concurrency).
 
 Every side gets the same token ids (the 64- and 512-token prompts, the text the perplexity is
 measured on) from the parent, so tokenisers never differ. This file imports nothing of the project
@@ -105,22 +105,22 @@ def _replace(request: Any, **changes: Any) -> Any:
 
 
 def peer_fetch(spec: dict[str, Any]) -> str:
-    """The peer's model files from the local S3 (the environment points at it) into the empty
-    folder ``spec["peer_fetch"]["into"]``, by the code that fetches ours: the layer's
-    ``ranged_download`` over its signed reader (8 MiB ranges on 8 threads, no boto3 to import),
-    from the layer folder the spec names (the peers' environments do not install the project)."""
-    from pathlib import Path
+    """The peer's model files from the local S3 (the environment points boto3 at it) into the
+    empty folder ``spec["peer_fetch"]["into"]``, the way a user would without us: boto3's
+    ``download_file``, with ours' part size and concurrency (8 MiB ranged GETs on 8 threads,
+    ``maas.core.download``'s PART_BYTES and CONCURRENCY). Ours has its own downloader (no boto3
+    to import, the sha256 computed as the parts arrive); a peer's file is not hashed."""
+    import boto3
+    from boto3.s3.transfer import TransferConfig
 
     fetch = spec["peer_fetch"]
-    sys.path.insert(0, fetch["layer"])
-    from maas.core.download import ranged_download
-    from maas.core.s3_reads import reader_or_client
-
-    reader = reader_or_client()
+    part = 8 * 1024 * 1024
+    config = TransferConfig(multipart_threshold=part, multipart_chunksize=part, max_concurrency=8)
+    s3 = boto3.client("s3")
     for relative, key in fetch["keys"].items():
-        target = Path(fetch["into"]) / relative
-        target.parent.mkdir(parents=True, exist_ok=True)
-        ranged_download(reader, fetch["bucket"], key, target)
+        target = os.path.join(fetch["into"], relative)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        s3.download_file(fetch["bucket"], key, target, Config=config)
     return os.path.join(fetch["into"], fetch["root"])
 
 

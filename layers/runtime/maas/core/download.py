@@ -11,8 +11,8 @@ the file's size. A part whose body breaks off is fetched again (``PART_ATTEMPTS`
 Our own code, not boto3's transfer manager (``s3transfer``), because it runs on the serving
 reader (``maas.core.s3_reads``, or an injected client): a cold start that downloads a large
 file no longer imports boto3 and s3transfer nor builds an S3 client (about 0.3 s of Gemma's
-first token, measured between the end of one file and the start of the next) and skips the
-HEAD. s3transfer also made the size check a plain GET whose body it dropped.
+first token, measured between the end of one file and the start of the next) and needs neither
+the HEAD s3transfer sends nor the plain GET (its body dropped) that told the size before.
 """
 
 from __future__ import annotations

@@ -7,7 +7,8 @@ rotate within a round (each goes first in turn), at one thread and at two. Figur
 (128 new tokens after a 64-token prompt, greedy), prefill of 64 and 512 tokens (the time to the
 first new token of a warm model), process start to first token (every side's model fetched from
 the local S3 into an empty folder first, with the same part size and concurrency: a peer with
-boto3's ``download_file``, ours through the real handler and its own downloader), peak RSS, size and perplexity.
+boto3's ``download_file``, ours through the real handler and its own downloader), peak RSS, size
+and perplexity.
 
 ``python -m benchmarks.llm_bench`` runs it alone; ``make bench`` runs it with the rest.
 """

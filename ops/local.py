@@ -62,12 +62,6 @@ def moto_server() -> Iterator[str]:
 LOOPBACK = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-def _importable() -> dict[str, str]:
-    """PYTHONPATH for a child that runs ``-m ops....``: this checkout first, whatever its cwd."""
-    root = str(Path(moto_ranges.__file__).resolve().parents[1])
-    return {"PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
-
-
 @contextmanager
 def moto_server_process(settings: Mapping[str, str] | None = None) -> Iterator[str]:
     """A moto server in a process of its own: S3 and SQS are not inside the Lambda process either,
@@ -82,7 +76,7 @@ def moto_server_process(settings: Mapping[str, str] | None = None) -> Iterator[s
     # its own output goes to a file: read back when it does not start, so the error says why
     log = tempfile.TemporaryFile()
     process = subprocess.Popen(
-        command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(settings or {}), **_importable()}
+        command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(settings or {})}
     )
     endpoint = f"http://127.0.0.1:{port}"
     try:

@@ -32,7 +32,7 @@ def body() -> bytes:
     return os.urandom(SIZE)
 
 
-def _ranges_answer_like_s3(s3: Any, bucket: str, body: bytes) -> None:
+def _ranges_answer_like_s3(s3: Any, bucket: str, body: bytes, target: Path) -> None:
     s3.create_bucket(Bucket=bucket)
     s3.put_object(Bucket=bucket, Key="model.onnx.data", Body=body)
 
@@ -58,26 +58,24 @@ def _ranges_answer_like_s3(s3: Any, bucket: str, body: bytes) -> None:
     # the layer's ranged download (8 MiB parts on 8 threads) gets the same bytes
     from maas.core.download import ranged_download
 
-    target = Path(os.environ.get("TMPDIR", "/tmp")) / f"ranged-{os.getpid()}-{bucket}"
-    try:
-        downloaded = ranged_download(s3, bucket, "model.onnx.data", target)
-        assert downloaded.parts == 4 and downloaded.size == SIZE
-        assert downloaded.sha256 == hashlib.sha256(body).hexdigest()
-        assert target.read_bytes() == body
-    finally:
-        target.unlink(missing_ok=True)
+    downloaded = ranged_download(s3, bucket, "model.onnx.data", target)
+    assert downloaded.parts == 4 and downloaded.size == SIZE
+    assert downloaded.sha256 == hashlib.sha256(body).hexdigest()
+    assert target.read_bytes() == body
 
 
-def test_the_server_process_answers_ranged_gets_like_s3(moto_endpoint: str, body: bytes) -> None:
-    _ranges_answer_like_s3(_client(moto_endpoint), "ranges-in-a-process", body)
+def test_the_server_process_answers_ranged_gets_like_s3(
+    moto_endpoint: str, body: bytes, tmp_path: Path
+) -> None:
+    _ranges_answer_like_s3(_client(moto_endpoint), "ranges-in-a-process", body, tmp_path / "out")
 
 
-def test_the_in_process_server_reads_only_the_range_it_sends(body: bytes) -> None:
+def test_the_in_process_server_reads_only_the_range_it_sends(body: bytes, tmp_path: Path) -> None:
     from moto.s3.models import s3_backends
 
     with moto_server() as endpoint:
         s3 = _client(endpoint)
-        _ranges_answer_like_s3(s3, "ranges-in-process", body)
+        _ranges_answer_like_s3(s3, "ranges-in-process", body, tmp_path / "out")
         key = s3_backends["123456789012"]["aws"].get_object("ranges-in-process", "model.onnx.data")
         buffer = key._value_buffer
         read: list[int] = []

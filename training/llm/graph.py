@@ -160,9 +160,10 @@ ROTARY_INPUTS = (7, 8)
 
 def shorten_rotary_caches(graph_file: Path, rows: int) -> int:
     """Cut GroupQueryAttention's cos/sin tables to their first ``rows`` positions, and return the
-    bytes the external data file lost (0 for tables stored in the graph). The builder writes them for the model's whole context (Gemma 3: 4 x 32,768 x 128
-    fp32, 67 MB of a 463 MB version), the layer serves at most ``max_context`` positions (4,096),
-    and row p is position p's, so the cut is exact for every position served.
+    bytes the external data file lost (0 for tables stored in the graph). The builder writes them
+    for the model's whole context (Gemma 3: 4 x 32,768 x 128 fp32, 67 MB of a 463 MB version), the
+    layer serves at most ``max_context`` positions (4,096), and row p is position p's, so the cut
+    is exact for every position served.
 
     The external data file is rewritten with only what ``graph_file`` reads, in its order: a
     graph beside it sharing that file (the full graph of the gate) no longer loads after this."""

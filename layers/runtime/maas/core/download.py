@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,22 +84,23 @@ def _get(s3: Any, bucket: str, key: str, first: int, last: int, version_id: str 
     return answer
 
 
+def _body(answer: dict[str, Any], first: int, last: int) -> bytes:
+    """A ranged answer's bytes, all of them: a short body is a broken one too."""
+    body: bytes = answer["Body"].read()
+    if len(body) != last - first + 1:
+        raise OSError(f"bytes {first}-{last} came back as {len(body)} bytes")
+    return body
+
+
 def _part(s3: Any, bucket: str, key: str, first: int, last: int, version_id: str | None) -> bytes:
-    """Bytes ``first..last`` of the object's version, fetched again when the body breaks off."""
+    """Bytes ``first..last`` of the object's version, fetched again when the body breaks off
+    (``ClientError``, an answer of S3's, is not retried here: the reader retried it already)."""
     for attempt in range(1, PART_ATTEMPTS + 1):
         try:
-            body: bytes = _get(s3, bucket, key, first, last, version_id)["Body"].read()
-        except ClientError:
-            raise
+            return _body(_get(s3, bucket, key, first, last, version_id), first, last)
         except _BROKEN_BODY:
             if attempt == PART_ATTEMPTS:
                 raise
-            continue
-        if len(body) != last - first + 1:  # a short answer is a broken one too
-            if attempt == PART_ATTEMPTS:
-                raise OSError(f"{key}: bytes {first}-{last} came back as {len(body)} bytes")
-            continue
-        return body
     raise AssertionError("unreachable")
 
 
@@ -136,7 +138,38 @@ def ranged_download(
     if size is None:  # the range was ignored: the answer is the whole object
         return streamed_download(first, destination)
     version_id = first.get("VersionId")
+    head_end = min(part_bytes, size) - 1
+
+    def head() -> bytes:  # the first answer's body, fetched again if it broke off
+        try:
+            return _body(first, 0, head_end)
+        except _BROKEN_BODY:
+            return _part(s3, bucket, key, 0, head_end, version_id)
+
     ranges = [(start, min(start + part_bytes, size) - 1) for start in range(part_bytes, size, part_bytes)]
+    with destination.open("wb") as handle:
+        sink = HashingSink(handle)
+        if ranges:
+            _write_parts(sink, head, s3, bucket, key, version_id, ranges, concurrency)
+        else:  # a file of one part (most files) needs no threads
+            sink.write(head())
+    return Downloaded(
+        version_id, sink.digest.hexdigest(), sink.size, time.perf_counter() - started, 1 + len(ranges)
+    )
+
+
+def _write_parts(
+    sink: HashingSink,
+    head: Callable[[], bytes],
+    s3: Any,
+    bucket: str,
+    key: str,
+    version_id: str | None,
+    ranges: list[tuple[int, int]],
+    concurrency: int,
+) -> None:
+    """``head`` then ``ranges``, written in order; the ranges are fetched on ``concurrency``
+    threads (started before ``head`` is read), at most ``concurrency`` of them in memory."""
     pool = ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="maas-download")
     try:
         pending: deque[Future[bytes]] = deque()
@@ -149,21 +182,10 @@ def ranged_download(
 
         for _ in range(concurrency):
             fetch_next()
-        with destination.open("wb") as handle:
-            sink = HashingSink(handle)
-            try:
-                head: bytes = first["Body"].read()
-            except _BROKEN_BODY:
-                head = b""
-            if len(head) != min(part_bytes, size):  # broken off: fetched again
-                head = _part(s3, bucket, key, 0, min(part_bytes, size) - 1, version_id)
-            sink.write(head)
-            while pending:
-                body = pending.popleft().result()
-                fetch_next()
-                sink.write(body)
+        sink.write(head())
+        while pending:
+            body = pending.popleft().result()
+            fetch_next()
+            sink.write(body)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
-    return Downloaded(
-        version_id, sink.digest.hexdigest(), sink.size, time.perf_counter() - started, 1 + len(ranges)
-    )

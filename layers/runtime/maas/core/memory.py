@@ -3,9 +3,9 @@
 Loading a large version frees more than it keeps: opening Gemma's onnxruntime session and parsing
 its ``tokenizer.json`` (the checkpoint's 33 MB form) left 579 MB resident, of which glibc's
 allocator held about 200 MB freed but not returned; ``malloc_trim`` gave it back in 13 ms (380 MB
-resident). With the 13 MB form the import now writes: 413 MB, 376 MB after the trim. A Lambda function
-is sized by its memory, and a warm environment's later allocations (KV caches) start from the
-lower figure. ctypes, not a package: this is one libc call.
+resident). With the 13 MB form the import now writes: 413 MB, 376 MB after the trim. A Lambda
+function is sized by its memory, and a warm environment's later allocations (KV caches) start
+from the lower figure. ctypes, not a package: this is one libc call.
 """
 
 from __future__ import annotations

@@ -95,13 +95,12 @@ def _body(answer: dict[str, Any], first: int, last: int) -> bytes:
 def _part(s3: Any, bucket: str, key: str, first: int, last: int, version_id: str | None) -> bytes:
     """Bytes ``first..last`` of the object's version, fetched again when the body breaks off
     (``ClientError``, an answer of S3's, is not retried here: the reader retried it already)."""
-    for attempt in range(1, PART_ATTEMPTS + 1):
+    for _ in range(PART_ATTEMPTS - 1):
         try:
             return _body(_get(s3, bucket, key, first, last, version_id), first, last)
         except _BROKEN_BODY:
-            if attempt == PART_ATTEMPTS:
-                raise
-    raise AssertionError("unreachable")
+            continue
+    return _body(_get(s3, bucket, key, first, last, version_id), first, last)  # the last try raises
 
 
 def _total_size(answer: dict[str, Any]) -> int | None:
@@ -140,17 +139,20 @@ def ranged_download(
     version_id = first.get("VersionId")
     head_end = min(part_bytes, size) - 1
 
+    def fetch(start: int, end: int) -> bytes:  # a range of the first answer's version
+        return _part(s3, bucket, key, start, end, version_id)
+
     def head() -> bytes:  # the first answer's body, fetched again if it broke off
         try:
             return _body(first, 0, head_end)
         except _BROKEN_BODY:
-            return _part(s3, bucket, key, 0, head_end, version_id)
+            return fetch(0, head_end)
 
     ranges = [(start, min(start + part_bytes, size) - 1) for start in range(part_bytes, size, part_bytes)]
     with destination.open("wb") as handle:
         sink = HashingSink(handle)
         if ranges:
-            _write_parts(sink, head, s3, bucket, key, version_id, ranges, concurrency)
+            _write_parts(sink, head, fetch, ranges, concurrency)
         else:  # a file of one part (most files) needs no threads
             sink.write(head())
     return Downloaded(
@@ -161,10 +163,7 @@ def ranged_download(
 def _write_parts(
     sink: HashingSink,
     head: Callable[[], bytes],
-    s3: Any,
-    bucket: str,
-    key: str,
-    version_id: str | None,
+    fetch: Callable[[int, int], bytes],
     ranges: list[tuple[int, int]],
     concurrency: int,
 ) -> None:
@@ -178,7 +177,7 @@ def _write_parts(
         def fetch_next() -> None:
             span = next(waiting, None)
             if span is not None:
-                pending.append(pool.submit(_part, s3, bucket, key, span[0], span[1], version_id))
+                pending.append(pool.submit(fetch, *span))
 
         for _ in range(concurrency):
             fetch_next()
